@@ -1,0 +1,155 @@
+"""Loading the authors' checkpoints: per-family key maps and a strict loader.
+
+A converter turns an original state dict (already stripped of DataParallel's ``module.``)
+into this zoo's layout: renamed keys, reshaped tensors, dead entries dropped on purpose.
+Families register theirs with :func:`register_converter`; most are a list of regex rules on top
+of the common one (``base_model.`` and ``new_fc`` of the TSN-style wrappers)."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Callable, Iterable, Mapping, Optional, Union
+
+import torch
+import torch.nn as nn
+
+__all__ = ["register_converter", "converters", "load_original", "read_checkpoint", "rename",
+           "COMMON_RULES", "ConversionError"]
+
+
+class ConversionError(ValueError):
+    """An original state dict that does not fit the model."""
+
+
+Converter = Callable[[dict], dict]
+_CONVERTERS: dict[str, Converter] = {}
+
+# base_model.* is the backbone of every TSN-style wrapper; new_fc is its classifier; the TSM
+# authors' own repo wraps conv1 in the shift module, giving conv1.net.weight.
+COMMON_RULES = [
+    (r"^base_model\.", ""),
+    (r"^new_fc\.", "fc."),
+    (r"\.conv1\.net\.", ".conv1."),
+]
+
+
+def rename(sd: Mapping[str, torch.Tensor], rules: Iterable[tuple[str, str]]) -> dict:
+    """Apply regex (pattern, replacement) rules in order to every key."""
+    compiled = [(re.compile(p), r) for p, r in rules]
+    out = {}
+    for k, v in sd.items():
+        for p, r in compiled:
+            k = p.sub(r, k)
+        if k in out:
+            raise ConversionError(f"two original keys map to {k!r}")
+        out[k] = v
+    return out
+
+
+def register_converter(name: str):
+    """Register ``fn(state_dict) -> state_dict`` as the converter ``name``."""
+
+    def deco(fn: Converter) -> Converter:
+        if name in _CONVERTERS:
+            raise ValueError(f"converter {name!r} registered twice")
+        _CONVERTERS[name] = fn
+        return fn
+
+    return deco
+
+
+def converters() -> dict[str, Converter]:
+    from . import models  # noqa: F401  (families register their converters on import)
+
+    return _CONVERTERS
+
+
+@register_converter("tsn")
+def convert_tsn(sd: dict) -> dict:
+    """TSN/TSM from the TSM authors' repo (conv1.net.*) or the AIA/GC repos (plain conv1.*)."""
+    return rename(sd, COMMON_RULES)
+
+
+converters_alias = {"tsm": "tsn"}
+
+
+def read_checkpoint(path: Union[str, os.PathLike], trust_pickle: bool = False) -> dict:
+    """Read an original checkpoint (.pth/.pth.tar, or .safetensors) into a flat state dict.
+
+    Pickled files are read with ``torch.load(weights_only=True)``; one that needs full
+    unpickling is refused unless ``trust_pickle=True`` (which executes code from the file)."""
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError with varying wrappers
+        if not trust_pickle:
+            raise ConversionError(
+                f"{path} cannot be read with torch.load(weights_only=True): {str(e).splitlines()[0]}. "
+                "If you trust its origin, pass trust_pickle=True (zoo convert --trust-pickle); this runs "
+                "code stored in the file.") from e
+        import warnings
+
+        warnings.warn(f"unpickling {path} with weights_only=False: this can run arbitrary code", stacklevel=2)
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConversionError(f"{path} does not hold a state dict of tensors")
+    return obj
+
+
+def _strip_module(sd: Mapping[str, torch.Tensor]) -> dict:
+    return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def _converter_for(model: nn.Module, name: Optional[str]) -> tuple[str, Converter]:
+    convs = converters()
+    if name is None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        src = cfg.get("source") or {}
+        name = src.get("converter") or cfg.get("family")
+        if name is None:
+            raise ConversionError("cannot tell which converter applies: build the model with "
+                                  "zoo.create_model or pass converter=<name>")
+    name = converters_alias.get(name, name)
+    if name not in convs:
+        raise ConversionError(f"no converter {name!r}; known: {sorted(convs)}")
+    return name, convs[name]
+
+
+def convert_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                       converter: Optional[str] = None) -> dict:
+    """Original layout -> this model's layout, checked key by key and shape by shape."""
+    name, fn = _converter_for(model, converter)
+    mapped = fn(_strip_module(state_dict))
+    own = model.state_dict()
+    missing = [k for k in own if k not in mapped]
+    extra = [k for k in mapped if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in mapped and mapped[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = [f"converter {name!r} did not fit the model"]
+        if missing:
+            parts.append(f"{len(missing)} model key(s) not in the checkpoint: {missing[:8]}")
+        if extra:
+            parts.append(f"{len(extra)} checkpoint key(s) left over: {extra[:8]}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es): {shapes[:8]}")
+        raise ConversionError("; ".join(parts))
+    return {k: mapped[k].to(own[k].dtype) for k in own}
+
+
+def load_original(model: nn.Module, state_dict_or_path, converter: Optional[str] = None,
+                  trust_pickle: bool = False) -> nn.Module:
+    """Load an authors'-layout checkpoint (dict or path, with or without ``module.``) strictly."""
+    sd = state_dict_or_path
+    if not isinstance(sd, Mapping):
+        sd = read_checkpoint(sd, trust_pickle=trust_pickle)
+    model.load_state_dict(convert_state_dict(model, sd, converter), strict=True)
+    return model
