@@ -1,0 +1,137 @@
+"""The benchmark harness on tiny models: naming, backbone mapping, alternation, probes, output.
+No timing assertions (timings are benchmark figures, not unit tests)."""
+import csv
+import io
+
+import pytest
+
+from zoo import bench
+from zoo.bench import BenchResult, Spec, baseline_of, parse_spec, time_models
+from zoo.cli import main as zoo_main
+from zoo.registry import archs
+
+
+def test_parse_spec():
+    assert parse_spec("tsm_r50") == Spec("tsm_r50")
+    s = parse_spec("gc_tsm_r50:ratio=0.5,loop=True,calibrators=gs")
+    assert s.kwargs == (("ratio", 0.5), ("loop", True), ("calibrators", "gs"))
+    assert s.label == "gc_tsm_r50:ratio=0.5,loop=True,calibrators=gs"
+    assert parse_spec(s.label) == s
+    assert parse_spec("tv_resnet50").name == "tv_resnet50"
+    with pytest.raises(ValueError, match="did you mean"):
+        parse_spec("tsm_r5")
+    with pytest.raises(ValueError, match="key=value"):
+        parse_spec("tsm_r50:oops")
+
+
+def test_baseline_mapping():
+    assert baseline_of("tv_resnet50") is None
+    assert baseline_of("tsn_r50") == "tv_resnet50"
+    assert baseline_of("tsn_r18") == "tv_resnet18"
+    assert baseline_of("tsm_r50") == "tsn_r50"
+    for n in ("gst_r50", "gst_large_r50", "c3d_r18"):
+        assert baseline_of(n) == f"tsn_r{n.rsplit('_r', 1)[1]}"
+    assert baseline_of("gc_tsm_r50") == "tsm_r50"
+    assert baseline_of("gc_tsn_r50") == "tsn_r50"
+    assert baseline_of("aia_tsn_r50") == "tsn_r50"
+    assert baseline_of("sda_tsm_r50") == "tsm_r50"
+    assert baseline_of("tdn_r50") == "tv_resnet50"
+    reg = archs()
+    for n in reg:  # every registered name maps to something buildable
+        b = baseline_of(n)
+        assert b.startswith("tv_resnet") or b in reg, (n, b)
+    for n in ("gc_gst_r50", "gc_tdn_r50"):
+        if n in reg:
+            assert baseline_of(n) == n[3:]
+    for label, (base, limit, _) in bench.TARGETS.items():
+        if label.split(":")[0] in reg and ":" not in label:
+            assert base == baseline_of(label), label
+
+
+def test_alternation_rotates_order():
+    calls = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "ABC"}
+    out = time_models(fns, repeats=3, warmup=1)
+    assert calls == list("ABC") + list("ABC") + list("BCA") + list("CAB")
+    assert all(len(v) == 3 and all(t >= 0 for t in v) for v in out.values())
+
+
+def test_result_stats():
+    r = BenchResult("x", None, times_ms=[10, 12, 11, 30, 9], batch=2)
+    assert r.median == 11 and r.ms_per_clip == 5.5
+    assert r.clips_per_s == pytest.approx(2000 / 11)
+    lo, hi = r.iqr
+    assert lo <= 11 <= hi
+
+
+def _fake_run():
+    res = {
+        "tv_resnet50": BenchResult("tv_resnet50", None, [100, 101, 99], 1, 25_557_032, 32_000_000_000, 90.0, 100.0),
+        "tsn_r50": BenchResult("tsn_r50", "tv_resnet50", [100, 100, 100], 1, 23_864_558, 32_878_567_424, 91.0, 99.0),
+        "gc_tsn_r50": BenchResult("gc_tsn_r50", "tsn_r50", [110, 110, 110], 1, 24_000_000, 33_000_000_000, 95.0, 99.0),
+        "broken_r50": BenchResult("broken_r50", "tsn_r50", error="ValueError: nope"),
+    }
+    return {"machine": {"cpu": "Test CPU", "logical_cpus": 2, "python": "3", "torch": "2.x",
+                        "platform": "linux", "load_avg": (0.1, 0.2, 0.3), "mem_gb": 8},
+            "settings": {"device": "cpu", "threads": 2, "batch": 1, "frames": 8, "size": 224,
+                         "dtype": "fp32", "channels_last": False, "compile": False, "repeats": 3,
+                         "warmup": 1, "memory_how": "RSS"},
+            "results": res}
+
+
+def test_rows_ratios_and_targets():
+    rows = {r["model"]: r for r in bench.rows(_fake_run())}
+    assert rows["tsn_r50"]["latency_ratio"] == pytest.approx(1.0)
+    assert rows["gc_tsn_r50"]["latency_ratio"] == pytest.approx(1.1)
+    assert rows["gc_tsn_r50"]["flops_ratio"] == pytest.approx(33e9 / 32_878_567_424)
+    assert rows["gc_tsn_r50"]["ratio_to_r50"] == pytest.approx(1.1)
+    assert rows["gc_tsn_r50"]["met"] is False and rows["gc_tsn_r50"]["target"] == 1.05
+    assert rows["tsn_r50"]["met"] is True
+    assert rows["broken_r50"]["error"]
+
+
+def test_render_md_and_csv(tmp_path):
+    run = _fake_run()
+    md = bench.render_md(run, notes="## Notes\nwhy")
+    assert "| gc_tsn_r50 | tsn_r50 | 110.0" in md and "+10.0%" in md and "**no**" in md
+    assert "Test CPU" in md and "## Notes" in md and "error: ValueError" in md
+    rows = list(csv.DictReader(io.StringIO(bench.render_csv(run))))
+    assert [r["model"] for r in rows] == list(run["results"])
+    assert float(rows[2]["latency_ratio"]) == pytest.approx(1.1)
+    paths = bench.write_results(run, str(tmp_path))
+    assert sorted(p.suffix for p in paths) == [".csv", ".json", ".md"]
+    assert all(p.name.startswith("latency-cpu-") for p in paths)
+
+
+def test_probe_child_memory_and_flops():
+    cfg = {"device": "cpu", "threads": 1, "batch": 1, "frames": 2, "size": 32, "dtype": "fp32",
+           "channels_last": False}
+    out = bench.run_probes([parse_spec("tsn_r18"), parse_spec("tsm_r18")], cfg, jobs=2)
+    for k in ("tsn_r18", "tsm_r18"):
+        r = out[k]
+        assert "error" not in r, r
+        assert r["peak_mb"] > 0 and r["model_mb"] > 0
+        assert r["params"] == 11_689_512 - 1000 * 513 + 400 * 513
+    assert out["tsn_r18"]["flops"] == out["tsm_r18"]["flops"] > 0
+
+
+def test_run_bench_adds_baselines_and_cli(tmp_path, capsys):
+    run = bench.run_bench(["tsm_r18", "tv_resnet18"], frames=2, size=32, threads=1, repeats=2, warmup=1,
+                          probes=False)
+    res = run["results"]
+    assert set(res) == {"tsm_r18", "tsn_r18", "tv_resnet18"}
+    assert res["tsm_r18"].baseline == "tsn_r18" and res["tsn_r18"].baseline == "tv_resnet18"
+    assert all(len(r.times_ms) == 2 for r in res.values())
+    run = bench.run_bench(["tsm_r18", "tsn_r18"], baseline="tsn_r18", frames=2, size=32, threads=1,
+                          repeats=1, warmup=0, probes=False)
+    assert run["results"]["tsm_r18"].baseline == "tsn_r18" and run["results"]["tsn_r18"].baseline is None
+    rc = zoo_main(["bench", "tsn_r18:dropout=0.0", "--baseline", "tsn_r18", "--frames", "2", "--size", "32",
+                   "--threads", "1", "--repeats", "1", "--warmup", "0", "--no-probe", "-q", "--out", str(tmp_path)])
+    assert rc == 0
+    assert "tsn_r18:dropout=0.0" in capsys.readouterr().out
+    assert list(tmp_path.glob("latency-cpu-*.md"))
+
+
+def test_cli_errors(capsys):
+    assert zoo_main(["bench", "nosuch_r50", "--no-probe"]) == 2
+    assert "unknown architecture" in capsys.readouterr().err
