@@ -261,6 +261,15 @@ def cached_path(name: str) -> Optional[str]:
     return p if isinstance(p, str) else None
 
 
+def _transport_errors() -> tuple:
+    try:  # huggingface_hub's HTTP client; a cut transfer surfaces as its RemoteProtocolError
+        import httpx2
+
+        return (httpx2.HTTPError,)
+    except ImportError:
+        return ()
+
+
 def _download(name: str, e: dict) -> str:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
@@ -285,7 +294,7 @@ def _download(name: str, e: dict) -> str:
         raise WeightsError(
             f"the Hub has no {where} for {name!r} ({type(err).__name__}): weights_manifest.json is out of date "
             "or the upload was removed; update the package, or use a mirror") from err
-    except (HfHubHTTPError, OSError) as err:
+    except (HfHubHTTPError, OSError, *_transport_errors()) as err:
         raise WeightsError(f"downloading {where} for {name!r} failed: {str(err).splitlines()[0]}. Nothing "
                            "partial was kept; retry, or use a mirror") from err
     bad = verify_file(path, e)
