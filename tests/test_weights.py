@@ -199,9 +199,8 @@ def test_create_model_pretrained_from_hub_and_hub_entrypoint(hub, monkeypatch, t
     x = torch.randn(1, 3, 8, 32, 32)
     with torch.no_grad():
         assert torch.equal(m(x), ref(x))
-    from zoo.hub import _entry
-
-    m2 = _entry(NAME)(pretrained=True).eval()                         # what torch.hub.load calls
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(zoo.__file__)))
+    m2 = torch.hub.load(repo, NAME, source="local", pretrained=True).eval()
     with torch.no_grad():
         assert torch.equal(m2(x), ref(x))
     # fine-tuning: backbone kept, fresh head; other frame counts with a warning
@@ -264,6 +263,21 @@ def test_not_hosted_names_say_so(monkeypatch):
     monkeypatch.setitem(reg.manifest, NAME, {"status": "hosted", "repo_id": REPO, "revision": COMMIT,
                                              "filename": "model.safetensors", "sha256": "0" * 64, "bytes": 1})
     assert NAME in zoo.list_models(pretrained=True)
+
+
+def test_unverified_file_must_fit(monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    monkeypatch.setitem(registry().variants, NAME, _variant())
+    monkeypatch.setitem(registry().manifest, NAME, {"status": "unreleased", "converter": "tsn"})
+    d = tmp_path / NAME
+    d.mkdir()
+    save_file({"fc.weight": torch.zeros(174, 512)}, str(d / "model.safetensors"), metadata={"name": NAME})
+    with pytest.warns(UserWarning, match="unverified"), pytest.raises(W.WeightsError, match="key.s. missing"):
+        zoo.create_model(NAME, pretrained=True, weights_dir=tmp_path)
+    save_file({"fc.weight": torch.zeros(1)}, str(d / "model.safetensors"), metadata={"name": "tsn_r18_k400_8f"})
+    with pytest.raises(W.WeightsError, match="not 'tsn_r18_ssv1_8f'"):
+        zoo.create_model(NAME, pretrained=True, weights_dir=tmp_path)
 
 
 # -- conversion -----------------------------------------------------------------------------------

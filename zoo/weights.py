@@ -326,6 +326,8 @@ def resolve(name: str, weights_dir: Union[str, os.PathLike, None] = None) -> str
             meta = _file_meta(p)
             if meta.get("arch") not in (None, v.arch):
                 raise WeightsError(f"{p} holds weights for architecture {meta.get('arch')!r}, not {v.arch!r}")
+            if meta.get("name") not in (None, name):
+                raise WeightsError(f"{p} holds the weights of {meta['name']!r}, not {name!r}")
             warnings.warn(f"{p}: weights_manifest.json has no hash for {name!r} ({e.get('status', 'unreleased')}); "
                           "using this file unverified (your own conversion?)", stacklevel=3)
         return str(p)
