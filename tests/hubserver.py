@@ -2,7 +2,9 @@
 
 It answers HEAD and GET on ``/{repo_id}/resolve/{revision}/{filename}`` the way the Hub does for a
 regular file: ``X-Repo-Commit``, a quoted ``ETag``, ``Content-Length``, ``Range`` requests (206),
-and 404 with ``X-Error-Code`` for unknown repos, revisions and files. Faults on demand:
+and 404 with ``X-Error-Code`` for unknown repos, revisions and files. With ``lfs=True`` it answers
+as the Hub does for LFS files: a 302 to a second origin (the "CDN", another port) carrying
+``X-Linked-Etag`` and ``X-Linked-Size``, which huggingface_hub reads without following. Faults on demand:
 ``truncate`` (announce the full length, send half, close; every time or only ``once``)."""
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ _PATH = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)
 
 
 class Hub:
-    def __init__(self):
+    def __init__(self, lfs: bool = False):
+        self.lfs = lfs
+        self._cdn = None
         self.files: dict[tuple[str, str], bytes] = {}
         self.faults: dict[str, str] = {}     # filename -> "truncate" | "truncate_once"
         self.requests: list[tuple[str, str]] = []
@@ -42,6 +46,12 @@ class Hub:
                 pass
 
             def _lookup(self):
+                if self.path.startswith("/cdn/"):
+                    sha = self.path[5:]
+                    for (_, fname), data in hub.files.items():
+                        if hashlib.sha256(data).hexdigest() == sha:
+                            return (fname, data), None
+                    return None, ("EntryNotFound", 404)
                 m = _PATH.match(self.path.split("?")[0])
                 if not m:
                     return None, ("EntryNotFound", 404)
@@ -72,11 +82,25 @@ class Hub:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
 
+            def _redirect(self, data):
+                sha = hashlib.sha256(data).hexdigest()
+                host, port = hub._cdn.server_address[:2]
+                self.send_response(302)
+                self.send_header("Location", f"http://{host}:{port}/cdn/{sha}")
+                self.send_header("X-Repo-Commit", hub.commit)
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("ETag", '"git-oid-of-the-pointer"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_HEAD(self):
                 hub.requests.append(("HEAD", self.path))
                 found, err = self._lookup()
                 if err:
                     return self._error(*err)
+                if hub.lfs and not self.path.startswith("/cdn/"):
+                    return self._redirect(found[1])
                 self._headers(found[1])
 
             def do_GET(self):
@@ -85,6 +109,8 @@ class Hub:
                 if err:
                     return self._error(*err)
                 fname, data = found
+                if hub.lfs and not self.path.startswith("/cdn/"):
+                    return self._redirect(data)
                 start = 0
                 rng = self.headers.get("Range")
                 if rng and (m := re.match(r"bytes=(\d+)-$", rng)):
@@ -105,6 +131,10 @@ class Hub:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
+        if self.lfs:
+            self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            self._cdn.daemon_threads = True
+            threading.Thread(target=self._cdn.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -113,3 +143,7 @@ class Hub:
             self._server.server_close()
             self._thread.join(timeout=5)
             self._server = None
+        if self._cdn is not None:
+            self._cdn.shutdown()
+            self._cdn.server_close()
+            self._cdn = None

@@ -26,13 +26,19 @@ def _fake_time():
                                     "sleep": lambda s: None})
 
 
+@pytest.fixture(params=[False, True], ids=["regular", "lfs"])
+def lfs(request):
+    return request.param
+
+
 @pytest.fixture
-def hub(monkeypatch, tmp_path):
+def hub(monkeypatch, tmp_path, request):
     import huggingface_hub.constants as C
     import huggingface_hub.file_download as fd
     import huggingface_hub.utils._http as http
 
-    server = Hub().start()
+    lfs = request.getfixturevalue("lfs") if "lfs" in request.fixturenames else False
+    server = Hub(lfs=lfs).start()
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -77,13 +83,14 @@ def _cache_files(tmp_path):
 
 # -- download, cache, offline -----------------------------------------------------------------
 
-def test_first_download_then_cache_without_request(hub, monkeypatch, tmp_path):
+def test_first_download_then_cache_without_request(lfs, hub, monkeypatch, tmp_path):
     data = _tiny_file(tmp_path)
     _host(monkeypatch, hub, data)
     p = W.resolve(NAME)
     assert open(p, "rb").read() == data
     assert str(tmp_path / "hf" / "hub") in p                         # HF_HOME honoured at call time
     assert [m for m, _ in hub.requests] == ["HEAD", "GET"]
+    assert hub.requests[1][1].startswith("/cdn/" if lfs else "/zoo-test/")
     hub.requests.clear()
     assert W.resolve(NAME) == p
     assert hub.requests == []                                         # pinned commit + cached: no request
@@ -103,7 +110,7 @@ def test_offline_mode_uses_cache_and_fails_clearly_without(hub, monkeypatch, tmp
     assert W.resolve(NAME) == p and hub.requests == []
 
 
-def test_corrupted_file_is_removed_and_reported(hub, monkeypatch, tmp_path):
+def test_corrupted_file_is_removed_and_reported(lfs, hub, monkeypatch, tmp_path):
     data = _tiny_file(tmp_path)
     _host(monkeypatch, hub, data)
     bad = bytearray(data)
