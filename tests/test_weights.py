@@ -446,3 +446,25 @@ def test_imagenet_from_mirror_through_create_model(monkeypatch, tmp_path):
     monkeypatch.setenv(W.ENV_DIR, str(tmp_path))
     m = zoo.create_model("tsm_r18", num_classes=3, pretrained_backbone=True)
     assert torch.equal(m.layer4[1].conv2.weight, src["layer4.1.conv2.weight"])
+
+
+def test_imagenet_from_hub_and_download_to_mirror(hub, monkeypatch, tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    src = timm.create_model("resnet18", pretrained=False).state_dict()
+    f = tmp_path / "in1k.safetensors"
+    save_file({k: v.contiguous() for k, v in src.items()}, str(f))
+    hub.add("timm/resnet18.tv_in1k", "model.safetensors", f.read_bytes())
+    m = zoo.create_model("tsn_r18", num_classes=3, pretrained_backbone=True)      # through the Hub cache
+    assert torch.equal(m.conv1.weight, src["conv1.weight"])
+    mirror = tmp_path / "mirror"
+    assert weights_cli.main(["download", "--imagenet", "18", "--to", str(mirror)]) == 0
+    assert (mirror / "resnet18.tv_in1k" / "model.safetensors").read_bytes() == f.read_bytes()
+    hub.stop()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "fresh"))
+    with pytest.raises(W.WeightsError, match="zoo download --imagenet 18"):
+        zoo.create_model("tsn_r18", pretrained_backbone=True)
+    monkeypatch.setenv(W.ENV_DIR, str(mirror))
+    m = zoo.create_model("tsn_r18", num_classes=3, pretrained_backbone=True)
+    assert torch.equal(m.layer1[0].bn1.running_var, src["layer1.0.bn1.running_var"])
