@@ -123,7 +123,10 @@ def build_manifest(old: Optional[dict] = None, reg=None) -> dict:
 
 def check_manifest(manifest: dict, reg=None) -> list[str]:
     """Problems of a manifest against the registry (empty when it is consistent)."""
+    from .convert import converters, converters_alias
+
     reg = reg or registry()
+    known = set(converters())
     problems = []
     for name in sorted(set(manifest) - set(reg.variants)):
         problems.append(f"{name}: orphan entry (not a registered variant)")
@@ -146,8 +149,11 @@ def check_manifest(manifest: dict, reg=None) -> list[str]:
                 problems.append(f"{name}: bytes must be a positive integer")
         if st == "original-only" and not (e.get("source") or {}).get("url"):
             problems.append(f"{name}: original-only entry without source.url")
-        if name in reg.variants and not e.get("converter"):
+        conv = e.get("converter")
+        if name in reg.variants and not conv:
             problems.append(f"{name}: no converter named")
+        elif conv and converters_alias.get(conv, conv) not in known:
+            problems.append(f"{name}: converter {conv!r} is not registered (known: {sorted(known)})")
     return problems
 
 
