@@ -218,3 +218,32 @@ def test_flops_ge3d_g_counts_the_pool():
     # the (T,H,W) mean of every block output: sum of 4p * T * H * W over the 16 blocks
     pooled = 2 * (3 * 256 * 8 ** 2 + 4 * 512 * 4 ** 2 + 6 * 1024 * 2 ** 2 + 3 * 2048 * 1 ** 2)
     assert got - base == pooled
+
+
+def test_tsm_nl_converter_maps_the_tsm_layout():
+    from zoo.convert import converters
+
+    m = build("tsm_r50", calibrator="nln", num_classes=400)
+    ours = m.state_dict()
+    # the TSM authors' layout, written from our keys: NL3DWrapper(block) + shift-wrapped conv1
+    orig = {}
+    nl = {"theta": "theta", "phi": "phi.0", "g": "g.0", "W": "W.0", "bn": "W.1"}
+    for k, v in ours.items():
+        parts = k.split(".")
+        if k.startswith("fc."):
+            orig["new_fc." + k[3:]] = v
+            continue
+        if parts[0].startswith("layer") and parts[2] == "conv1":
+            parts[2] = "conv1.net"
+        block = ".".join(parts[:2])
+        if parts[0] in ("layer2", "layer3") and m.get_submodule(block).calib is not None:
+            if parts[2] == "calib":
+                t = v.unsqueeze(2).clone() if v.dim() == 4 else v.clone()
+                orig[f"base_model.{block}.nl.{nl[parts[3]]}.{parts[4]}"] = t
+                continue
+            parts.insert(2, "block")
+        orig["base_model." + ".".join(parts)] = v
+    conv = converters()["tsm_nl"](orig)
+    assert set(conv) == set(ours)
+    assert all(conv[k].shape == ours[k].shape for k in ours)
+    m.load_state_dict(conv, strict=True)

@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..convert import COMMON_RULES, register_converter, rename
 from .calibrators import register_calibrator
 from .resnet import BlockCtx
 
@@ -296,3 +297,26 @@ _KINDS = {
 
 for _name, (_factory, _at, _doc) in _KINDS.items():
     register_calibrator(_name, _factory, at=_at, doc=_doc)
+
+
+# -- TSM's non-local checkpoints --------------------------------------------------------------
+
+# TSM's make_non_local wraps a block as NL3DWrapper(block) -> keys layerN.M.block.* and
+# layerN.M.nl.{theta, g.0, phi.0, W.0, W.1}.* (the pooled convs sit in Sequentials with the pool).
+_NL_RULES = [
+    (r"^(layer\d+\.\d+)\.block\.", r"\1."),
+    (r"\.nl\.theta\.", ".calib.theta."),
+    (r"\.nl\.phi\.0\.", ".calib.phi."),
+    (r"\.nl\.g\.0\.", ".calib.g."),
+    (r"\.nl\.W\.0\.", ".calib.W."),
+    (r"\.nl\.W\.1\.", ".calib.bn."),
+]
+
+
+@register_converter("tsm_nl")
+def convert_tsm_nl(sd: dict) -> dict:
+    """TSM with non-local blocks from the TSM authors' repo (``..._dense_nl.pth``) -> tsm_r50
+    with ``calibrator="nln"``: unwrap the blocks, rename the NL parts, and drop the unit
+    temporal axis of the 1x1x1 Conv3d weights (ours are per-frame 1x1 Conv2d)."""
+    out = rename(sd, COMMON_RULES + _NL_RULES)
+    return {k: (v.squeeze(2) if ".calib." in k and v.dim() == 5 else v) for k, v in out.items()}
