@@ -91,6 +91,9 @@ class SE3D(nn.Module):
     Settings: r = 16 as in SE; placed at the end of the residual branch as in SE-ResNet
     (``calib_at="bn3"``). The FCs have **no bias**: the SE paper's FCs have one, but AIA's
     26.38M (26,379,502 here) only comes out without (with biases: 26.40M).
+    FLOPs: 32.925G with TSN R50 at 8x224 (the (T,H,W) pool 44.15M, the FCs 2.51M); AIA prints
+    32.94G, which is what FCs run on every frame would give (32.943G) - a per-frame 2D SE, not
+    the spatio-temporal squeeze both papers describe, so we keep the latter.
     """
 
     def __init__(self, channels: int, reduction: int = 16):
@@ -190,9 +193,10 @@ class CBAM3D(nn.Module):
       out = y * gate, broadcast over channels.
 
     Placed at the end of the residual branch as in CBAM-ResNet (``calib_at="bn3"``).
-    Params 26,397,150 / 26,400,286: the printed 26.39M for CBAM3D177 is 0.006M below the
-    rounded count (it would be the truncated one); dropping the MLP biases gives 26.38M / 26.38M,
-    which misses CBAM3D377's 26.40M instead, so we keep CBAM's biases.
+    Params 26,397,150 / 26,400,286 (R50, 174 classes): AIA prints 26.39M / 26.40M, so CBAM3D177's
+    count is truncated rather than rounded there; dropping the MLP biases gives 26.38M for both,
+    which misses CBAM3D377's 26.40M instead, so we keep CBAM's biases. FLOPs match (32.94G /
+    32.96G): the average pool is counted, the max pools are not (fvcore).
     The 1x7x7 conv runs per frame as a 2D conv (weights (1, 2, 7, 7)).
     """
 
@@ -239,7 +243,9 @@ class NonLocal(nn.Module):
     Placed on the output of every other block of layer2 and layer3 (indices 0, 2, ...), which
     for ResNet-50 is TSM's ``make_non_local``: layer2.0/2 and layer3.0/2/4 (5 blocks, 512 and
     1024 channels; ``calib_at="out"``); for other depths the same rule is our extension (TSM
-    builds R50 only). Params 31,223,022 (31.2M, as printed).
+    builds R50 only). Params 31,223,022 (31.2M, as printed). FLOPs: fvcore counts the two
+    attention matmuls (11.96G at 8x224) and gives 61.30G; GC prints 49.4G, the count without
+    them (49.34G; 49.37G with the convs' bias adds, as thop counts them).
     """
 
     def __init__(self, channels: int):
