@@ -1,4 +1,4 @@
-"""STC: Spatio-Temporal Collaborative module (Hao et al., IEEE TMM 2022).
+"""STC: Spatio-Temporal Collaborative module (Hao et al., IEEE TIP 2022).
 
 Every block's middle 3x3 conv becomes two parallel blocks over split channels, concatenated as
 ``[S_T | T_S]`` and followed by the block's bn2:
