@@ -208,10 +208,12 @@ def has_gc(index: int, blocks: int) -> bool:
 
 def gc_index(ctx: BlockCtx, counts) -> int:
     """How many blocks before this one carry a GC module (the loop version's counter)."""
-    if tuple(counts)[ctx.stage] != ctx.blocks:
-        raise ValueError(f"stage {ctx.stage} has {ctx.blocks} blocks but the GC slot was told {tuple(counts)}: "
+    counts = tuple(counts)
+    if counts[ctx.stage] != ctx.blocks or sum(counts[:ctx.stage]) + ctx.index != ctx.position:
+        raise ValueError(f"block {ctx.position} (stage {ctx.stage} of {ctx.blocks} blocks) does not fit the "
+                         f"blocks per stage {counts} the GC slot was given: "
                          "pass the backbone's depth (or blocks per stage) to gc_slot")
-    before = sum(sum(has_gc(i, n) for i in range(n)) for n in tuple(counts)[:ctx.stage])
+    before = sum(sum(has_gc(i, n) for i in range(n)) for n in counts[:ctx.stage])
     return before + sum(has_gc(i, ctx.blocks) for i in range(ctx.index))
 
 
