@@ -257,8 +257,8 @@ class SDA(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.chunk is not None:
             if T % self.chunk:
-                raise ValueError(f"this SDA works on chunks of {self.chunk} frames (the authors' "
-                                 f"hard-coded segments); T={T} is not a multiple of it")
+                raise ValueError(f"T={T} is not a multiple of {self.chunk}: this SDA works on chunks of "
+                                 f"{self.chunk} frames (the authors' hard-coded segments)")
             T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
         N, C, H, W = x.shape
         B = N // T
