@@ -135,3 +135,20 @@ def test_run_bench_adds_baselines_and_cli(tmp_path, capsys):
 def test_cli_errors(capsys):
     assert zoo_main(["bench", "nosuch_r50", "--no-probe"]) == 2
     assert "unknown architecture" in capsys.readouterr().err
+
+
+def test_probe_cache_reused(tmp_path, monkeypatch):
+    cache = tmp_path / "probes.json"
+    calls = []
+
+    def fake(specs, cfg, jobs=1, log=None):
+        calls.append([s.label for s in specs])
+        return {s.label: {"spec": s.label, "params": 1, "flops": 2, "peak_mb": 3.0, "model_mb": 4.0,
+                          "memory_how": "fake"} for s in specs}
+
+    monkeypatch.setattr(bench, "run_probes", fake)
+    kw = dict(frames=2, size=32, threads=1, repeats=1, warmup=0, probe_cache=str(cache))
+    bench.run_bench(["tsm_r18"], **kw)
+    run = bench.run_bench(["tsm_r18", "tsm_r34"], **kw)
+    assert calls == [["tsm_r18", "tsn_r18"], ["tsm_r34", "tsn_r34"]]
+    assert run["results"]["tsm_r18"].peak_mb == 3.0 and run["results"]["tsm_r34"].flops == 2

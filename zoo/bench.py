@@ -430,9 +430,14 @@ def machine() -> dict:
 def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "cpu", threads: int = 2,
               batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
               channels_last: bool = False, compile: bool = False, repeats: int = 10, warmup: int = 2,
-              probes: bool = True, jobs: int = 1, add_baselines: bool = True, log=None) -> dict:
+              probes: bool = True, jobs: int = 1, add_baselines: bool = True, probe_cache: Optional[str] = None,
+              log=None) -> dict:
     """Benchmark ``names`` (and their backbones) in one process; returns the run as a dict
-    (``machine``, ``settings``, ``results``: {label: BenchResult})."""
+    (``machine``, ``settings``, ``results``: {label: BenchResult}).
+
+    ``probe_cache``: a JSON file of earlier probe results (memory, FLOPs) for the same settings;
+    models found there are not probed again (memory and FLOPs do not depend on machine load, so
+    they can be measured while the machine is busy and the timing run kept short)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -462,7 +467,18 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
             log(f"memory and FLOPs: {len(specs)} child processes, {jobs} at a time")
         cfg = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
                "dtype": dtype, "channels_last": channels_last}
-        for label, r in run_probes(specs, cfg, jobs=jobs, log=log).items():
+        found = {}
+        if probe_cache and Path(probe_cache).is_file():
+            saved = json.loads(Path(probe_cache).read_text())
+            if saved.get("settings") == cfg:
+                found = {k: v for k, v in saved["results"].items() if "error" not in v}
+        todo = [s for s in specs if s.label not in found]
+        if log and found:
+            log(f"  {len(specs) - len(todo)} probe(s) from {probe_cache}")
+        found.update(run_probes(todo, cfg, jobs=jobs, log=log))
+        if probe_cache:
+            Path(probe_cache).write_text(json.dumps({"settings": cfg, "results": found}, indent=1))
+        for label, r in ((s.label, found[s.label]) for s in specs):
             res = results[label]
             if "error" in r:
                 res.error = r["error"]
@@ -638,6 +654,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
     p.add_argument("--no-probe", action="store_true", help="skip peak memory and FLOPs (child processes)")
     p.add_argument("--jobs", type=int, default=1, help="probe child processes at a time")
+    p.add_argument("--probe-cache", help="JSON file of probe results to reuse and update (same settings only)")
     p.add_argument("--out", help="write latency-<device>-<torch>.{md,csv,json} into this directory")
     p.add_argument("--notes", help="a Markdown file appended to the results file")
     p.add_argument("--profile", action="store_true", help="print the profiler's top ops of each model and exit")
@@ -668,7 +685,7 @@ def _run(a) -> int:
     run = run_bench(names, baseline=a.baseline, device=a.device, threads=a.threads, batch=a.batch,
                     frames=a.frames, size=a.size, dtype=a.dtype, channels_last=a.channels_last,
                     compile=a.compile, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
-                    jobs=a.jobs, log=log)
+                    jobs=a.jobs, probe_cache=a.probe_cache, log=log)
     notes = Path(a.notes).read_text() if a.notes else ""
     if a.out:
         for p in write_results(run, a.out, notes):
