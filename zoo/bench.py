@@ -182,9 +182,11 @@ def build(spec: Spec, num_classes: int = 400, num_frames: int = 8):
             raise ValueError(f"{spec.name} takes no kwargs")
         model = _torchvision_frames(int(spec.name[len(TV):]), num_classes, num_frames)
     else:
-        from .factory import create_model
+        # an architecture needs only its builder (not the registry tables); kwargs are checked
+        from .factory import _build
+        from .registry import archs
 
-        model = create_model(spec.name, num_classes=num_classes, num_frames=num_frames, **dict(spec.kwargs))
+        model = _build(archs()[spec.name], num_classes, num_frames, dict(spec.kwargs))
     return model.eval()
 
 
@@ -282,6 +284,8 @@ def probe(cfg: dict) -> dict:
             out["model_mb"] = (base - rss0) / 1024
             out["memory_how"] = ("RSS high-water mark (reset after load) - RSS after load" if exact
                                  else "ru_maxrss - RSS after load (clear_refs unavailable)")
+            if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+                out["memory_how"] += f", glibc mmap threshold {os.environ['MALLOC_MMAP_THRESHOLD_']} B"
     del model, x
     if cfg.get("flops", True):
         from .complexity import complexity
@@ -302,11 +306,17 @@ def _probe_main() -> None:
     print("\n@@PROBE " + json.dumps(res))
 
 
+MMAP_THRESHOLD = 131072
+
+
 def run_probes(specs: list[Spec], cfg: dict, jobs: int = 1, log=None) -> dict:
     """Run :func:`probe` for every spec in its own Python process, ``jobs`` at a time."""
     root = str(Path(__file__).resolve().parent.parent)
+    # glibc: allocations from 128 KiB up are mmapped and go back to the OS when freed, so the
+    # resident set follows live memory and its high-water mark is the peak, not whatever the
+    # heap happened to retain (which made the measure vary by +-40% between like models)
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "OMP_NUM_THREADS": str(cfg["threads"])}
+           "OMP_NUM_THREADS": str(cfg["threads"]), "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     code = "from zoo.bench import _probe_main; _probe_main()"
     results, pending, running = {}, list(specs), []
     while pending or running:
@@ -466,7 +476,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
         if log:
             log(f"memory and FLOPs: {len(specs)} child processes, {jobs} at a time")
         cfg = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
-               "dtype": dtype, "channels_last": channels_last}
+               "dtype": dtype, "channels_last": channels_last, "mmap_threshold": MMAP_THRESHOLD}
         found = {}
         if probe_cache and Path(probe_cache).is_file():
             saved = json.loads(Path(probe_cache).read_text())
