@@ -412,6 +412,21 @@ def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=N
     return out
 
 
+def copy_bandwidth(mb: int = 64, repeats: int = 7) -> float:
+    """GB/s of a large tensor copy (bytes read + bytes written), with the current threads: the
+    bound for memory-bound ops such as gates, pools and the TSM shift."""
+    import torch
+
+    x = torch.empty(mb * 2**18)
+    y = torch.empty_like(x)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        y.copy_(x)
+        ts.append(time.perf_counter() - t0)
+    return 2 * x.numel() * 4 / statistics.median(ts) / 1e9
+
+
 def machine() -> dict:
     """The machine, in words and numbers, for the results file."""
     import torch
@@ -426,7 +441,8 @@ def machine() -> dict:
         pass
     d = {"cpu": cpu, "logical_cpus": os.cpu_count(), "python": platform.python_version(),
          "torch": torch.__version__, "platform": platform.platform(),
-         "mkldnn": torch.backends.mkldnn.is_available(), "load_avg": os.getloadavg()}
+         "mkldnn": torch.backends.mkldnn.is_available(), "load_avg": os.getloadavg(),
+         "copy_gbps": round(copy_bandwidth(), 1)}
     try:
         with open("/proc/meminfo") as f:
             d["mem_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
@@ -580,7 +596,8 @@ def render_md(run: dict, notes: str = "") -> str:
              f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs"
              + (f", {m['mem_gb']} GB" if "mem_gb" in m else "") + f"), {m['platform']}, Python {m['python']}"
              + (f", GPU {m['gpu']}" if "gpu" in m else "") + f"; load average at the end "
-             + "/".join(f"{v:.2f}" for v in m["load_avg"]) + ".",
+             + "/".join(f"{v:.2f}" for v in m["load_avg"])
+             + (f"; tensor copy bandwidth {m['copy_gbps']} GB/s (read + write)" if "copy_gbps" in m else "") + ".",
              f"Settings: {s['threads']} thread(s), batch {s['batch']} clip(s) of {s['frames']} frames at "
              f"{s['size']}x{s['size']}, {s['dtype']}, eval, inference_mode"
              + (", channels_last" if s["channels_last"] else "") + (", torch.compile" if s["compile"] else "")
