@@ -152,3 +152,12 @@ def test_probe_cache_reused(tmp_path, monkeypatch):
     run = bench.run_bench(["tsm_r18", "tsm_r34"], **kw)
     assert calls == [["tsm_r18", "tsn_r18"], ["tsm_r34", "tsn_r34"]]
     assert run["results"]["tsm_r18"].peak_mb == 3.0 and run["results"]["tsm_r34"].flops == 2
+
+
+def test_explain_lists_operators(monkeypatch):
+    fake = {"gc_tsn_r50": {"aten::conv": 100.0, "aten::cat": 7.0, "aten::mul": 3.0},
+            "tsn_r50": {"aten::conv": 99.0}}
+    monkeypatch.setattr(bench, "op_times", lambda n, *a, **k: fake[n])
+    text = bench.explain(_fake_run())
+    assert "**gc_tsn_r50** vs tsn_r50" in text and "`aten::cat` +7.0 ms" in text
+    assert "tsn_r50** vs" not in text.replace("gc_tsn_r50** vs", "")

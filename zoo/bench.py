@@ -662,6 +662,49 @@ def profile(name: str, frames: int = 8, size: int = 224, threads: int = 2, top: 
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
 
 
+def op_times(name: str, frames: int = 8, size: int = 224, threads: int = 2, runs: int = 2) -> dict:
+    """Self CPU ms per operator for one forward of ``name`` (mean of ``runs`` profiled forwards)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as tprofile
+
+    torch.set_num_threads(threads)
+    model = build(parse_spec(name), num_frames=frames)
+    x = torch.randn(clip_shape(model, 1, frames, size))
+    with torch.inference_mode():
+        model(x)
+        with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                model(x)
+    return {e.key: e.self_cpu_time_total / 1000 / runs for e in prof.key_averages()}
+
+
+def explain(run: dict, only_misses: bool = True, top: int = 5, log=None) -> str:
+    """Markdown: for every missed target, the operators whose time grows most over the backbone
+    (torch.profiler, self CPU time of one forward, model minus backbone)."""
+    s = run["settings"]
+    cache: dict = {}
+
+    def times(n):
+        if n not in cache:
+            if log:
+                log(f"  profiling {n}")
+            cache[n] = op_times(n, s["frames"], s["size"], s["threads"])
+        return cache[n]
+
+    out = []
+    for r in rows(run):
+        if r["error"] or not r["baseline"] or (only_misses and r["met"] is not False):
+            continue
+        a, b = times(r["model"]), times(r["baseline"])
+        diff = sorted(((a.get(k, 0) - b.get(k, 0), k) for k in set(a) | set(b)), reverse=True)
+        total = sum(a.values()) - sum(b.values())
+        ops = ", ".join(f"`{k}` {d:+.1f} ms" for d, k in diff[:top] if d > 0)
+        out.append(f"- **{r['model']}** vs {r['baseline']}: latency {_pct(r['latency_ratio'])} (target "
+                   f"{_tgt(r['target'])}), FLOPs {_pct(r['flops_ratio'])}; profiler, self CPU time "
+                   f"{total:+.1f} ms per clip, by operator: {ops}")
+    return "\n".join(out)
+
+
 # -- CLI ------------------------------------------------------------------------------------------
 
 def _add_args(p: argparse.ArgumentParser) -> None:
@@ -684,6 +727,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-cache", help="JSON file of probe results to reuse and update (same settings only)")
     p.add_argument("--out", help="write latency-<device>-<torch>.{md,csv,json} into this directory")
     p.add_argument("--notes", help="a Markdown file appended to the results file")
+    p.add_argument("--explain", action="store_true",
+                   help="profile every model that misses its target and its backbone, and add the operators that make the difference")
     p.add_argument("--profile", action="store_true", help="print the profiler's top ops of each model and exit")
     p.add_argument("-q", "--quiet", action="store_true")
 
@@ -714,6 +759,10 @@ def _run(a) -> int:
                     compile=a.compile, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
                     jobs=a.jobs, probe_cache=a.probe_cache, log=log)
     notes = Path(a.notes).read_text() if a.notes else ""
+    if a.explain:
+        ex = explain(run, log=log)
+        if ex:
+            notes = (notes.rstrip() + "\n\n" if notes else "") + "## Where the time goes (missed targets)\n\n" + ex + "\n"
     if a.out:
         for p in write_results(run, a.out, notes):
             print(f"wrote {p}", file=sys.stderr)
