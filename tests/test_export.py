@@ -20,8 +20,7 @@ import re
 import pytest
 import torch
 
-from zoo import create_model
-from zoo.bench import baseline_of
+from zoo.bench import baseline_of, build, parse_spec
 from zoo.registry import archs
 
 from .reference import rule_tensor
@@ -61,7 +60,7 @@ def _randomize(model):
 
 def _setup(name):
     torch.manual_seed(0)
-    model = _randomize(create_model(name, num_classes=10, num_frames=T))
+    model = _randomize(build(parse_spec(name), num_classes=10, num_frames=T))
     fps = getattr(model, "frames_per_segment", 1)
     g = torch.Generator().manual_seed(1)
     x1 = torch.randn(2, 3, T * fps, SIZE, SIZE, generator=g)
