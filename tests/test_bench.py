@@ -161,3 +161,16 @@ def test_explain_lists_operators(monkeypatch):
     text = bench.explain(_fake_run())
     assert "**gc_tsn_r50** vs tsn_r50" in text and "`aten::cat` +7.0 ms" in text
     assert "tsn_r50** vs" not in text.replace("gc_tsn_r50** vs", "")
+
+
+def test_render_again_from_json(tmp_path):
+    run = _fake_run()
+    run["explain"] = "- **gc_tsn_r50** vs tsn_r50: ..."
+    paths = bench.write_results(run, str(tmp_path))
+    js = next(p for p in paths if p.suffix == ".json")
+    notes = tmp_path / "n.md"
+    notes.write_text("## Notes\nnew")
+    out = tmp_path / "again"
+    assert bench.main(["--from-json", str(js), "--notes", str(notes), "--out", str(out)]) == 0
+    md = next(out.glob("*.md")).read_text()
+    assert "## Notes\nnew" in md and "Where the time goes" in md and "| gc_tsn_r50 | tsn_r50 |" in md

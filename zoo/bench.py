@@ -551,7 +551,14 @@ def rows(run: dict) -> list[dict]:
     out = []
     for label, r in res.items():
         b = res.get(r.baseline) if r.baseline else None
-        ratio = r.median / b.median if b and b.times_ms and r.times_ms else None
+        ratio = None
+        if b and b.times_ms and r.times_ms:
+            # the median of per-round ratios: model and backbone ran in the same round, close in
+            # time, so a disturbed round (another job, a frequency change) cancels out
+            if len(b.times_ms) == len(r.times_ms):
+                ratio = statistics.median(x / y for x, y in zip(r.times_ms, b.times_ms))
+            else:
+                ratio = r.median / b.median
         fl = r.flops / b.flops if b and r.flops and b.flops else None
         tgt = TARGETS.get(label)
         met = None
@@ -603,8 +610,8 @@ def render_md(run: dict, notes: str = "") -> str:
              + (", channels_last" if s["channels_last"] else "") + (", torch.compile" if s["compile"] else "")
              + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model, models alternated "
              "(order rotated each round) in one process.",
-             "Latency: median ms per clip [interquartile range]; ratio = median / the backbone's median "
-             "in the same run. FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
+             "Latency: median ms per clip [interquartile range]; latency = the median over rounds of "
+             "(this model's time / its backbone's time in the same round). FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
              + s.get("memory_how", "not measured") + ", in a fresh process per model.", "",
              "| model | vs | ms/clip [IQR] | clips/s | latency | FLOPs | x R50 | GFLOPs | params | peak act. MB | target | authors | met |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -628,6 +635,13 @@ def render_md(run: dict, notes: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_run(path: str) -> dict:
+    """A run saved by :func:`write_results` (the ``.json``), to render again."""
+    raw = json.loads(Path(path).read_text())
+    raw["results"] = {k: BenchResult(**v) for k, v in raw["results"].items()}
+    return raw
+
+
 def write_results(run: dict, out_dir: str, notes: str = "") -> list[Path]:
     import torch
 
@@ -638,7 +652,7 @@ def write_results(run: dict, out_dir: str, notes: str = "") -> list[Path]:
     paths = [stem.with_suffix(".md"), stem.with_suffix(".csv")]
     paths[0].write_text(render_md(run, notes))
     paths[1].write_text(render_csv(run))
-    raw = {"machine": run["machine"], "settings": run["settings"],
+    raw = {"machine": run["machine"], "settings": run["settings"], "explain": run.get("explain", ""),
            "results": {k: asdict(v) for k, v in run["results"].items()}}
     stem.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     return paths + [stem.with_suffix(".json")]
@@ -727,6 +741,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe-cache", help="JSON file of probe results to reuse and update (same settings only)")
     p.add_argument("--out", help="write latency-<device>-<torch>.{md,csv,json} into this directory")
     p.add_argument("--notes", help="a Markdown file appended to the results file")
+    p.add_argument("--from-json", help="render a saved run (latency-*.json) again, e.g. with new --notes; measures nothing")
     p.add_argument("--explain", action="store_true",
                    help="profile every model that misses its target and its backbone, and add the operators that make the difference")
     p.add_argument("--profile", action="store_true", help="print the profiler's top ops of each model and exit")
@@ -734,6 +749,16 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run(a) -> int:
+    if a.from_json:  # render a saved run again (new notes), no measurement
+        run = load_run(a.from_json)
+        notes = Path(a.notes).read_text() if a.notes else ""
+        if run.get("explain"):
+            notes = (notes.rstrip() + "\n\n" if notes else "") + "## Where the time goes (missed targets)\n\n" + run["explain"] + "\n"
+        if a.out:
+            for p in write_results(run, a.out, notes):
+                print(f"wrote {p}", file=sys.stderr)
+        print(render_md(run, notes))
+        return 0
     names = list(a.names) + (PRESETS[a.preset] if a.preset else [])
     if not names:
         raise ValueError("name at least one model (or --preset)")
@@ -760,7 +785,7 @@ def _run(a) -> int:
                     jobs=a.jobs, probe_cache=a.probe_cache, log=log)
     notes = Path(a.notes).read_text() if a.notes else ""
     if a.explain:
-        ex = explain(run, log=log)
+        ex = run["explain"] = explain(run, log=log)
         if ex:
             notes = (notes.rstrip() + "\n\n" if notes else "") + "## Where the time goes (missed targets)\n\n" + ex + "\n"
     if a.out:
