@@ -40,6 +40,10 @@ Differences between the paper's text and the code, all following the code (check
   output is ``x * (1 + (sigmoid(fwd) - 0.5)/2 + (sigmoid(bwd) - 0.5)/2)``. An early version of the
   TDN code fed the forward full-resolution branch into the backward one (a bug fixed in later
   commits); the GC repository's copy, which the released GC-TDN checkpoints come from, has the fix.
+* Input size. The mSE's 2x average pool needs maps of at least 2x2 in every layer2-4 block, so
+  inputs must be at least about 48 px (the code has the same limit); 112 and 224 are fine.
+* Kinetics sampling. The TDN loader tests Kinetics with its training-style random positions per
+  clip (10 clips x 3 crops); Something-Something uses the centred test positions.
 * GC placement (GC-TDN). In layers 2-4 the GC module works on the bn1 output, before the ReLU,
   mSE and shift; in the plain layer1 blocks (RGB and difference stream alike) after conv2 + bn2.
   Both layer1 copies carry GC modules.
