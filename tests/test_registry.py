@@ -101,4 +101,4 @@ def test_well_formed_extra_table_loads(root):
             '[[complexity]]\ntable = "T"\nrow = "SE3D"\narch = "se3d_r50"\nframes = 8\nparams = "26.4M"\npending = "issue 10"\n')
     reg = Registry(root)
     assert reg.variants["tsm_r50_diving48_16f"].num_classes == 48
-    assert reg.complexity[-1].pending == "issue 10"
+    assert [r.pending for r in reg.complexity if r.arch == "se3d_r50" and r.paper == "x"] == ["issue 10"]
