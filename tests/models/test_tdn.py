@@ -152,3 +152,17 @@ def test_tdn_indices():
     assert max(tdn_indices(3, 2)) == 2  # runs past the end repeat the last frame
     with pytest.raises(ValueError):
         tdn_indices(0, 8)
+
+
+def test_imagenet_init_fills_both_streams():
+    import torchvision
+
+    from zoo.weights import load_imagenet_backbone
+
+    src = torchvision.models.resnet50().state_dict()
+    m = zoo.create_model("gc_tdn_r50", num_classes=5)
+    mapped = load_imagenet_backbone(m, src)
+    assert torch.equal(m.diff_layer1[2].conv3.weight, src["layer1.2.conv3.weight"])
+    assert torch.equal(m.layer4[2].bn3.running_var, src["layer4.2.bn3.running_var"])
+    assert torch.allclose(m.diff_conv1.weight[:, 5], src["conv1.weight"].mean(1))
+    assert mapped["diff_layer1.0.conv1.weight"] == "layer1.0.conv1.weight"

@@ -252,6 +252,28 @@ class TDNResNet(VideoResNet):
                 x = block(x, T)
         return x
 
+    def load_imagenet_state_dict(self, src: dict) -> dict:
+        """ImageNet init as the code does it: both ResNets get the weights (so ``diff_layer1`` and
+        ``conv1_temp`` copy ``layer1`` and ``conv1``), and the difference stem's conv is ``conv1``
+        averaged over RGB and repeated for the 12 difference channels. The code's file
+        (resnet50-19c8e357.pth) is torchvision's ResNet-50, which has no conv biases: they keep
+        their init. Returns {our key: source key}."""
+        mapped = {k: k for k in src}
+        mapped.update({"diff_" + k: k for k in src if k.startswith("layer1.")})
+        mapped["conv1_temp.weight"] = "conv1.weight"
+        own = self.state_dict()
+        bad = [f"{k} <- {s} {tuple(src[s].shape)}" for k, s in mapped.items()
+               if k not in own or own[k].shape != src[s].shape]
+        if bad:
+            raise ValueError(f"{len(bad)} ImageNet tensor(s) do not fit {type(self).__name__}: {bad[:8]}")
+        with torch.no_grad():
+            for k, s in mapped.items():
+                own[k].copy_(src[s])
+            w = self.conv1_temp.weight.mean(1, keepdim=True)
+            self.diff_conv1.weight.copy_(w.expand_as(self.diff_conv1.weight))
+        mapped["diff_conv1.weight"] = "conv1.weight (mean over RGB, x12)"
+        return mapped
+
     def extra_repr(self) -> str:
         return f"frames_per_segment={self.frames_per_segment}, fusion={self.fusion}"
 
