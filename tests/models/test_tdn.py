@@ -38,14 +38,18 @@ def test_flops_match_the_original_code(fx_name, arch):
     assert all(u == "conv1_temp" or u.endswith("calib.s.bn") for u in c.uncalled_modules)
 
 
-@pytest.mark.parametrize("arch", ["tdn_r50", "gc_tdn_r50"])
-def test_input_T_is_free(arch):
+@pytest.mark.parametrize("arch, Ts", [("tdn_r50", (8, 3, 1)), ("gc_tdn_r50", (8, 2))])
+def test_input_T_is_free_and_traces(arch, Ts):
     m = zoo.create_model(arch, num_classes=10, num_frames=8).eval()
-    for T, B in ((8, 2), (3, 1), (1, 1)):
+    for T in Ts:
+        B = 2 if T == 8 else 1
         with torch.no_grad():
             feats = m.forward_features(small(T, B))
             out = m.forward_head(feats)
         assert feats.shape == (B, T, 2048) and out.shape == (B, 10) and torch.isfinite(out).all()
+    x = small(Ts[-1], B=1)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.trace(m, x)(x), m(x), atol=1e-5)
 
 
 def test_every_registered_name_builds_and_runs(monkeypatch):
@@ -127,14 +131,6 @@ def test_converter_drops_the_duplicate_stem_conv_of_early_tdn_code():
     sd["module.base_model.conv1_temp1.bias"] = sd["module.base_model.conv1_temp.bias"]
     m = zoo.load_original(zoo.create_model("tdn_r50", num_classes=174), sd)
     assert torch.equal(m.layer2[0].mid.shift.weight, sd["module.base_model.layer2_bak.0.shift.conv.weight"])
-
-
-def test_traces():
-    m = zoo.create_model("gc_tdn_r50", num_classes=5).eval()
-    x = small(1, B=1)
-    with torch.no_grad():
-        traced = torch.jit.trace(m, x)
-        assert torch.allclose(traced(x), m(x), atol=1e-5)
 
 
 def test_tdn_indices():
