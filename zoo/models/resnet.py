@@ -7,7 +7,13 @@ Every network in the zoo is this ResNet with up to three per-block slots filled:
 * ``conv2``     - replaces the middle 3x3 conv (GST's split conv, STC's S_T/T_S, C3D, P3D, ...).
 * ``calibrator`` - a feature re-weighting module (GC, AIA, SDA, comparators) placed at ``calib_at``:
   ``"bn2"`` after conv2+bn2 (GC/AIA/SDA on TSN/TSM), ``"conv2"`` directly after the middle conv
-  and before bn2 (GC-GST), or ``"bn1"`` after conv1+bn1 (GC-TDN's shift blocks).
+  and before bn2 (GC-GST), ``"bn1"`` after conv1+bn1 (GC-TDN's shift blocks), ``"bn3"`` at the
+  end of the residual branch, before the addition (SE/GE/CBAM-ResNet's place; channels
+  ``out_channels``), or ``"out"`` on the block output after the final ReLU (TSM's non-local
+  blocks, which carry their own residual). ``calib_at`` may also be a function of the block's
+  ``BlockCtx`` when the position differs between blocks.
+* ``mid``       - applied after the ReLU that follows bn1, before ``conv2`` (TDN's motion
+  excitation and temporal conv shift).
 
 Frames are folded into the batch: activations are (B*T, C, H, W) with frame index b*T + t, and
 every slot receives ``T`` at call time, so no module bakes in the number of frames. Parameter
@@ -17,13 +23,14 @@ ResNet weights map 1:1 onto the 2D parts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BlockCtx", "Slots", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip"]
+__all__ = ["BlockCtx", "Slots", "CALIB_AT", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip",
+           "add_conv_bias"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class BlockCtx:
 
 
 Factory = Callable[[BlockCtx], Optional[nn.Module]]
+CALIB_AT = ("bn1", "conv2", "bn2", "bn3", "out")
 
 
 @dataclass(frozen=True)
@@ -50,11 +58,21 @@ class Slots:
     temporal: Optional[Factory] = None
     conv2: Optional[Factory] = None
     calibrator: Optional[Factory] = None
-    calib_at: str = "bn2"
+    calib_at: Union[str, Callable[[BlockCtx], str]] = "bn2"
+    mid: Optional[Factory] = None
 
     def __post_init__(self):
-        if self.calib_at not in ("bn1", "conv2", "bn2"):
-            raise ValueError(f"calib_at must be 'bn1', 'conv2' or 'bn2', got {self.calib_at!r}")
+        if not callable(self.calib_at):
+            _check_calib_at(self.calib_at)
+
+    def calib_position(self, ctx: BlockCtx) -> str:
+        return _check_calib_at(self.calib_at(ctx)) if callable(self.calib_at) else self.calib_at
+
+
+def _check_calib_at(at):
+    if at not in CALIB_AT:
+        raise ValueError(f"calib_at must be one of {CALIB_AT}, got {at!r}")
+    return at
 
 
 def _make(factory: Optional[Factory], ctx: BlockCtx) -> Optional[nn.Module]:
@@ -70,13 +88,14 @@ class Bottleneck(nn.Module):
         self.shift = _make(slots.temporal, ctx)
         self.conv1 = nn.Conv2d(ctx.in_channels, w, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
+        self.mid = _make(slots.mid, ctx)
         mid = _make(slots.conv2, ctx)
         self.conv2 = mid if mid is not None else nn.Conv2d(w, w, 3, ctx.stride, 1, bias=False)
         # plain convs take x only; slot convs also take T
         self._conv2_takes_t = mid is not None
         self.bn2 = nn.BatchNorm2d(w)
         self.calib = _make(slots.calibrator, ctx)
-        self.calib_at = slots.calib_at
+        self.calib_at = slots.calib_position(ctx)
         self.conv3 = nn.Conv2d(w, ctx.out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(ctx.out_channels)
         self.relu = nn.ReLU(inplace=True)
@@ -94,6 +113,8 @@ class Bottleneck(nn.Module):
         if self.calib is not None and self.calib_at == "bn1":
             out = self.calib(out, T)
         out = self.relu(out)
+        if self.mid is not None:
+            out = self.mid(out, T)
         out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
         if self.calib is not None and self.calib_at == "conv2":
             out = self.calib(out, T)
@@ -102,7 +123,12 @@ class Bottleneck(nn.Module):
             out = self.calib(out, T)
         out = self.relu(out)
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        if self.calib is not None and self.calib_at == "bn3":
+            out = self.calib(out, T)
+        out = self.relu(out + identity)
+        if self.calib is not None and self.calib_at == "out":
+            out = self.calib(out, T)
+        return out
 
 
 class BasicBlock(nn.Module):
@@ -119,10 +145,11 @@ class BasicBlock(nn.Module):
         self.conv1 = mid if mid is not None else nn.Conv2d(ctx.in_channels, w, 3, ctx.stride, 1, bias=False)
         self._conv1_takes_t = mid is not None
         self.bn1 = nn.BatchNorm2d(w)
+        self.mid = _make(slots.mid, ctx)
         self.conv2 = nn.Conv2d(w, w, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(w)
         self.calib = _make(slots.calibrator, ctx)
-        self.calib_at = slots.calib_at
+        self.calib_at = slots.calib_position(ctx)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if ctx.stride != 1 or ctx.in_channels != ctx.out_channels:
@@ -141,10 +168,16 @@ class BasicBlock(nn.Module):
         if self.calib is not None and self.calib_at == "bn1":
             out = self.calib(out, T)
         out = self.relu(out)
+        if self.mid is not None:
+            out = self.mid(out, T)
         out = self.bn2(self.conv2(out))
-        if self.calib is not None and self.calib_at == "bn2":
+        # bn2 ends a basic block's residual branch, so "bn3" lands here too
+        if self.calib is not None and self.calib_at in ("bn2", "bn3"):
             out = self.calib(out, T)
-        return self.relu(out + identity)
+        out = self.relu(out + identity)
+        if self.calib is not None and self.calib_at == "out":
+            out = self.calib(out, T)
+        return out
 
 
 # depth -> (block, blocks per stage)
@@ -154,6 +187,17 @@ DEPTHS = {
     50: (Bottleneck, (3, 4, 6, 3)),
     101: (Bottleneck, (3, 4, 23, 3)),
 }
+
+
+def add_conv_bias(block: nn.Module) -> None:
+    """Give a block's own plain convs (conv1-3, downsample) a zero-initialised bias, as in the
+    Cadene "fbresnet" layout that TDN builds on; slot modules keep their own convs as they are."""
+    convs = [getattr(block, n, None) for n in ("conv1", "conv2", "conv3")]
+    if block.downsample is not None:
+        convs.append(block.downsample[0])
+    for c in convs:
+        if type(c) is nn.Conv2d and c.bias is None:
+            c.bias = nn.Parameter(torch.zeros(c.out_channels))
 
 
 def check_clip(x: torch.Tensor, frames_multiple: int = 1, what: str = "(B, 3, T, H, W)") -> None:
@@ -185,11 +229,13 @@ class VideoResNet(nn.Module):
 
     Frames are processed as a batch of images; slots add the temporal modelling. The head is
     TSN's: spatial average pool, dropout, a linear classifier on every frame, and the average
-    over T (average consensus).
+    over T (average consensus). ``conv_bias=True`` gives the stem and every block's own convs a
+    bias (the Cadene "fbresnet" layout TDN's checkpoints use).
     """
 
     def __init__(self, depth: int = 50, num_classes: int = 400, slots: Slots = Slots(),
-                 dropout: float = 0.5, num_frames: int = 8, zero_init_residual: bool = False):
+                 dropout: float = 0.5, num_frames: int = 8, zero_init_residual: bool = False,
+                 conv_bias: bool = False):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -197,7 +243,7 @@ class VideoResNet(nn.Module):
         self.depth = depth
         self.num_frames = num_frames  # what the model was configured/trained with; T comes from input
         self.slots = slots
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=conv_bias)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -209,6 +255,8 @@ class VideoResNet(nn.Module):
                                width=width, out_channels=width * block.expansion,
                                stride=2 if (i == 0 and stage > 0) else 1)
                 blocks.append(block(ctx, slots))
+                if conv_bias:
+                    add_conv_bias(blocks[-1])
                 in_ch, position = ctx.out_channels, position + 1
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
         self.num_features = in_ch

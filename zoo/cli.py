@@ -1,0 +1,114 @@
+"""The ``zoo`` command (also ``python -m zoo``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .factory import model_info
+from .registry import list_models, registry
+
+
+def _cmd_list(a) -> int:
+    names = list_models(a.pattern or "*", pretrained=a.pretrained, kind=a.kind)
+    reg = registry()
+    if a.pretrained and not names:
+        print("no hosted weights yet (see weights_manifest.json; `zoo info NAME` gives the authors' checkpoint)")
+        return 0
+    for n in names:
+        if n in reg.variants:
+            v = reg.variants[n]
+            w = (reg.weights(n) or {}).get("status", "unreleased")
+            print(f"{n:<40} variant   {v.arch:<20} {v.dataset:<11} {v.frames:>3}f {v.num_classes:>4} classes  weights: {w}")
+        elif n in reg.ensembles:
+            e = reg.ensembles[n]
+            print(f"{n:<40} ensemble  {' + '.join(e.members)}")
+        else:
+            print(f"{n:<40} arch      family {reg.archs[n].family}")
+    print(f"# {len(names)} name(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(a) -> int:
+    info = model_info(a.name)
+    if a.json:
+        print(json.dumps(info, indent=1, default=str))
+    else:
+        from .hub import describe
+
+        print(describe(a.name))
+    return 0
+
+
+def _cmd_report(a) -> int:
+    import torch
+
+    from .report import build_report, render
+
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+
+    def progress(i, n, row):
+        if not a.quiet:
+            print(f"\r[{i + 1}/{n}] {row.paper} {row.table} {row.row}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
+
+    results = build_report(a.paper or None, progress=progress, archs=a.arch or None, frames=a.frames)
+    if not a.quiet:
+        print(file=sys.stderr)
+    text = render(results, a.format)
+    if a.out:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        suffix = "-".join(a.paper) if a.paper else "all"
+        path = out / f"complexity-{suffix}.{a.format}"
+        path.write_text(text)
+        print(f"wrote {path}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="zoo", description="Video action-recognition model zoo.")
+    p.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("list", help="list registered names")
+    s.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'gc_tsm_*'")
+    s.add_argument("--pretrained", action="store_true", help="only names with hosted weights")
+    s.add_argument("--kind", default="all", choices=["all", "variant", "ensemble", "arch"])
+    s.set_defaults(fn=_cmd_list)
+
+    s = sub.add_parser("info", help="the declarative entry of a name")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true", help="the full entry as JSON")
+    s.set_defaults(fn=_cmd_info)
+
+    s = sub.add_parser("report", help="paper vs measured params/FLOPs for every table row")
+    s.add_argument("--paper", action="append", help="paper id (repeatable): " + ", ".join(sorted(registry().papers)))
+    s.add_argument("--arch", action="append", help="only rows of architectures matching this pattern (repeatable)")
+    s.add_argument("--frames", type=int, help="only rows with this many frames")
+    s.add_argument("--format", default="md", choices=["md", "csv", "json"])
+    s.add_argument("--out", help="write into this directory instead of stdout")
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(fn=_cmd_report)
+
+    for mod in _EXTRA_COMMANDS:
+        __import__(mod, fromlist=["add_commands"]).add_commands(sub)
+
+    a = p.parse_args(argv)
+    try:
+        return a.fn(a)
+    except (KeyError, ValueError, RuntimeError) as e:
+        print(f"zoo {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+# modules that add subcommands (each defines add_commands(subparsers))
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli"]
+
+if __name__ == "__main__":
+    sys.exit(main())

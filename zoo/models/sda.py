@@ -1,0 +1,339 @@
+"""SDA: Selective Dependency Aggregation (Tan et al., ACM MM 2021) on TSN/TSM ResNets.
+
+The SDA module sits after conv2 -> bn2 of every bottleneck (``calib_at="bn2"``) and gates its
+input with a full-size map:
+
+1. channel reduction: 1x1 conv C -> r = max(C // reduction, 16), BN, ReLU;
+2. M dependency branches, each "feature squeeze (average pool) -> dependency excitation
+   (conv/linear, BN, ReLU)", whose maps are broadcast back to T x H x W;
+3. aggregation of the M maps: their average ("avg"), or the query-structured attention ("sec"):
+   a learnable query q (1 x r), keys k_i = global average of map i, weights softmax_i(k_i . q);
+4. 1x1 conv r -> C, BN, sigmoid; output = input * gate.
+
+Branches are data (``BRANCHES``): pool kernel (p_t, p_h, p_w) and excitation kernel
+(c_t, c_h, c_w). Long-range: ``lst`` (T,H,W | linear), ``lt`` (T,1,1 | 1,3,3), ``ls``
+(1,H,W | 3,1,1). Short-range (paper Sec. 3.1 and appendix Table 6): ``s222``, ``s333``
+(3D pool, 1x1x1), ``s122``, ``s133``, ``s144``, ``s155`` (spatial pool, temporal 3x1x1 conv),
+``p211c133`` (temporal pool, spatial conv), ``p211c311`` (temporal pool, temporal conv),
+``p122c133`` (spatial pool, spatial conv); any ``p<pt><ph><pw>c<ct><ch><cw>`` is accepted.
+The paper's final SDA is lst+lt+ls+s122 with "sec" and reduction 4.
+
+Where the authors' code (ty-97/SDA, the spec their checkpoints follow) differs from the paper's
+text, this module follows the code:
+
+* The channel reduction has a BN before its ReLU, and the channel increase a BN before the
+  sigmoid (the paper's Sec. 4.2 says a BN follows every conv/FC; Eq. 8 shows none).
+* Branch activations are ReLU (the paper's Eq. 3), not sigmoids, and branches return the
+  activation map only, which the aggregation broadcasts (they do not multiply the input).
+* LST's excitation is a Linear r -> r + BN1d (the paper's 1x1x1 conv, same parameters).
+* ``lt`` and ``ls`` are as the paper defines them by kernels: ``lt`` pools over T and applies a
+  3x3 spatial conv (so it is the spatial branch despite its name), ``ls`` pools over H, W and
+  applies a temporal conv of size 3 (the temporal branch). The paper's prose swaps the words.
+* ``s122`` pools each frame adaptively to (max(H//2, 2), max(W//2, 2)), applies a (3,1,1) conv
+  and goes back to H x W with adaptive average pooling. For even sizes this is a 2x2 average
+  and an element copy (the paper's description); for odd sizes (7x7 in layer4 at 224 input)
+  the windows overlap (7 -> 3 by rows 0-2, 2-4, 4-6) and the way back averages neighbours.
+  This module does exactly that, so checkpoints reproduce.
+* The "sec" softmax in the code adds 1e-8 to its denominator; this module uses torch.softmax
+  (the sum is >= 1, so the difference is below 1e-8 relative).
+* The code hard-codes 8 segments: at T=16 each clip is processed as two independent 8-frame
+  chunks (pooling, keys, softmax and temporal convs never cross the chunk border). Here T is
+  read from the input; ``chunk=8`` reproduces the authors' behaviour for their 16-frame models.
+
+Choices where the paper is silent (no code for them in the authors' final module):
+the other short-range branches generalise ``s122``'s code: adaptive average pooling to
+(T // p_t, max(H // p_h, 2), max(W // p_w, 2)) (pooling kernel 1 keeps the axis), a conv with
+kernel (c_t, c_h, c_w) and "same" zero padding, BN3d, ReLU, and adaptive pooling back.
+
+Layout: the module works on the backbone's (B*T, C, H, W) frames without permuting the full
+tensor: the 1x1x1 convs are 1x1 Conv2d (same weights reshaped, same FLOPs), pooled branches
+are reductions over the needed axes of the (B, T, r, H, W) view, and their small maps are
+broadcast in the weighted sum, never expanded. fvcore counts the same operators as on the
+original (conv, batch_norm, linear, adaptive_avg_pool2d, mm), so params and FLOPs match it
+exactly (25,768,702 / 33,927,324,448 for SDA-TSN/TSM R50 at 8x224x224, 174 classes).
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..convert import COMMON_RULES, register_converter, rename
+from ..registry import register_arch
+from .resnet import Slots, VideoResNet
+from .temporal import shift_slot
+
+__all__ = ["SDA", "BRANCHES", "DEFAULT_DEPENDENCIES", "sda_slot", "parse_dependencies"]
+
+ALL = 0  # a pooling kernel entry meaning "the whole axis" (T, H or W)
+
+# name -> (pool kernel (p_t, p_h, p_w), excitation kernel (c_t, c_h, c_w))
+BRANCHES = {
+    "lst": ((ALL, ALL, ALL), (1, 1, 1)),
+    "lt": ((ALL, 1, 1), (1, 3, 3)),
+    "ls": ((1, ALL, ALL), (3, 1, 1)),
+    "s222": ((2, 2, 2), (1, 1, 1)),
+    "s333": ((3, 3, 3), (1, 1, 1)),
+    "s122": ((1, 2, 2), (3, 1, 1)),
+    "s133": ((1, 3, 3), (3, 1, 1)),
+    "s144": ((1, 4, 4), (3, 1, 1)),
+    "s155": ((1, 5, 5), (3, 1, 1)),
+    "p211c133": ((2, 1, 1), (1, 3, 3)),
+    "p211c311": ((2, 1, 1), (3, 1, 1)),
+    "p122c133": ((1, 2, 2), (1, 3, 3)),
+}
+DEFAULT_DEPENDENCIES = ("lst", "lt", "ls", "s122")
+_GENERIC = re.compile(r"p([1-9])([1-9])([1-9])c([1-9])([1-9])([1-9])")
+
+
+def parse_dependencies(deps) -> tuple:
+    """A tuple/list of branch names (case-insensitive) -> tuple of lowercase names, checked."""
+    if isinstance(deps, str):
+        deps = (deps,)
+    if not isinstance(deps, (list, tuple)) or not deps:
+        raise ValueError(f"dependencies must be a non-empty tuple of branch names, got {deps!r}")
+    out = []
+    for d in deps:
+        name = str(d).lower()
+        if name not in BRANCHES and not _GENERIC.fullmatch(name):
+            raise ValueError(f"unknown SDA dependency {d!r}; known: {', '.join(BRANCHES)}, or "
+                             "'p<pt><ph><pw>c<ct><ch><cw>' (pool and conv kernels, digits 1-9)")
+        if name in out:
+            raise ValueError(f"SDA dependency {name!r} given twice")
+        out.append(name)
+    return tuple(out)
+
+
+def branch_kernels(name: str):
+    if name in BRANCHES:
+        return BRANCHES[name]
+    d = [int(c) for c in _GENERIC.fullmatch(name).groups()]
+    return tuple(d[:3]), tuple(d[3:])
+
+
+class GlobalBranch(nn.Module):
+    """LST: average over (T, H, W), Linear r -> r, BN1d, ReLU. Map (B, 1, r, 1, 1)."""
+
+    def __init__(self, r: int):
+        super().__init__()
+        self.conv = nn.Linear(r, r, bias=False)
+        self.bn = nn.BatchNorm1d(r)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:  # y: (B, T, r, H, W)
+        a = y.mean((1, 3, 4))
+        return F.relu(self.bn(self.conv(a)))[:, None, :, None, None]
+
+    def key(self, m: torch.Tensor) -> torch.Tensor:
+        return m.flatten(1)
+
+    def init_weights(self):
+        nn.init.normal_(self.conv.weight, 0, 0.001)
+
+
+class TimePooledBranch(nn.Module):
+    """LT: average over T, Conv2d (c_h, c_w), BN2d, ReLU. Map (B, 1, r, H, W)."""
+
+    def __init__(self, r: int, kernel):
+        super().__init__()
+        kh, kw = kernel[1:]
+        self.conv = nn.Conv2d(r, r, (kh, kw), padding=(kh // 2, kw // 2), bias=False)
+        self.bn = nn.BatchNorm2d(r)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(y.mean(1)))).unsqueeze(1)
+
+    def key(self, m: torch.Tensor) -> torch.Tensor:
+        return m.mean((1, 3, 4))
+
+
+class SpacePooledBranch(nn.Module):
+    """LS: average over (H, W), Conv1d over T (c_t), BN1d, ReLU. Map (B, T, r, 1, 1)."""
+
+    def __init__(self, r: int, kernel):
+        super().__init__()
+        kt = kernel[0]
+        self.conv = nn.Conv1d(r, r, kt, padding=kt // 2, bias=False)
+        self.bn = nn.BatchNorm1d(r)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        B, T, r, H, W = y.shape
+        # adaptive_avg_pool2d (not mean) so fvcore counts what it counts on the original
+        a = F.adaptive_avg_pool2d(y.view(B * T, r, H, W), 1).view(B, T, r).transpose(1, 2)
+        return F.relu(self.bn(self.conv(a))).transpose(1, 2)[..., None, None]
+
+    def key(self, m: torch.Tensor) -> torch.Tensor:
+        return m.mean((1, 3, 4))
+
+
+class LocalBranch(nn.Module):
+    """Short-range: adaptive average pool to (T//p_t, max(H//p_h, 2), max(W//p_w, 2)), Conv3d
+    (c_t, c_h, c_w) with same padding, BN3d, ReLU, adaptive average pool back to (T, H, W).
+    Map (B, T, r, H, W)."""
+
+    def __init__(self, r: int, pool, kernel):
+        super().__init__()
+        self.pool = tuple(pool)
+        self.conv = nn.Conv3d(r, r, kernel, padding=tuple(k // 2 for k in kernel), bias=False)
+        self.bn = nn.BatchNorm3d(r)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        B, T, r, H, W = y.shape
+        pt, ph, pw = self.pool
+        h = max(H // ph, 2) if ph > 1 else H
+        w = max(W // pw, 2) if pw > 1 else W
+        a = y.reshape(B * T, r, H, W)
+        if (h, w) != (H, W):
+            a = F.adaptive_avg_pool2d(a, (h, w))
+        a = a.view(B, T, r, h, w).transpose(1, 2)  # small tensor: (B, r, T, h, w)
+        if pt > 1:
+            a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
+        m = F.relu(self.bn(self.conv(a)))
+        if pt > 1:
+            m = F.adaptive_avg_pool3d(m, (T, h, w))
+        m = m.transpose(1, 2)
+        if (h, w) != (H, W):
+            m = F.adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
+        return m
+
+    def key(self, m: torch.Tensor) -> torch.Tensor:
+        return m.mean((1, 3, 4))
+
+
+def make_branch(name: str, r: int) -> nn.Module:
+    pool, kernel = branch_kernels(name)
+    if pool == (ALL, ALL, ALL):
+        return GlobalBranch(r)
+    if pool == (ALL, 1, 1):
+        return TimePooledBranch(r, kernel)
+    if pool == (1, ALL, ALL):
+        return SpacePooledBranch(r, kernel)
+    return LocalBranch(r, pool, kernel)
+
+
+class SDA(nn.Module):
+    """The SDA calibrator: x (B*T, C, H, W) -> x * sigmoid(BN(up(aggregate(branches(down(x))))))."""
+
+    def __init__(self, channels: int, dependencies: Sequence[str] = DEFAULT_DEPENDENCIES,
+                 aggregation: str = "sec", reduction: int = 4, chunk: Optional[int] = None,
+                 min_channels: int = 16):
+        super().__init__()
+        if aggregation not in ("sec", "avg"):
+            raise ValueError(f"aggregation must be 'sec' or 'avg', got {aggregation!r}")
+        if not isinstance(reduction, int) or isinstance(reduction, bool) or reduction < 1:
+            raise ValueError(f"reduction must be a positive int, got {reduction!r}")
+        if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+            raise ValueError(f"chunk must be None or a positive int, got {chunk!r}")
+        self.dependencies = parse_dependencies(dependencies)
+        self.aggregation = aggregation
+        self.chunk = chunk
+        r = max(channels // reduction, min_channels)
+        self.down = nn.Conv2d(channels, r, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(r)
+        self.branches = nn.ModuleList(make_branch(d, r) for d in self.dependencies)
+        kinds = {type(b) for b in self.branches}
+        # the weighted sum is full-size when a map varies over T and over H, W; otherwise
+        # (single long-range ablations) it is expanded before the 1x1 conv, as the original does
+        self._full = LocalBranch in kinds or {TimePooledBranch, SpacePooledBranch} <= kinds
+        self.query = nn.Parameter(torch.zeros(1, r)) if aggregation == "sec" else None
+        self.up = nn.Conv2d(r, channels, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def init_weights(self) -> None:
+        # the authors' init: down kaiming (fan_out), up xavier, branch convs kaiming (fan_out),
+        # LST linear N(0, 0.001), BNs 1/0, query U(-0.1, 0.1)
+        nn.init.kaiming_normal_(self.down.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.xavier_normal_(self.up.weight)
+        for b in self.branches:
+            if isinstance(b.conv, nn.Linear):
+                nn.init.normal_(b.conv.weight, 0, 0.001)
+            else:
+                nn.init.kaiming_normal_(b.conv.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.query is not None:
+            nn.init.uniform_(self.query, -0.1, 0.1)
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.chunk is not None:
+            if T % self.chunk:
+                raise ValueError(f"T={T} is not a multiple of {self.chunk}: this SDA works on chunks of "
+                                 f"{self.chunk} frames (the authors' hard-coded segments)")
+            T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
+        N, C, H, W = x.shape
+        B = N // T
+        y = F.relu(self.bn1(self.down(x))).view(B, T, -1, H, W)
+        maps = [b(y) for b in self.branches]
+        M = len(maps)
+        if self.query is None:
+            weights = [1.0 / M] * M
+        else:
+            keys = torch.stack([b.key(m) for b, m in zip(self.branches, maps)], 1)  # (B, M, r)
+            scores = torch.mm(keys.reshape(B * M, -1), self.query.t()).view(B, M)
+            w = torch.softmax(scores, 1)
+            weights = [w[:, i, None, None, None, None] for i in range(M)]
+        # add the small broadcast maps first; the first full-size tensor is the sum itself
+        order = sorted(range(M), key=lambda i: maps[i].numel())
+        agg = maps[order[0]] * weights[order[0]]
+        for i in order[1:]:
+            agg = agg + maps[i] * weights[i]
+        if not self._full:
+            agg = agg.expand(B, T, agg.shape[2], H, W)
+        gate = torch.sigmoid(self.bn2(self.up(agg.reshape(N, -1, H, W))))
+        return x * gate
+
+    def extra_repr(self) -> str:
+        return (f"dependencies={self.dependencies}, aggregation={self.aggregation!r}"
+                + (f", chunk={self.chunk}" if self.chunk else ""))
+
+
+def sda_slot(dependencies=DEFAULT_DEPENDENCIES, aggregation="sec", reduction=4, chunk=None):
+    """Slot factory: an SDA on the conv2 output of every block."""
+    deps = parse_dependencies(dependencies)
+    return lambda ctx: SDA(ctx.width, deps, aggregation, reduction, chunk)
+
+
+def _sda_builder(temporal: bool):
+    def build(num_classes, num_frames, dropout=0.5, dependencies=DEFAULT_DEPENDENCIES,
+              aggregation="sec", reduction=4, chunk=None):
+        slots = Slots(temporal=shift_slot(8) if temporal else None,
+                      calibrator=sda_slot(dependencies, aggregation, reduction, chunk), calib_at="bn2")
+        return VideoResNet(50, num_classes, slots, dropout=dropout, num_frames=num_frames)
+
+    base = "TSM (residual shift of 1/8 of the channels each way)" if temporal else "TSN"
+    build.__doc__ = f"""SDA-{'TSM' if temporal else 'TSN'} R50: {base} ResNet-50 with an SDA module after
+    conv2+bn2 of every bottleneck. ``dependencies``: branch names (lst, lt, ls, s222, s333, s122,
+    s133, s144, s155, p211c133, p211c311, p122c133 or p<pool>c<conv>); ``aggregation``: "sec"
+    (query attention) or "avg"; ``reduction``: r_c, the branches' width is max(C // r_c, 16);
+    ``chunk``: None (SDA sees all T frames) or 8 to reproduce the authors' code, which runs SDA
+    on independent 8-frame chunks (their 16-frame checkpoints need it)."""
+    return build
+
+
+_KW = dict(dropout=0.5, dependencies=DEFAULT_DEPENDENCIES, aggregation="sec", reduction=4, chunk=None)
+register_arch("sda_tsn_r50", family="sda", **_KW)(_sda_builder(False))
+register_arch("sda_tsm_r50", family="sda", **_KW)(_sda_builder(True))
+
+
+_RULES = COMMON_RULES + [
+    (r"\.sda\.channel_down\.", ".calib.down."),
+    (r"\.sda\.channel_up\.", ".calib.up."),
+    (r"\.sda\.bn([12])\.", r".calib.bn\1."),
+    (r"\.sda\.mdm\.", ".calib.branches."),
+    (r"\.sda\.agg\.qVec$", ".calib.query"),
+]
+
+
+@register_converter("sda")
+def convert_sda(sd: dict) -> dict:
+    """SDA-TSN/SDA-TSM from ty-97/SDA: ``base_model.layerN.M.sda.*`` -> ``layerN.M.calib.*``;
+    the 1x1x1 Conv3d weights of channel_down/channel_up become 1x1 Conv2d weights."""
+    out = rename(sd, _RULES)
+    for k, v in out.items():
+        if (k.endswith(".calib.down.weight") or k.endswith(".calib.up.weight")) and v.dim() == 5:
+            out[k] = v.flatten(2)[..., None]
+    return out

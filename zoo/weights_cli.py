@@ -1,0 +1,241 @@
+"""`zoo convert | publish | download | verify | manifest`: the weights' life cycle.
+
+    zoo convert NAME CHECKPOINT --out DIR    authors' .pth/.pth.tar -> DIR/model.safetensors,
+                                             config.json, README.md (Hub model card)
+    zoo publish DIR --repo-id ORG/NAME       upload DIR, record the commit in weights_manifest.json
+    zoo download [NAME...] [--to DIR]        fill the Hub cache, or build a mirror (ZOO_WEIGHTS_DIR)
+    zoo verify [NAME...] [--dir DIR]         re-check cached / mirrored files against the manifest
+    zoo manifest [--check]                   rebuild the manifest entries from the registry
+
+zoo/cli.py adds these with ``add_commands(subparsers)``; ``python -m zoo.weights_cli`` runs them alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from . import weights as W
+from .registry import registry
+
+__all__ = ["add_commands", "main", "convert", "publish", "download", "verify"]
+
+
+def convert(name: str, checkpoint: str, out: str, trust_pickle: bool = False, converter: str = None) -> dict:
+    """Convert an authors' checkpoint of variant ``name`` into ``out``; returns the manifest entry."""
+    from . import __version__
+    from .convert import load_original, read_checkpoint
+    from .factory import create_model
+
+    v = W._variant(name)
+    model = create_model(name)
+    sd = read_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    load_original(model, sd, converter=converter or (v.source or {}).get("converter"))
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"name": name, "arch": v.arch, "num_classes": v.num_classes, "frames": v.frames,
+            "kwargs": json.dumps(v.kwargs, sort_keys=True), "zoo_version": __version__, "format": "pt",
+            "source_url": (v.source or {}).get("url", ""), "source_sha256": W.sha256(checkpoint)}
+    info = W.save_weights(model, out_dir / W.FILENAME, meta)
+    cfg = W.model_config(name)
+    cfg["source_file"] = {"name": os.path.basename(checkpoint), "sha256": meta["source_sha256"]}
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    (out_dir / "README.md").write_text(W.model_card(name, sha=info["sha256"], source_file=os.path.basename(checkpoint)))
+    return {name: info}
+
+
+def publish(folder: str, repo_id: str, manifest: str = None, private: bool = False, token=None) -> dict:
+    """Upload ``folder`` (from ``zoo convert``) to ``repo_id``; record the commit in the manifest."""
+    from huggingface_hub import HfApi
+
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    name = cfg["name"]
+    W._variant(name)
+    path = folder / W.FILENAME
+    meta = W._file_meta(path)
+    if meta.get("name") != name:
+        raise W.WeightsError(f"{path} says it holds {meta.get('name')!r}, config.json says {name!r}")
+    info = {"filename": W.FILENAME, "sha256": W.sha256(path), "bytes": os.path.getsize(path)}
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                               commit_message=f"{name}: weights converted with zoo")
+    oid = getattr(commit, "oid", None) or getattr(commit, "commit_id", None)
+    if not oid:
+        raise W.WeightsError(f"the upload to {repo_id} returned no commit id: {commit!r}")
+    reg = registry()
+    mf = Path(manifest) if manifest else W.manifest_path()
+    doc = json.loads(mf.read_text()) if mf.is_file() else {"schema": 1, "weights": {}}
+    old = doc.get("weights", {})
+    entry = {**W.build_manifest(old, reg).get(name, {}), **old.get(name, {})}
+    entry.update(status="hosted", repo_id=repo_id, revision=oid, **info)
+    old[name] = entry
+    W.write_manifest(old, mf)
+    return {name: entry}
+
+
+def download(names, to: str = None, imagenet=()) -> list[str]:
+    """Fetch verified files into the Hub cache, or copy them into a mirror ``to``/<name>/."""
+    out = []
+    for name in (W.names_or_all(names) if names or not imagenet else []):
+        path = W.resolve(name)
+        if to is not None:
+            dst = Path(to) / name / W.FILENAME
+            if not (dst.is_file() and W.verify_file(dst, W._entry(name)) is None):
+                W.copy_verified(path, dst)
+            path = str(dst)
+        out.append(path)
+    for depth in imagenet:
+        repo = W.IMAGENET[int(depth)]
+        from huggingface_hub import hf_hub_download
+
+        p = hf_hub_download(repo, W.FILENAME, cache_dir=W._cache_dir(), local_files_only=W._offline(),
+                            endpoint=os.environ.get("HF_ENDPOINT") or None)
+        if to is not None:
+            dst = Path(to) / repo.split("/")[1] / W.FILENAME
+            W.copy_verified(p, dst)
+            p = str(dst)
+        out.append(p)
+    return out
+
+
+def verify(names=(), dirs=(), purge: bool = False) -> list[tuple[str, str, str]]:
+    """(name, path, verdict) for every hosted name's cached copy and every mirror copy."""
+    reg = registry()
+    wanted = W.names_or_all(names)
+    dirs = [Path(d) for d in dirs] or W._mirror_dirs(None)
+    rows = []
+    for name in wanted:
+        e = reg.weights(name) or {}
+        if e.get("status") != "hosted":
+            rows.append((name, "-", f"not hosted ({e.get('status', 'no entry')})"))
+            continue
+        found = []
+        cached = W.cached_path(name)
+        if cached:
+            found.append((cached, True))
+        for d in dirs:
+            p = d / name / e["filename"]
+            if p.is_file():
+                found.append((str(p), False))
+        if not found:
+            rows.append((name, "-", "missing"))
+        for p, in_cache in found:
+            bad = W.verify_file(p, e)
+            if bad and purge:
+                W._purge(p) if in_cache else os.remove(p)
+                bad += " (removed)"
+            rows.append((name, p, "ok" if not bad else f"CORRUPT: {bad}"))
+    return rows
+
+
+# -- argparse ---------------------------------------------------------------------------------
+
+def _cmd_convert(a) -> int:
+    if a.trust_pickle:
+        warnings.warn("--trust-pickle: the checkpoint will be fully unpickled, which runs code stored in it; "
+                      "use only files from a source you trust", stacklevel=1)
+    entry = convert(a.name, a.checkpoint, a.out, trust_pickle=a.trust_pickle, converter=a.converter)
+    print(f"wrote {Path(a.out) / W.FILENAME}, config.json, README.md")
+    print("manifest entry (add repo_id and revision with `zoo publish`):")
+    print(json.dumps(entry, indent=1))
+    return 0
+
+
+def _cmd_publish(a) -> int:
+    entry = publish(a.dir, a.repo_id, manifest=a.manifest, private=a.private)
+    print(json.dumps(entry, indent=1))
+    return 0
+
+
+def _cmd_download(a) -> int:
+    for p in download(a.names, to=a.to, imagenet=a.imagenet or ()):
+        print(p)
+    if a.to:
+        print(f"mirror ready: set {W.ENV_DIR}={os.path.abspath(a.to)} (or pass weights_dir=) on the offline machine")
+    return 0
+
+
+def _cmd_verify(a) -> int:
+    rows = verify(a.names, a.dir or (), purge=a.purge)
+    bad = 0
+    for name, path, verdict in rows:
+        print(f"{verdict:10s} {name}  {path}")
+        bad += verdict.startswith("CORRUPT")
+    if not rows:
+        print("nothing to verify: no hosted names")
+    return 1 if bad else 0
+
+
+def _cmd_manifest(a) -> int:
+    reg = registry()
+    path = Path(a.path) if a.path else W.manifest_path()
+    old = json.loads(path.read_text()).get("weights", {}) if path.is_file() else {}
+    if a.check:
+        problems = W.check_manifest(old, reg)
+        for p in problems:
+            print(p)
+        print(f"{len(old)} entries, {len(problems)} problem(s)")
+        return 1 if problems else 0
+    new = W.build_manifest(old, reg)
+    W.write_manifest(new, path)
+    counts = {s: sum(e["status"] == s for e in new.values()) for s in W.STATUSES}
+    print(f"wrote {path}: {len(new)} entries ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Add convert/publish/download/verify/manifest to an argparse subparsers object."""
+    s = sub.add_parser("convert", help="convert an authors' checkpoint to safetensors + model card")
+    s.add_argument("name", help="the variant the checkpoint is, e.g. tsm_r50_ssv1_8f")
+    s.add_argument("checkpoint", help="the authors' .pth / .pth.tar")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--converter", help="override the converter named in the registry")
+    s.add_argument("--trust-pickle", action="store_true",
+                   help="allow full unpickling for checkpoints torch.load(weights_only=True) refuses (runs code!)")
+    s.set_defaults(fn=_cmd_convert)
+
+    s = sub.add_parser("publish", help="upload a converted folder to the Hub and record it in the manifest")
+    s.add_argument("dir")
+    s.add_argument("--repo-id", required=True)
+    s.add_argument("--manifest", help="manifest to update (default: the package's weights_manifest.json)")
+    s.add_argument("--private", action="store_true")
+    s.set_defaults(fn=_cmd_publish)
+
+    s = sub.add_parser("download", help="pre-fetch hosted weights into the cache, or build a mirror")
+    s.add_argument("names", nargs="*", help="variants or ensembles (default: every hosted name, unless --imagenet)")
+    s.add_argument("--to", help=f"build a mirror here (<dir>/<name>/model.safetensors) for {W.ENV_DIR}")
+    s.add_argument("--imagenet", action="append", choices=[str(d) for d in sorted(W.IMAGENET)],
+                   help="also fetch the ImageNet ResNet of this depth (pretrained_backbone=True)")
+    s.set_defaults(fn=_cmd_download)
+
+    s = sub.add_parser("verify", help="re-check cached and mirrored weights against the manifest")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--dir", action="append", help=f"mirror folder (default: {W.ENV_DIR})")
+    s.add_argument("--purge", action="store_true", help="delete files that fail")
+    s.set_defaults(fn=_cmd_verify)
+
+    s = sub.add_parser("manifest", help="rebuild weights_manifest.json entries from the registry")
+    s.add_argument("--check", action="store_true", help="only report problems")
+    s.add_argument("--path", help="manifest file (default: the package's)")
+    s.set_defaults(fn=_cmd_manifest)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m zoo.weights_cli")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add_commands(sub)
+    a = p.parse_args(argv)
+    try:
+        return a.fn(a)
+    except (KeyError, ValueError, RuntimeError) as e:
+        print(f"zoo {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
