@@ -15,7 +15,7 @@ FIXTURES = {"gst_r50": "gst_t8", "gst_large_r50": "gst_large_t8"}
 def _loaded(name):
     fx = fixture(FIXTURES[name])
     model = create_model(name, num_classes=fx["num_classes"], num_frames=fx["num_segments"])
-    load_original(model, original_state_dict(fx), converter="gst")
+    load_original(model, original_state_dict(fx))  # converter from the family: "gst"
     return fx, model.eval()
 
 
