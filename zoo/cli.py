@@ -54,7 +54,7 @@ def _cmd_report(a) -> int:
         if not a.quiet:
             print(f"\r[{i + 1}/{n}] {row.paper} {row.table} {row.row}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
 
-    results = build_report(a.paper or None, progress=progress, archs=a.arch or None)
+    results = build_report(a.paper or None, progress=progress, archs=a.arch or None, frames=a.frames)
     if not a.quiet:
         print(file=sys.stderr)
     text = render(results, a.format)
@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("report", help="paper vs measured params/FLOPs for every table row")
     s.add_argument("--paper", action="append", help="paper id (repeatable): " + ", ".join(sorted(registry().papers)))
     s.add_argument("--arch", action="append", help="only rows of architectures matching this pattern (repeatable)")
+    s.add_argument("--frames", type=int, help="only rows with this many frames")
     s.add_argument("--format", default="md", choices=["md", "csv", "json"])
     s.add_argument("--out", help="write into this directory instead of stdout")
     s.add_argument("--threads", type=int, default=0)
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = []
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -98,7 +98,8 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
         if num_classes is not None or num_frames is not None or kwargs:
             raise TypeError(f"{name} is an ensemble of fixed members {list(obj.members)}; build the "
                             "members with create_model to change their classes, frames or kwargs")
-        model = EnsembleModel({m: create_model(m, pretrained=pretrained, weights_dir=weights_dir)
+        model = EnsembleModel({m: create_model(m, pretrained=pretrained, weights_dir=weights_dir,
+                                               pretrained_backbone=pretrained_backbone)
                                for m in obj.members})
         model.pretrained_cfg = model_info(name)
         return model

@@ -73,11 +73,14 @@ def _key(r: ComplexityRow):
     return (r.arch, json.dumps(r.kwargs, sort_keys=True), r.frames, r.num_classes, r.input_size)
 
 
+_MEASURED: dict = {}  # configuration -> Complexity, shared by every report of this process
+
+
 def build_report(papers: Optional[Iterable[str]] = None, progress=None,
-                 archs: Optional[Iterable[str]] = None) -> list[RowResult]:
+                 archs: Optional[Iterable[str]] = None, frames: Optional[int] = None) -> list[RowResult]:
     """Measure every complexity row of the given papers (default: all), optionally only rows
-    whose architecture matches one of the fnmatch patterns ``archs``. Identical
-    configurations are built and traced once."""
+    whose architecture matches one of the fnmatch patterns ``archs`` and with ``frames`` frames.
+    Identical configurations are built and traced once per process."""
     reg = registry()
     wanted = set(papers) if papers else None
     if wanted:
@@ -90,7 +93,9 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
 
         pats = list(archs)
         rows = [r for r in rows if any(fnmatch.fnmatchcase(r.arch, p) for p in pats)]
-    cache: dict = {}
+    if frames is not None:
+        rows = [r for r in rows if r.frames == frames]
+    cache = _MEASURED
     out = []
     for i, r in enumerate(rows):
         if progress:

@@ -123,7 +123,10 @@ def build_manifest(old: Optional[dict] = None, reg=None) -> dict:
 
 def check_manifest(manifest: dict, reg=None) -> list[str]:
     """Problems of a manifest against the registry (empty when it is consistent)."""
+    from .convert import converters, converters_alias
+
     reg = reg or registry()
+    known = set(converters())
     problems = []
     for name in sorted(set(manifest) - set(reg.variants)):
         problems.append(f"{name}: orphan entry (not a registered variant)")
@@ -146,8 +149,11 @@ def check_manifest(manifest: dict, reg=None) -> list[str]:
                 problems.append(f"{name}: bytes must be a positive integer")
         if st == "original-only" and not (e.get("source") or {}).get("url"):
             problems.append(f"{name}: original-only entry without source.url")
-        if name in reg.variants and not e.get("converter"):
+        conv = e.get("converter")
+        if name in reg.variants and not conv:
             problems.append(f"{name}: no converter named")
+        elif conv and converters_alias.get(conv, conv) not in known:
+            problems.append(f"{name}: converter {conv!r} is not registered (known: {sorted(known)})")
     return problems
 
 
@@ -261,6 +267,15 @@ def cached_path(name: str) -> Optional[str]:
     return p if isinstance(p, str) else None
 
 
+def _transport_errors() -> tuple:
+    try:  # huggingface_hub's HTTP client; a cut transfer surfaces as its RemoteProtocolError
+        import httpx2
+
+        return (httpx2.HTTPError,)
+    except ImportError:
+        return ()
+
+
 def _download(name: str, e: dict) -> str:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
@@ -285,7 +300,7 @@ def _download(name: str, e: dict) -> str:
         raise WeightsError(
             f"the Hub has no {where} for {name!r} ({type(err).__name__}): weights_manifest.json is out of date "
             "or the upload was removed; update the package, or use a mirror") from err
-    except (HfHubHTTPError, OSError) as err:
+    except (HfHubHTTPError, OSError, *_transport_errors()) as err:
         raise WeightsError(f"downloading {where} for {name!r} failed: {str(err).splitlines()[0]}. Nothing "
                            "partial was kept; retry, or use a mirror") from err
     bad = verify_file(path, e)
@@ -317,6 +332,8 @@ def resolve(name: str, weights_dir: Union[str, os.PathLike, None] = None) -> str
             meta = _file_meta(p)
             if meta.get("arch") not in (None, v.arch):
                 raise WeightsError(f"{p} holds weights for architecture {meta.get('arch')!r}, not {v.arch!r}")
+            if meta.get("name") not in (None, name):
+                raise WeightsError(f"{p} holds the weights of {meta['name']!r}, not {name!r}")
             warnings.warn(f"{p}: weights_manifest.json has no hash for {name!r} ({e.get('status', 'unreleased')}); "
                           "using this file unverified (your own conversion?)", stacklevel=3)
         return str(p)

@@ -81,7 +81,7 @@ def publish(folder: str, repo_id: str, manifest: str = None, private: bool = Fal
 def download(names, to: str = None, imagenet=()) -> list[str]:
     """Fetch verified files into the Hub cache, or copy them into a mirror ``to``/<name>/."""
     out = []
-    for name in W.names_or_all(names):
+    for name in (W.names_or_all(names) if names or not imagenet else []):
         path = W.resolve(name)
         if to is not None:
             dst = Path(to) / name / W.FILENAME
@@ -207,7 +207,7 @@ def add_commands(sub) -> None:
     s.set_defaults(fn=_cmd_publish)
 
     s = sub.add_parser("download", help="pre-fetch hosted weights into the cache, or build a mirror")
-    s.add_argument("names", nargs="*", help="variants or ensembles (default: every hosted name)")
+    s.add_argument("names", nargs="*", help="variants or ensembles (default: every hosted name, unless --imagenet)")
     s.add_argument("--to", help=f"build a mirror here (<dir>/<name>/model.safetensors) for {W.ENV_DIR}")
     s.add_argument("--imagenet", action="append", choices=[str(d) for d in sorted(W.IMAGENET)],
                    help="also fetch the ImageNet ResNet of this depth (pretrained_backbone=True)")

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, ConversionError, register_converter, rename
 from ..registry import register_arch
+from .gst import convert_gst, gst_slots
 from .resnet import DEPTHS, BlockCtx, Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -207,10 +208,12 @@ def has_gc(index: int, blocks: int) -> bool:
 
 def gc_index(ctx: BlockCtx, counts) -> int:
     """How many blocks before this one carry a GC module (the loop version's counter)."""
-    if tuple(counts)[ctx.stage] != ctx.blocks:
-        raise ValueError(f"stage {ctx.stage} has {ctx.blocks} blocks but the GC slot was told {tuple(counts)}: "
+    counts = tuple(counts)
+    if counts[ctx.stage] != ctx.blocks or sum(counts[:ctx.stage]) + ctx.index != ctx.position:
+        raise ValueError(f"block {ctx.position} (stage {ctx.stage} of {ctx.blocks} blocks) does not fit the "
+                         f"blocks per stage {counts} the GC slot was given: "
                          "pass the backbone's depth (or blocks per stage) to gc_slot")
-    before = sum(sum(has_gc(i, n) for i in range(n)) for n in tuple(counts)[:ctx.stage])
+    before = sum(sum(has_gc(i, n) for i in range(n)) for n in counts[:ctx.stage])
     return before + sum(has_gc(i, ctx.blocks) for i in range(ctx.index))
 
 
@@ -264,6 +267,23 @@ for _d in (50, 101):
     register_arch(f"gc_tsm_r{_d}", family="gc", **_kw)(_gc_tsn(_d, True))
 
 
+def _gc_gst(depth: int):
+    def build(num_classes, num_frames, ratio=1.0, loop=True, calibrators=CALIBRATORS, dropout=0.5):
+        _check_common(ratio, loop, calibrators)
+        slots = gst_slots(0.25, 0.5, calibrator=gc_slot(ratio, loop, calibrators, bn=False, depth=depth),
+                          calib_at="conv2")
+        return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
+
+    build.__doc__ = f"""GC-GST ResNet-{depth}: GST (alpha 1/4, beta 1/2) with a BN-free GC module on the
+    [spatial | temporal] output of every block's split conv, before bn2. ``loop`` defaults to True:
+    the paper's GC-GST is the loop version (the authors' train_gst.sh passes --loop). Dropout 0.5
+    as the GC scripts (GST's own default is 0.3)."""
+    return build
+
+
+register_arch("gc_gst_r50", family="gc", ratio=1.0, loop=True, calibrators=CALIBRATORS, dropout=0.5)(_gc_gst(50))
+
+
 # -- converter -------------------------------------------------------------------------------------
 
 _EFT = re.compile(r"^(?P<pre>.*\.)eft(?P<i>[1-4])?\.(?P<mod>conv|bn1)\.(?P<rest>.+)$")
@@ -294,5 +314,15 @@ def gc_rules(sd: dict) -> dict:
 
 @register_converter("gc")
 def convert_gc(sd: dict) -> dict:
-    """GC-TSN / GC-TSM / single-ECal TSN from haoyanbin918/Group-Contextualization."""
+    """GC-TSN / GC-TSM / single-ECal TSN from haoyanbin918/Group-Contextualization; a GC-GST
+    checkpoint (recognised by its ``Tconv`` keys) goes through :func:`convert_gc_gst`."""
+    if any(".Tconv." in k for k in sd):
+        return convert_gc_gst(sd)
     return gc_rules(rename(sd, COMMON_RULES))
+
+
+@register_converter("gc_gst")
+def convert_gc_gst(sd: dict) -> dict:
+    """GC-GST from haoyanbin918/Group-Contextualization (nets/GC_GST.py): the GST layout (3D
+    weights squeezed, ``Tconv`` -> ``conv2.temporal``) plus the calibrators' ``eft1..4``."""
+    return gc_rules(convert_gst(sd))

@@ -7,8 +7,11 @@ Every network in the zoo is this ResNet with up to three per-block slots filled:
 * ``conv2``     - replaces the middle 3x3 conv (GST's split conv, STC's S_T/T_S, C3D, P3D, ...).
 * ``calibrator`` - a feature re-weighting module (GC, AIA, SDA, comparators) placed at ``calib_at``:
   ``"bn2"`` after conv2+bn2 (GC/AIA/SDA on TSN/TSM), ``"conv2"`` directly after the middle conv
-  and before bn2 (GC-GST), or ``"bn1"`` after conv1+bn1 (GC-TDN's shift blocks). ``calib_at``
-  may also be a function of the block's ``BlockCtx`` when the position differs between blocks.
+  and before bn2 (GC-GST), ``"bn1"`` after conv1+bn1 (GC-TDN's shift blocks), ``"bn3"`` at the
+  end of the residual branch, before the addition (SE/GE/CBAM-ResNet's place; channels
+  ``out_channels``), or ``"out"`` on the block output after the final ReLU (TSM's non-local
+  blocks, which carry their own residual). ``calib_at`` may also be a function of the block's
+  ``BlockCtx`` when the position differs between blocks.
 * ``mid``       - applied after the ReLU that follows bn1, before ``conv2`` (TDN's motion
   excitation and temporal conv shift).
 
@@ -26,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["BlockCtx", "Slots", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip",
+__all__ = ["BlockCtx", "Slots", "CALIB_AT", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip",
            "add_conv_bias"]
 
 
@@ -45,6 +48,7 @@ class BlockCtx:
 
 
 Factory = Callable[[BlockCtx], Optional[nn.Module]]
+CALIB_AT = ("bn1", "conv2", "bn2", "bn3", "out")
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ class Slots:
 
 
 def _check_calib_at(at):
-    if at not in ("bn1", "conv2", "bn2"):
-        raise ValueError(f"calib_at must be 'bn1', 'conv2' or 'bn2', got {at!r}")
+    if at not in CALIB_AT:
+        raise ValueError(f"calib_at must be one of {CALIB_AT}, got {at!r}")
     return at
 
 
@@ -119,7 +123,12 @@ class Bottleneck(nn.Module):
             out = self.calib(out, T)
         out = self.relu(out)
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        if self.calib is not None and self.calib_at == "bn3":
+            out = self.calib(out, T)
+        out = self.relu(out + identity)
+        if self.calib is not None and self.calib_at == "out":
+            out = self.calib(out, T)
+        return out
 
 
 class BasicBlock(nn.Module):
@@ -162,9 +171,13 @@ class BasicBlock(nn.Module):
         if self.mid is not None:
             out = self.mid(out, T)
         out = self.bn2(self.conv2(out))
-        if self.calib is not None and self.calib_at == "bn2":
+        # bn2 ends a basic block's residual branch, so "bn3" lands here too
+        if self.calib is not None and self.calib_at in ("bn2", "bn3"):
             out = self.calib(out, T)
-        return self.relu(out + identity)
+        out = self.relu(out + identity)
+        if self.calib is not None and self.calib_at == "out":
+            out = self.calib(out, T)
+        return out
 
 
 # depth -> (block, blocks per stage)

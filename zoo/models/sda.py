@@ -233,6 +233,10 @@ class SDA(nn.Module):
         self.down = nn.Conv2d(channels, r, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(r)
         self.branches = nn.ModuleList(make_branch(d, r) for d in self.dependencies)
+        kinds = {type(b) for b in self.branches}
+        # the weighted sum is full-size when a map varies over T and over H, W; otherwise
+        # (single long-range ablations) it is expanded before the 1x1 conv, as the original does
+        self._full = LocalBranch in kinds or {TimePooledBranch, SpacePooledBranch} <= kinds
         self.query = nn.Parameter(torch.zeros(1, r)) if aggregation == "sec" else None
         self.up = nn.Conv2d(r, channels, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
@@ -257,8 +261,8 @@ class SDA(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.chunk is not None:
             if T % self.chunk:
-                raise ValueError(f"this SDA works on chunks of {self.chunk} frames (the authors' "
-                                 f"hard-coded segments); T={T} is not a multiple of it")
+                raise ValueError(f"T={T} is not a multiple of {self.chunk}: this SDA works on chunks of "
+                                 f"{self.chunk} frames (the authors' hard-coded segments)")
             T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
         N, C, H, W = x.shape
         B = N // T
@@ -277,7 +281,7 @@ class SDA(nn.Module):
         agg = maps[order[0]] * weights[order[0]]
         for i in order[1:]:
             agg = agg + maps[i] * weights[i]
-        if agg.shape[1] != T or agg.shape[3] != H:  # only broadcast maps (e.g. lst alone)
+        if not self._full:
             agg = agg.expand(B, T, agg.shape[2], H, W)
         gate = torch.sigmoid(self.bn2(self.up(agg.reshape(N, -1, H, W))))
         return x * gate

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
+from .gc import CALIBRATORS, _check_common, gc_rules, gc_slot
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
 __all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots", "tdn_indices",
@@ -294,7 +295,24 @@ def _tdn(depth: int):
     return build
 
 
-register_arch("tdn_r50", family="tdn", dropout=0.5, fusion=None)(_tdn(50))
+def _gc_tdn(depth: int):
+    def build(num_classes, num_frames, ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5,
+              fusion=None):
+        _check_common(ratio, loop, calibrators)
+        slots = tdn_slots(calibrator=gc_slot(ratio, loop, calibrators, bn=True, depth=depth))
+        return TDNResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames, fusion=fusion)
+    build.__doc__ = f"""GC-TDN ResNet-{depth}: TDN with a GC module in every bottleneck of both layer1 copies
+    (after bn2) and of layer2-4 (after bn1, before the ReLU, motion excitation and shift), as
+    the GC authors' code places it. ``ratio`` = p, ``loop`` rotates the channel groups block by
+    block (the difference stream's layer1 counts from 0 like the RGB stream's), ``calibrators``
+    picks the ECals, ``fusion`` as for TDN."""
+    return build
+
+
+for _d in (50, 101):
+    register_arch(f"tdn_r{_d}", family="tdn", dropout=0.5, fusion=None)(_tdn(_d))
+register_arch("gc_tdn_r50", family="tdn", ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5,
+              fusion=None)(_gc_tdn(50))
 
 
 # -- the authors' checkpoints -----------------------------------------------------------------------
@@ -315,7 +333,10 @@ TDN_RULES = [
 
 @register_converter("tdn")
 def convert_tdn(sd: dict) -> dict:
-    """TDN from the TDN repository or the GC repository's ops_tdn (models_org): ``base_model.``
-    prefix, ``layerN_bak`` -> ``layerN``, ``resnext_layer1`` -> ``diff_layer1``, ``conv1_5`` ->
-    ``diff_conv1``/``diff_bn1``, mSE/shift into the ``mid`` slot; ``conv1_temp`` is kept."""
-    return rename(sd, COMMON_RULES + TDN_RULES)
+    """TDN (MCG-NJU/TDN, or the GC repository's ops_tdn models_org) and GC-TDN (models_gc):
+    ``base_model.`` prefix, ``layerN_bak`` -> ``layerN``, ``resnext_layer1`` -> ``diff_layer1``,
+    ``conv1_5`` -> ``diff_conv1``/``diff_bn1``, mSE/shift into the ``mid`` slot, GC's ``eft1..4``
+    as for GC-TSN; ``conv1_temp`` is kept. An early TDN_Net registered the same stem conv a second
+    time as ``conv1_temp1``; that duplicate is dropped."""
+    sd = {k: v for k, v in sd.items() if not re.match(r"^(base_model\.)?conv1_temp1\.", k)}
+    return gc_rules(rename(sd, COMMON_RULES + TDN_RULES))

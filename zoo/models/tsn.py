@@ -2,28 +2,35 @@
 
 TSN (Wang et al., ECCV 2016) treats a clip as a batch of frames and averages the per-frame
 scores; TSM (Lin et al., ICCV 2019) adds a parameter-free shift of 1/8 of the channels
-towards t+1 and 1/8 towards t-1 on each block's residual branch ("blockres")."""
+towards t+1 and 1/8 towards t-1 on each block's residual branch ("blockres").
+
+Both take ``calibrator=<name>``: a calibrator kind from zoo.models.calibrators (e.g. the
+comparators "se3d", "s3d_g", "nln") placed where that kind belongs, as in the papers' ablations."""
 from ..registry import register_arch
+from .calibrators import calibrator_slots
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
 
 def _tsn(depth):
-    def build(num_classes, num_frames, dropout=0.5):
-        return VideoResNet(depth, num_classes, Slots(), dropout=dropout, num_frames=num_frames)
-    build.__doc__ = f"""TSN with a ResNet-{depth} backbone: frames as a batch, average consensus."""
+    def build(num_classes, num_frames, dropout=0.5, calibrator=None):
+        return VideoResNet(depth, num_classes, Slots(**calibrator_slots(calibrator)), dropout=dropout,
+                           num_frames=num_frames)
+    build.__doc__ = f"""TSN with a ResNet-{depth} backbone: frames as a batch, average consensus;
+    ``calibrator`` names an optional calibrator kind in every block (None: plain TSN)."""
     return build
 
 
 def _tsm(depth):
-    def build(num_classes, num_frames, dropout=0.5, shift_div=8):
-        return VideoResNet(depth, num_classes, Slots(temporal=shift_slot(shift_div)), dropout=dropout,
-                           num_frames=num_frames)
+    def build(num_classes, num_frames, dropout=0.5, shift_div=8, calibrator=None):
+        slots = Slots(temporal=shift_slot(shift_div), **calibrator_slots(calibrator))
+        return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
     build.__doc__ = f"""TSM with a ResNet-{depth} backbone: residual temporal shift of 1/shift_div
-    of the channels each way in every block, average consensus."""
+    of the channels each way in every block, average consensus; ``calibrator`` names an
+    optional calibrator kind (None: plain TSM)."""
     return build
 
 
 for _d in (18, 34, 50, 101):
-    register_arch(f"tsn_r{_d}", family="tsn", dropout=0.5)(_tsn(_d))
-    register_arch(f"tsm_r{_d}", family="tsm", dropout=0.5, shift_div=8)(_tsm(_d))
+    register_arch(f"tsn_r{_d}", family="tsn", dropout=0.5, calibrator=None)(_tsn(_d))
+    register_arch(f"tsm_r{_d}", family="tsm", dropout=0.5, shift_div=8, calibrator=None)(_tsm(_d))

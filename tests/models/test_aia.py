@@ -1,0 +1,158 @@
+"""AIA: fidelity to the authors' code (reference fixtures), registry entries, kwargs, tracing."""
+import pytest
+import torch
+
+import zoo
+from zoo.factory import create_model
+from zoo.models.aia import ATTENTIONS, AIACombo, AIAUnit, parse_attention
+from zoo.registry import registry
+
+from ..reference import assert_logits_close, fixture, original_state_dict, reference_input
+
+torch.set_num_threads(1)
+
+FIXTURES = [  # fixture, arch, attention
+    ("aia_c2d_C_t8", "aia_tsn_r50", "c"),
+    ("aia_c2d_ST_t8", "aia_tsn_r50", "st"),
+    ("aia_c2d_CinST2STinC_t8", "aia_tsn_r50", "cinst>stinc"),
+    ("aia_tsm_CinST2STinC_t8", "aia_tsm_r50", "cinst>stinc"),
+]
+
+
+@pytest.mark.parametrize("name,arch,attention", FIXTURES)
+def test_reference_logits(name, arch, attention):
+    fx = fixture(name)
+    model = create_model(arch, num_classes=fx["num_classes"], attention=attention)
+    assert sum(p.numel() for p in model.parameters()) == fx["params"]
+    zoo.load_original(model, original_state_dict(fx))
+    model.eval()
+    with torch.no_grad():
+        out = model(reference_input(fx["num_segments"], 112))
+    assert_logits_close(out, fx["reference"]["logits"])
+
+
+@pytest.mark.parametrize("name,arch,attention", [FIXTURES[0], FIXTURES[3]])
+def test_fvcore_flops_match_original(name, arch, attention):
+    fx = fixture(name)
+    c = zoo.complexity(create_model(arch, num_classes=fx["num_classes"], attention=attention), num_frames=8)
+    assert c.params == fx["params"]
+    assert c.flops == fx["flops_fvcore"]
+    assert c.by_operator == fx["fvcore_by_operator"]
+
+
+# the original key layout, written from the facts (not from our own naming): a single module is
+# `eft`, a pair `eft1`, `eft2`; C/ST units hold C / T,H,W gates, CinST and STinC all four
+_GATES = {"c": "C", "st": "THW", "cinst": "CTHW", "stinc": "CTHW"}
+_ORIGINAL = {"c": ["C"], "st": ["ST"], "c>st": ["C", "ST"], "st>c": ["ST", "C"], "c+st": ["C", "ST"],
+             "cinst": ["CinST"], "stinc": ["STinC"], "cinst>stinc": ["CinST", "STinC"],
+             "stinc>cinst": ["STinC", "CinST"], "cinst+stinc": ["STinC", "CinST"]}
+
+
+def _original_keys(model, parts):
+    sd = {f"base_model.{k}": v for k, v in model.state_dict().items() if ".calib." not in k}
+    sd = {k.replace("base_model.fc.", "new_fc."): v for k, v in sd.items()}
+    blocks = sorted({k.split(".calib.")[0] for k in model.state_dict() if ".calib." in k})
+    for b in blocks:
+        for i, part in enumerate(parts):
+            slot = "eft" if len(parts) == 1 else f"eft{i + 1}"
+            for g in _GATES[part.lower()]:
+                pre = f"base_model.{b}.{slot}.{g}_"
+                sd[pre + "conv.weight"] = torch.randn(1, 2, 3, 3, 3)
+                for s in ("weight", "bias", "running_mean", "running_var"):
+                    sd[pre + "bn." + s] = torch.rand(1) + 0.5
+                sd[pre + "bn.num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+    return sd
+
+
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
+def test_every_configuration_builds_runs_and_converts(attention):
+    arch = "aia_tsm_r50" if attention in ("c>st", "cinst", "cinst+stinc", "stinc") else "aia_tsn_r50"
+    model = create_model(arch, num_classes=10, attention=attention).eval()
+    zoo.load_original(model, {"module." + k: v for k, v in _original_keys(model, _ORIGINAL[attention]).items()})
+    x = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        y = model(x)
+        assert y.shape == (2, 10) and torch.isfinite(y).all()
+        # T comes from the input
+        assert model(x[:, :, :4]).shape == (2, 10)
+
+
+def test_every_registered_name_builds():
+    reg = registry()
+    names = [n for n, v in reg.variants.items() if reg.archs[v.arch].family == "aia"]
+    names += [n for n, e in reg.ensembles.items() if reg.archs[reg.variants[e.members[0]].arch].family == "aia"]
+    assert len(names) >= 50
+    for n in names:
+        assert zoo.model_info(n)["kind"] in ("variant", "ensemble")
+    # one build + forward per distinct network (names differ otherwise only in frames / classes)
+    seen = {}
+    for n, v in reg.variants.items():
+        if reg.archs[v.arch].family == "aia":
+            seen.setdefault((v.arch, v.kwargs.get("attention", "cinst>stinc")), n)
+    assert len(seen) == 2 * len(ATTENTIONS)
+    x = torch.randn(2, 3, 8, 64, 64)
+    for n in ("aia_tsn_r50_ssv1_8f", "aia_tsm_r50_epic55noun_8f", "aia_tsn_r50_cinstplusstinc_ssv1_8f"):
+        m = create_model(n).eval()
+        with torch.no_grad():
+            assert m(x).shape == (2, reg.variants[n].num_classes)
+    ens = create_model("aia_tsm_r50_ssv1_8f16f").eval()
+    with torch.no_grad():
+        assert ens([x, torch.randn(2, 3, 16, 64, 64)]).shape == (2, 174)
+
+
+def test_combinations_are_their_parts():
+    torch.manual_seed(0)
+    x = torch.randn(2 * 4, 16, 6, 5)
+    for how in (">", "+"):
+        combo = AIACombo("cinst", "stinc", how).eval()
+        for m in combo.modules():  # non-trivial BN statistics
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+        with torch.no_grad():
+            a = combo.first(x, 4)
+            want = combo.second(a, 4) if how == ">" else 0.5 * a + 0.5 * combo.second(x, 4)
+            torch.testing.assert_close(combo(x, 4), want)
+
+
+def test_units_follow_the_definitions():
+    """Gate semantics (ORIGINAL_CODE.md): CinST multiplies x, not x*C, by the ST gate; STinC
+    multiplies x by the C gate of x*ST."""
+    torch.manual_seed(0)
+    x = torch.randn(2 * 3, 8, 5, 4)
+    v = x.view(2, 3, 8, 5, 4)
+    u = AIAUnit("cinst").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(u(x, 3).view_as(v), v * u.st_gate(v * u.c_gate(v)))
+        s = AIAUnit("stinc").eval()
+        s.load_state_dict(u.state_dict())
+        torch.testing.assert_close(s(x, 3).view_as(v), v * s.c_gate(v * s.st_gate(v)))
+        # channels_last activations give the same result
+        torch.testing.assert_close(u(x.contiguous(memory_format=torch.channels_last), 3), u(x, 3))
+
+
+def test_trace():
+    m = create_model("aia_tsm_r50", num_classes=5).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        traced = torch.jit.trace(m, x, check_trace=False)
+        torch.testing.assert_close(traced(x), m(x))
+
+
+def test_attention_names_and_errors():
+    assert parse_attention("CinST2STinC") == "cinst>stinc"
+    assert parse_attention("STinCplusCinST") == "cinst+stinc"
+    assert parse_attention("C -> ST") == "c>st"
+    with pytest.raises(ValueError, match="cinst>stinc"):
+        create_model("aia_tsn_r50", attention="sc")
+    with pytest.raises(TypeError, match="attention"):
+        create_model("aia_tsn_r50", shift_div=4)
+
+
+def test_registry_rows():
+    reg = registry()
+    rows = [r for r in reg.complexity if r.paper == "aia"]
+    assert {r.table for r in rows} == {"Table I", "Table II"}
+    assert len([r for r in rows if r.table == "Table I"]) == 22
+    # every mismatching row says why
+    assert all(r.cause for r in rows if r.frames in (12, 16) and r.arch.startswith("aia"))

@@ -1,0 +1,199 @@
+"""GC (Group Contextualization): reference logits of the authors' GC-TSN / GC-TSM / GC-GST, the
+group layout (standard, loop, ratio, single ECals, R101), tracing/export, every GC name."""
+import pytest
+import torch
+
+import zoo
+from tests.reference import assert_logits_close, fixture, original_state_dict, reference_input
+from zoo.models.gc import GC, ECalG, ECalL, ECalS, ECalT, gc_index, has_gc
+from zoo.models.resnet import BlockCtx
+from zoo.registry import parse_quantity, registry
+
+CASES = [
+    ("gc_tsn_m4_c4_t8", "gc_tsn_r50", {}),
+    ("gc_tsm_m4_c4_t8", "gc_tsm_r50", {}),
+    ("gc_gst_m4_c4_loop_t8", "gc_gst_r50", {"loop": True}),
+]
+
+
+@pytest.mark.parametrize("fx_name, arch, kwargs", CASES)
+def test_reference_logits(fx_name, arch, kwargs):
+    fx = fixture(fx_name)
+    m = zoo.create_model(arch, num_classes=fx["num_classes"], **kwargs)
+    assert sum(p.numel() for p in m.parameters()) == fx["params"]
+    zoo.load_original(m, original_state_dict(fx))  # strict, family converter picked by name
+    with torch.no_grad():
+        out = m.eval()(reference_input(fx["num_segments"], 112))
+    assert_logits_close(out, fx["reference"]["logits"])
+
+
+def test_fvcore_flops_equal_the_authors():
+    fx = fixture("gc_tsn_m4_c4_t8")
+    c = zoo.complexity("gc_tsn_r50", num_classes=174)
+    assert (c.params, c.flops) == (fx["params"], fx["flops_fvcore"])
+    # the BN the authors' ECal-S holds but never applies: in the state dict, never called
+    assert sorted(c.uncalled_modules) == sorted(k.replace("base_model.", "").replace("eft3.bn1", "calib.s.bn")
+                                                for k in fx["fvcore_uncalled_modules"])
+
+
+def _naive(gc: GC, x: torch.Tensor, T: int) -> torch.Tensor:
+    """The authors' way: a zero-filled output and slice assignment, group by group."""
+    n, c = gc.groups, gc.channels // gc.groups
+    out = torch.zeros_like(x)
+    done = set()
+    for i, k in enumerate(gc.calibrators):
+        g = (gc.shift + i) % n
+        sl = slice(g * c, (g + 1) * c)
+        v = x[:, sl].reshape(-1, T, c, *x.shape[2:])
+        out[:, sl] = getattr(gc, k)(v).reshape(-1, c, *x.shape[2:])
+        done.add(g)
+    for g in set(range(n)) - done:
+        out[:, g * c:(g + 1) * c] = x[:, g * c:(g + 1) * c]
+    return out
+
+
+@pytest.mark.parametrize("ratio, calibrators, shift", [
+    (1.0, "gstl", 0), (1.0, "gstl", 3), (0.5, "gstl", 0), (0.5, "gstl", 6), (0.5, "lt", 7), (1.0, "s", 2),
+    (0.25, "g", 15)])
+def test_groups_match_slice_assignment(ratio, calibrators, shift):
+    torch.manual_seed(0)
+    gc = GC(64, ratio, calibrators, shift=shift).eval()
+    for m in gc.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2 * 4, 64, 6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(gc(x, 4), _naive(gc, x, 4))
+
+
+def test_group_plan_code_order_and_loop():
+    def owners(gc):
+        return {k: a // (gc.channels // gc.groups) for k, a, b in gc.plan if k}
+    assert owners(GC(64)) == {"l": 0, "t": 1, "s": 2, "g": 3}           # code order, not the paper's
+    assert owners(GC(64, shift=1)) == {"l": 1, "t": 2, "s": 3, "g": 0}
+    assert GC(64, 0.5).plan[-1] == ("", 32, 64)                          # untouched half in one slice
+    assert owners(GC(64, 0.5, "t")) == {"t": 0}
+    m = zoo.create_model("gc_tsn_r50", num_classes=10, loop=True)
+    # ORIGINAL_CODE.md: layer1.0 -> 0,1,2,3; layer1.1 -> 1,2,3,0; layer2.0 -> 3,0,1,2; layer4.2 -> 3,0,1,2
+    assert owners(m.layer1[1].calib) == {"l": 1, "t": 2, "s": 3, "g": 0}
+    assert owners(m.layer2[0].calib)["l"] == 3 and owners(m.layer4[2].calib)["l"] == 3
+    assert all(b.calib.shift == 0 for b in zoo.create_model("gc_tsn_r50", num_classes=10).modules()
+               if isinstance(b, torch.nn.Module) and isinstance(getattr(b, "calib", None), GC))
+
+
+def test_r101_even_blocks_of_layer3_and_loop_counter():
+    assert [has_gc(i, 23) for i in range(4)] == [True, False, True, False]
+    counts = (3, 4, 23, 3)
+    ctx = BlockCtx(stage=3, index=0, position=30, blocks=3, in_channels=1024, width=512, out_channels=2048, stride=2)
+    assert gc_index(ctx, counts) == 3 + 4 + 12
+    m = zoo.create_model("gc_tsn_r101", num_classes=10, loop=True)
+    assert m.layer3[1].calib is None and m.layer3[22].calib is not None
+    assert m.layer4[0].calib.shift == (3 + 4 + 12) % 4
+    with pytest.raises(ValueError, match="blocks per stage"):
+        gc_index(ctx, (3, 4, 6, 3))  # R101's layer4 with R50's counts
+
+
+def test_ecal_shapes_and_bn():
+    x = torch.randn(2, 4, 8, 5, 6)  # (B, T, c, H, W)
+    for cls in (ECalL, ECalT, ECalS, ECalG):
+        assert cls(8).eval()(x).shape == x.shape
+    assert ECalS(8).bn is not None and ECalS(8, bn=False).bn is None
+    assert ECalS(8).conv.dilation == (2, 2)
+    gst = zoo.create_model("gc_gst_r50", num_classes=5)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in gst.layer1[0].calib.modules())
+    assert gst.layer1[0].calib_at == "conv2"
+
+
+def test_trace_and_onnx(tmp_path):
+    m = zoo.create_model("gc_tsm_r50", num_classes=7, ratio=0.5, loop=True).eval()
+    x = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        ref = m(x)
+        traced = torch.jit.trace(m, x)
+        torch.testing.assert_close(traced(x), ref)
+    gc = GC(32, 0.5, shift=5).eval()
+    y = torch.randn(8, 32, 6, 6)
+    path = tmp_path / "gc.onnx"
+    torch.onnx.export(_WithT(gc, 4), (y,), str(path), dynamo=False)
+    import onnxruntime as ort
+    out = ort.InferenceSession(str(path)).run(None, {ort.InferenceSession(str(path)).get_inputs()[0].name: y.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(out), gc(y, 4), rtol=1e-4, atol=1e-5)
+
+
+class _WithT(torch.nn.Module):
+    def __init__(self, m, T):
+        super().__init__()
+        self.m, self.T = m, T
+
+    def forward(self, x):
+        return self.m(x, self.T)
+
+
+def test_bad_kwargs():
+    with pytest.raises(ValueError, match="ratio"):
+        zoo.create_model("gc_tsn_r50", ratio=0.3)
+    with pytest.raises(ValueError, match="calibrators"):
+        zoo.create_model("gc_tsn_r50", calibrators="gx")
+    with pytest.raises(ValueError, match="calibrators"):
+        zoo.create_model("gc_tsm_r50", calibrators="")
+    with pytest.raises(TypeError, match="loop"):
+        zoo.create_model("gc_gst_r50", loop="yes")
+    with pytest.raises(TypeError, match="cdiv"):
+        zoo.create_model("gc_tsn_r50", cdiv=4)
+
+
+def test_single_ecal_checkpoint_layout_converts():
+    """The authors' single-ECal file names its calibrator ``eft``: the kind follows from the weight."""
+    for k, cal in (("l", ECalL), ("t", ECalT), ("s", ECalS), ("g", ECalG)):
+        m = zoo.create_model("gc_tsn_r50", num_classes=4, ratio=0.5, calibrators=k)
+        want, sd = {}, {}
+        for name, v in m.state_dict().items():
+            orig = name.replace(f"calib.{k}.", "eft.").replace("eft.fc.", "eft.conv.").replace("eft.bn.", "eft.bn1.")
+            orig = "new_fc." + orig[3:] if orig.startswith("fc.") else "base_model." + orig
+            want[name] = sd["module." + orig] = v + 1 if v.is_floating_point() else v
+        zoo.load_original(m, sd)
+        assert isinstance(getattr(m.layer1[0].calib, k), cal)
+        assert all(torch.equal(v, want[n]) for n, v in m.state_dict().items())
+
+
+def _gc_names():
+    reg = registry()
+    names = [n for n, v in reg.variants.items() if v.paper == "gc"]
+    names += [n for n, e in reg.ensembles.items() if e.paper == "gc"]
+    names += [n for n, a in reg.archs.items() if a.family == "gc" and n.startswith(("gc_tsn", "gc_tsm", "gc_gst"))]
+    return sorted(names)
+
+
+def test_every_gc_name_builds_and_runs():
+    torch.set_num_threads(1)
+    built = {}
+    x8, x4 = torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 4, 64, 64)
+    for name in _gc_names():
+        m = zoo.create_model(name).eval()
+        cfg = m.pretrained_cfg
+        n_cls = cfg.get("num_classes") or cfg["members"][next(iter(cfg["members"]))]["num_classes"]
+        key = (cfg.get("arch", name), repr(cfg.get("kwargs")), n_cls, cfg.get("kind"))
+        if key in built:  # same network as one already run: building is the check
+            continue
+        with torch.no_grad():
+            out = m(x8)
+            assert out.shape == (2, n_cls) and torch.isfinite(out).all(), name
+            if cfg.get("kind") != "ensemble":
+                assert m(x4).shape == (2, n_cls)  # T is read from the input
+        built[key] = True
+
+
+def test_params_of_every_gc_row():
+    """Parameter counts against every GC complexity row with a printed params value."""
+    reg = registry()
+    seen = {}
+    for r in reg.complexity:
+        if r.paper != "gc" or not r.params or r.pending or r.arch not in reg.archs:
+            continue
+        key = (r.arch, repr(sorted(r.kwargs.items())), r.num_classes)
+        if key not in seen:
+            m = zoo.create_model(r.arch, num_classes=r.num_classes, **r.kwargs)
+            seen[key] = sum(p.numel() for p in m.parameters())
+        value, dec = parse_quantity(r.params, "M")
+        assert round(seen[key] / 1e6, dec) == value, (r.table, r.row, seen[key])
