@@ -25,7 +25,8 @@ No code or checkpoints were published; the paper is the spec. Where it is silent
 * Output channels split like the input: S_T gives round(alpha * width), T_S the rest (Table I's
   formulas have square terms a^2, (1-a)^2, so each block maps its share to the same share).
 * The refinement convs run on the pooled tensors (so they cost almost nothing, which is what
-  the paper's FLOPs imply), and their input is the block's own conv output.
+  the paper's FLOPs imply), and their input is the block's own conv output. SR's conv runs once
+  per clip on the temporal mean, so FLOPs are not exactly linear in T (8f + 16f != 24f).
 * The block's stride (first block of a stage) is on S_T's 3x3 conv and on T_S's temporal
   conv (a 3x1x1 conv with spatial stride 2 reads every other pixel).
 * Refinement convs are initialised like the backbone's convs (Kaiming normal, fan-out): the
