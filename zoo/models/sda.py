@@ -182,7 +182,15 @@ class LocalBranch(nn.Module):
         a = a.view(B, T, r, h, w).transpose(1, 2)  # small tensor: (B, r, T, h, w)
         if pt > 1:
             a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
-        m = F.relu(self.bn(self.conv(a)))
+        k = self.conv.weight
+        if k.shape[3] == 1 and k.shape[4] == 1:
+            # a (c_t, 1, 1) conv is a (c_t, 1) Conv2d over (T, h*w): same MACs, a faster kernel
+            b, _, t = a.shape[:3]
+            m = F.conv2d(a.reshape(b, r, t, h * w), k.flatten(3), padding=(k.shape[2] // 2, 0))
+            m = m.view(b, r, t, h, w)
+        else:
+            m = self.conv(a)
+        m = F.relu(self.bn(m))
         if pt > 1:
             m = F.adaptive_avg_pool3d(m, (T, h, w))
         return m.transpose(1, 2)
@@ -307,8 +315,10 @@ class SDA(nn.Module):
                 agg = agg + m
             if not full:
                 agg = agg.expand(B, T, r, h, H // h, w, W // w)
-        gate = torch.sigmoid(self.bn2(self.up(agg.reshape(N, r, H, W))))
-        return x * gate
+        gate = self.bn2(self.up(agg.reshape(N, r, H, W))).sigmoid_()  # BN's backward needs no output
+        if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
+            return x * gate
+        return gate.mul_(x)  # inference: no new full-size buffer
 
     def extra_repr(self) -> str:
         return (f"dependencies={self.dependencies}, aggregation={self.aggregation!r}"
