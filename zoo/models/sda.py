@@ -48,9 +48,18 @@ kernel (c_t, c_h, c_w) and "same" zero padding, BN3d, ReLU, and adaptive pooling
 Layout: the module works on the backbone's (B*T, C, H, W) frames without permuting the full
 tensor: the 1x1x1 convs are 1x1 Conv2d (same weights reshaped, same FLOPs), pooled branches
 are reductions over the needed axes of the (B, T, r, H, W) view, and their small maps are
-broadcast in the weighted sum, never expanded. fvcore counts the same operators as on the
-original (conv, batch_norm, linear, adaptive_avg_pool2d, mm), so params and FLOPs match it
-exactly (25,768,702 / 33,927,324,448 for SDA-TSN/TSM R50 at 8x224x224, 174 classes).
+broadcast in the weighted sum, never expanded. When H, W are multiples of a local branch's
+pooled size (every even size), its map stays at the pooled size and is broadcast over
+(H/h, W/w) blocks inside the sum: this is exactly the original's adaptive-pool upsampling
+(an element copy there) without materialising it. At inference the gate is applied in place.
+
+Complexity: parameters equal the original's (25,768,702 for SDA-TSN/TSM R50, 174 classes).
+fvcore counts the same operators (conv, batch_norm, linear, adaptive_avg_pool2d, mm) with the
+same totals, except the upsampling pool that the broadcast replaces: fvcore counts one FLOP per
+input element of adaptive_avg_pool2d, i.e. r*T*h*w per block with even H, W. At 8x224x224 that
+is 652,288 FLOPs (layers 1-3; layer4's 7x7 still pools), so fvcore gives 33,926,672,160 here vs
+33,927,324,448 on the original (-0.002%); at sizes where no map can be broadcast (odd H, W)
+the counts are identical.
 """
 from __future__ import annotations
 
