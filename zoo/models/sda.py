@@ -179,6 +179,7 @@ class LocalBranch(nn.Module):
         self.pool = tuple(pool)
         self.conv = nn.Conv3d(r, r, kernel, padding=tuple(k // 2 for k in kernel), bias=False)
         self.bn = nn.BatchNorm3d(r)
+        self.temporal_only = tuple(kernel[1:]) == (1, 1)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         B, T, r, H, W = y.shape
@@ -192,7 +193,7 @@ class LocalBranch(nn.Module):
         if pt > 1:
             a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
         k = self.conv.weight
-        if k.shape[3] == 1 and k.shape[4] == 1:
+        if self.temporal_only:
             # a (c_t, 1, 1) conv is a (c_t, 1) Conv2d over (T, h*w): same MACs, a faster kernel
             b, _, t = a.shape[:3]
             m = F.conv2d(a.reshape(b, r, t, h * w), k.flatten(3), padding=(k.shape[2] // 2, 0))
@@ -246,6 +247,8 @@ class SDA(nn.Module):
         self.bn1 = nn.BatchNorm2d(r)
         self.branches = nn.ModuleList(make_branch(d, r) for d in self.dependencies)
         kinds = {type(b) for b in self.branches}
+        # maps without spatial extent (per channel / per frame) join the coarse map at low resolution
+        self._pointwise = [isinstance(b, (GlobalBranch, SpacePooledBranch)) for b in self.branches]
         # the weighted sum is full-size when a map varies over T and over H, W; otherwise
         # (single long-range ablations) it is expanded before the 1x1 conv, as the original does
         self._full = LocalBranch in kinds or {TimePooledBranch, SpacePooledBranch} <= kinds
@@ -315,7 +318,7 @@ class SDA(nn.Module):
             full = []
             for i, m in enumerate(maps):
                 if i != coarse:
-                    if m.shape[-2:] == (1, 1):
+                    if self._pointwise[i]:
                         low = low + m  # per-channel/per-frame maps join at low resolution
                     else:
                         full.append(m.view(B, -1, r, h, H // h, w, W // w))
