@@ -44,6 +44,13 @@ Differences between the paper's text and the code, all following the code (check
   inputs must be at least about 48 px (the code has the same limit); 112 and 224 are fine.
 * Kinetics sampling. The TDN loader tests Kinetics with its training-style random positions per
   clip (10 clips x 3 crops); Something-Something uses the centred test positions.
+* Counts. With 174 classes the code builds 24,420,046 (TDN) and 25,697,742 (GC-TDN) parameters
+  and fvcore counts 35.89G / 36.59G FLOPs per 8-segment clip at 224 (both matched exactly here).
+  The papers print 26.1M / 27.4M: the same networks with a 1000-class (ImageNet) head. The five
+  frames of a segment do not run through the ResNet five times: the centre frame takes the RGB
+  path (4.11G per segment, as TSN), the four differences one 12-channel stem conv at half
+  resolution (0.12G) and the difference layer1 at quarter resolution (0.17G); with the mSE/shift
+  modules a segment costs 4.49G.
 * GC placement (GC-TDN). In layers 2-4 the GC module works on the bn1 output, before the ReLU,
   mSE and shift; in the plain layer1 blocks (RGB and difference stream alike) after conv2 + bn2.
   Both layer1 copies carry GC modules.
