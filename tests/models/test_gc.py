@@ -32,8 +32,9 @@ def test_fvcore_flops_equal_the_authors():
     c = zoo.complexity("gc_tsn_r50", num_classes=174)
     assert (c.params, c.flops) == (fx["params"], fx["flops_fvcore"])
     # the BN the authors' ECal-S holds but never applies: in the state dict, never called
+    # (their VideoNet also holds an unused nn.Softmax, which we do not)
     assert sorted(c.uncalled_modules) == sorted(k.replace("base_model.", "").replace("eft3.bn1", "calib.s.bn")
-                                                for k in fx["fvcore_uncalled_modules"])
+                                                for k in fx["fvcore_uncalled_modules"] if k != "softmax")
 
 
 def _naive(gc: GC, x: torch.Tensor, T: int) -> torch.Tensor:
