@@ -382,20 +382,11 @@ def load_pretrained(model: nn.Module, name: str, weights_dir: Union[str, os.Path
     sd, meta = read_weights(path)
     if meta.get("arch") and meta["arch"] != v.arch:
         raise WeightsError(f"{path} holds {meta['arch']!r} weights, but {name!r} is a {v.arch!r}")
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    extra = [k for k in sd if k not in own]
-    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and sd[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        parts = [f"{path} does not fit {name!r}"]
-        if missing:
-            parts.append(f"{len(missing)} key(s) missing: {missing[:8]}")
-        if extra:
-            parts.append(f"{len(extra)} unexpected key(s): {extra[:8]}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es): {shapes[:8]}")
-        raise WeightsError("; ".join(parts))
+    from .convert import fit_problems
+
+    problems = fit_problems(model.state_dict(), sd)
+    if problems:
+        raise WeightsError("; ".join([f"{path} does not fit {name!r}", *problems]))
     model.load_state_dict(sd, strict=True)
     return model
 
