@@ -96,9 +96,9 @@ def test_row_without_paper_needs_one(root):
 
 
 def test_well_formed_extra_table_loads(root):
-    _append(root, PAPER + '[[variant]]\narch = "tsm_r50"\ndataset = "diving48"\nframes = 16\n'
+    _append(root, PAPER + '[[variant]]\narch = "tsm_r50"\ndataset = "diving48"\nframes = 24\n'
             'claims = [{ table = "T2", top1 = 80.1, views = "1x1" }]\n'
             '[[complexity]]\ntable = "T"\nrow = "SE3D"\narch = "se3d_r50"\nframes = 8\nparams = "26.4M"\npending = "issue 10"\n')
     reg = Registry(root)
-    assert reg.variants["tsm_r50_diving48_16f"].num_classes == 48
+    assert reg.variants["tsm_r50_diving48_24f"].num_classes == 48
     assert [r.pending for r in reg.complexity if r.arch == "se3d_r50" and r.paper == "x"] == ["issue 10"]

@@ -9,6 +9,7 @@ reader sees how much the headline number leaves out.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -147,7 +148,8 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=FutureWarning)
             fca, calls = _analysis(model, x)
             by_op_all = fca.by_operator()
             by_mod_op = fca.by_module_and_operator()

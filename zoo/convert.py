@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping, Optional, Union
 import torch
 import torch.nn as nn
 
-__all__ = ["register_converter", "converters", "load_original", "read_checkpoint", "rename",
+__all__ = ["register_converter", "converters", "load_original", "read_checkpoint", "rename", "fit_problems",
            "COMMON_RULES", "ConversionError"]
 
 
@@ -129,20 +129,26 @@ def convert_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     name, fn = _converter_for(model, converter)
     mapped = fn(_strip_module(state_dict))
     own = model.state_dict()
-    missing = [k for k in own if k not in mapped]
-    extra = [k for k in mapped if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in mapped and mapped[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        parts = [f"converter {name!r} did not fit the model"]
-        if missing:
-            parts.append(f"{len(missing)} model key(s) not in the checkpoint: {missing[:8]}")
-        if extra:
-            parts.append(f"{len(extra)} checkpoint key(s) left over: {extra[:8]}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es): {shapes[:8]}")
-        raise ConversionError("; ".join(parts))
+    problems = fit_problems(own, mapped)
+    if problems:
+        raise ConversionError("; ".join([f"converter {name!r} did not fit the model", *problems]))
     return {k: mapped[k].to(own[k].dtype) for k in own}
+
+
+def fit_problems(own: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps ``sd`` from loading strictly into a model whose state dict is ``own``."""
+    missing = [k for k in own if k not in sd]
+    extra = [k for k in sd if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and sd[k].shape != own[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} model key(s) not in the checkpoint: {missing[:8]}")
+    if extra:
+        parts.append(f"{len(extra)} checkpoint key(s) left over: {extra[:8]}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {shapes[:8]}")
+    return parts
 
 
 def load_original(model: nn.Module, state_dict_or_path, converter: Optional[str] = None,

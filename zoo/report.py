@@ -34,23 +34,19 @@ def verdict(printed: str, measured: float, unit: str) -> str:
 
 @dataclass
 class RowResult:
-    paper: str
-    table: str
-    row: str
-    arch: str
-    kwargs: dict
-    frames: int
-    num_classes: int
-    input_size: int
-    params: str
-    flops: str
-    views: int
+    """A registry row (``spec``; its fields read through) with our measurement and verdicts."""
+
+    spec: ComplexityRow
     measured_params: Optional[int]
     measured_flops: Optional[int]
     params_verdict: str
     flops_verdict: str
     cause: str
-    note: str
+
+    def __getattr__(self, name):
+        if name == "spec":  # not set yet (copy/pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.spec, name)
 
     @property
     def verdict(self) -> str:
@@ -64,8 +60,10 @@ class RowResult:
         return "match" if v else "-"
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d["verdict"] = self.verdict
+        d = asdict(self.spec)
+        d.update(measured_params=self.measured_params, measured_flops=self.measured_flops,
+                 params_verdict=self.params_verdict, flops_verdict=self.flops_verdict, cause=self.cause,
+                 verdict=self.verdict)
         return d
 
 
@@ -101,10 +99,8 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
         if progress:
             progress(i, len(rows), r)
         if r.pending or r.arch not in reg.archs:
-            out.append(RowResult(r.paper, r.table, r.row, r.arch, r.kwargs, r.frames, r.num_classes, r.input_size,
-                                 r.params, r.flops, r.views, None, None,
-                                 "not built" if r.params else "-", "not built" if r.flops else "-",
-                                 r.cause or f"architecture not in the zoo yet ({r.pending})", r.note))
+            out.append(RowResult(r, None, None, "not built" if r.params else "-", "not built" if r.flops else "-",
+                                 r.cause or f"architecture not in the zoo yet ({r.pending})"))
             continue
         k = _key(r)
         if k not in cache:
@@ -119,8 +115,7 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
         cause = r.cause
         if "MISMATCH" in (pv, fv) and not cause:
             cause = "cause unknown"
-        out.append(RowResult(r.paper, r.table, r.row, r.arch, r.kwargs, r.frames, r.num_classes, r.input_size,
-                             r.params, r.flops, r.views, c.params, c.flops, pv, fv, cause, r.note))
+        out.append(RowResult(r, c.params, c.flops, pv, fv, cause))
     return out
 
 

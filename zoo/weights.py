@@ -102,13 +102,19 @@ def build_manifest(old: Optional[dict] = None, reg=None) -> dict:
     Hosted entries of ``old`` are kept (their Hub fields are facts about an upload, not about
     the registry); every other entry is rebuilt: ``original-only`` where the authors published
     a checkpoint, ``unreleased`` otherwise. Entries of names no longer registered are dropped."""
+    from .convert import converters, converters_alias
+
     reg = reg or registry()
     old = old or {}
+    known = converters()
     out = {}
     for name in sorted(reg.variants):
         v = reg.variants[name]
         src = dict(v.source or {})
-        converter = src.pop("converter", None) or reg.archs[v.arch].family
+        family = reg.archs[v.arch].family
+        family = converters_alias.get(family, family)
+        # families without an original implementation (STC, C3D, P3D) have no original layout
+        converter = src.pop("converter", None) or (family if family in known else None)
         prev = old.get(name) or {}
         if prev.get("status") == "hosted":
             e = dict(prev)
@@ -116,7 +122,8 @@ def build_manifest(old: Optional[dict] = None, reg=None) -> dict:
             e = {"status": "original-only" if src.get("url") else "unreleased"}
         if src:
             e["source"] = src
-        e["converter"] = converter
+        if converter:
+            e["converter"] = converter
         out[name] = e
     return out
 
@@ -150,8 +157,8 @@ def check_manifest(manifest: dict, reg=None) -> list[str]:
         if st == "original-only" and not (e.get("source") or {}).get("url"):
             problems.append(f"{name}: original-only entry without source.url")
         conv = e.get("converter")
-        if name in reg.variants and not conv:
-            problems.append(f"{name}: no converter named")
+        if name in reg.variants and not conv and st == "original-only":
+            problems.append(f"{name}: an original checkpoint with no converter named")
         elif conv and converters_alias.get(conv, conv) not in known:
             problems.append(f"{name}: converter {conv!r} is not registered (known: {sorted(known)})")
     return problems
@@ -375,20 +382,11 @@ def load_pretrained(model: nn.Module, name: str, weights_dir: Union[str, os.Path
     sd, meta = read_weights(path)
     if meta.get("arch") and meta["arch"] != v.arch:
         raise WeightsError(f"{path} holds {meta['arch']!r} weights, but {name!r} is a {v.arch!r}")
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    extra = [k for k in sd if k not in own]
-    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in sd and sd[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        parts = [f"{path} does not fit {name!r}"]
-        if missing:
-            parts.append(f"{len(missing)} key(s) missing: {missing[:8]}")
-        if extra:
-            parts.append(f"{len(extra)} unexpected key(s): {extra[:8]}")
-        if shapes:
-            parts.append(f"{len(shapes)} shape mismatch(es): {shapes[:8]}")
-        raise WeightsError("; ".join(parts))
+    from .convert import fit_problems
+
+    problems = fit_problems(model.state_dict(), sd)
+    if problems:
+        raise WeightsError("; ".join([f"{path} does not fit {name!r}", *problems]))
     model.load_state_dict(sd, strict=True)
     return model
 

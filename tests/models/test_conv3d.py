@@ -34,3 +34,26 @@ def test_baselines_build_and_run():
         c3d_conv2(groups=0)
     with pytest.raises(ValueError, match="does not divide"):
         create_model("c3d_r18", groups=3)
+
+
+def test_imagenet_init_lands_everywhere():
+    """Every ImageNet ResNet tensor finds a place in the split-conv families (no download: a
+    randomly initialised torchvision ResNet stands in for the checkpoint)."""
+    import torchvision
+
+    from zoo.weights import load_imagenet_backbone
+
+    sd50 = torchvision.models.resnet50().state_dict()
+    sd18 = torchvision.models.resnet18().state_dict()
+    for name, kw, sd in (("gst_r50", {}, sd50), ("gst_large_r50", {}, sd50), ("gst_r18", {}, sd18),
+                         ("stc_light_r50", {}, sd50), ("stc_r50", {"alpha": 0.0}, sd50),
+                         ("c3d_r18", {"groups": 2}, sd18), ("p3d_r18", {}, sd18)):
+        model = create_model(name, num_classes=3, **kw)
+        load_imagenet_backbone(model, sd)
+        w = sd["layer1.0.conv2.weight"] if sd is sd50 else sd["layer1.0.conv1.weight"]
+        slot = model.layer1[0].conv2 if sd is sd50 else model.layer1[0].conv1
+        spatial = getattr(slot, "spatial", None)
+        if spatial is not None:
+            torch.testing.assert_close(spatial.weight, w[:spatial.weight.shape[0], :spatial.weight.shape[1]])
+        elif name == "c3d_r18":  # grouped I3D inflation: diagonal blocks / 3
+            torch.testing.assert_close(slot.weight[:32, :, 1], w[:32, :32] / 3)

@@ -15,7 +15,7 @@ FIXTURES = {"gst_r50": "gst_t8", "gst_large_r50": "gst_large_t8"}
 def _loaded(name):
     fx = fixture(FIXTURES[name])
     model = create_model(name, num_classes=fx["num_classes"], num_frames=fx["num_segments"])
-    load_original(model, original_state_dict(fx), converter="gst")
+    load_original(model, original_state_dict(fx))  # converter from the family: "gst"
     return fx, model.eval()
 
 
@@ -27,8 +27,9 @@ def test_reference_logits(name):
     # in AdaptiveAvgPool2d(1), which is what ours has
     with torch.no_grad():
         assert_logits_close(model(reference_input(8, 112)), fx["reference_112_adaptive_pool"]["logits"])
-        # at 224 the authors' fixed 7x7 pool and our adaptive pool are the same operation
-        assert_logits_close(model(reference_input(8, 224)), fx["reference_224"]["logits"])
+        if name == "gst_r50":  # 224 once (a few seconds): there the authors' fixed 7x7 pool
+            # and our adaptive pool are the same operation
+            assert_logits_close(model(reference_input(8, 224)), fx["reference_224"]["logits"])
 
 
 def test_flops_match_original():

@@ -21,13 +21,22 @@ def test_reference_logits(fx_name, arch):
     assert_logits_close(out, fx["reference"]["logits"])
 
 
+# The original upsamples S122's map with adaptive_avg_pool2d, which fvcore counts (one FLOP per
+# input element); ours broadcasts it when H, W are even: layers 1-3 at 224 (layer4's 7x7 pools).
+UPSAMPLE_POOL = sum(n * r * 8 * (s // 2) ** 2 for n, r, s in [(3, 16, 56), (4, 32, 28), (6, 64, 14)])
+
+
 def test_fvcore_flops_match_original():
-    # same counted operators as on the original, with the same totals (fixture: one clip, 224)
+    # same counted operators as on the original (fixture: one clip, 224), the same totals but
+    # for the upsampling pool that the broadcast replaces
     fx = fixture("sda_tsn_t8")
     c = zoo.complexity(zoo.create_model("sda_tsn_r50", num_classes=174), num_frames=8, input_size=224)
     assert c.params == fx["params"]
-    assert c.flops == fx["flops_fvcore"] == 33_927_324_448
-    assert c.by_operator == fx["fvcore_by_operator"]
+    assert UPSAMPLE_POOL == 652_288
+    assert c.flops == fx["flops_fvcore"] - UPSAMPLE_POOL == 33_926_672_160
+    expected = dict(fx["fvcore_by_operator"])
+    expected["adaptive_avg_pool2d"] -= UPSAMPLE_POOL
+    assert c.by_operator == expected
 
 
 def _pair():
@@ -118,6 +127,22 @@ def test_kwargs_are_checked_and_lists_normalised():
         zoo.create_model("sda_tsn_r50", branches=("lst",))
 
 
+@pytest.mark.parametrize("deps", [("lst", "lt", "ls", "s122"), ("s122", "s144", "lt"), ("s122",),
+                                  ("lst", "p211c311"), ("s222", "ls")])
+def test_broadcast_upsampling_equals_materialised(deps, monkeypatch):
+    torch.manual_seed(0)
+    mod = SDA(64, deps)
+    for p in mod.parameters():  # non-trivial BN statistics and query
+        torch.nn.init.normal_(p, 0.5, 0.3)
+    mod.eval()
+    x = torch.randn(2 * 8, 64, 8, 12)
+    with torch.no_grad():
+        fast = mod(x, 8)
+        monkeypatch.setattr(SDA, "broadcast_up", False)
+        slow = mod(x, 8)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-6)
+
+
 class _AtT4(torch.nn.Module):
     def __init__(self, mod):
         super().__init__()
@@ -134,3 +159,11 @@ def test_sec_weights_and_trace():
         traced = torch.jit.trace(_AtT4(mod), x)
         torch.testing.assert_close(traced(x), mod(x, 4))
     assert mod.query.shape == (1, 16) and len(mod.branches) == 4
+
+
+def test_trains():
+    # the in-place sigmoid/gating must leave autograd intact
+    mod = SDA(32).train()
+    x = torch.randn(2 * 4, 32, 6, 6, requires_grad=True)
+    mod(x, 4).square().sum().backward()
+    assert x.grad is not None and mod.query.grad is not None and mod.down.weight.grad is not None

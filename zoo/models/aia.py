@@ -34,22 +34,27 @@ follows the code, so that their checkpoints load and reproduce:
   BNs weight 1, bias 0.
 
 Implementation: the (B*T, C, H, W) activation is viewed as (B, T, C, H, W) and every context is a
-reduction (``amax`` / ``mean``) over one dim of that view, stacked on a new dim 1, which is the
-layout the Conv3d needs for C, T and H; only the small W context is transposed. Gates stay at
-their pooled size and broadcast in the product with x; the ST gate's 1/3 is applied to the small
-gates before their sum (the one full-size intermediate an ST gate needs).
+reduction (``amax`` / ``mean``) over one dim of that view, stacked on a new dim 2, which is the
+(B, depth, 2, H, W) layout the gate conv takes for C, T and H; only the small W context is
+transposed. The gate conv keeps the Conv3d weights but runs as one Conv2d over the depth slices
+(:class:`DepthConv`), avoiding PyTorch's slow reference Conv3d kernel for 2 -> 1 channels; the
+fvcore count is unchanged (54 MACs per gate element). Gates stay at their pooled size and
+broadcast in the product with x; the ST gate's 1/3 is applied to the small gates before their
+sum (the one full-size intermediate an ST gate needs); ``a+b`` sums the two gates and multiplies
+x once.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
-__all__ = ["ATTENTIONS", "AxialGate", "AIAUnit", "AIACombo", "aia_slot", "parse_attention"]
+__all__ = ["ATTENTIONS", "DepthConv", "AxialGate", "AIAUnit", "AIACombo", "aia_slot", "parse_attention"]
 
 UNITS = ("c", "st", "cinst", "stinc")
 # public names -> (parts, how they combine); parts are listed in the original eft1, eft2 order
@@ -84,16 +89,38 @@ def parse_attention(name: str) -> str:
 
 
 def _context(v: torch.Tensor, dim: int) -> torch.Tensor:
-    """Max and mean over ``dim`` of v, stacked max-first on a new dim 1 (the conv's channels)."""
-    return torch.stack((v.amax(dim), v.mean(dim)), 1)
+    """Max and mean over ``dim`` of v, stacked max-first on a new dim 2: (B, D, 2, ...) is the
+    layout :class:`DepthConv` takes (dim 1 is the conv's depth axis)."""
+    return torch.stack((v.amax(dim), v.mean(dim)), 2)
+
+
+class DepthConv(nn.Conv3d):
+    """The gates' Conv3d(2 -> 1, 3x3x3, padding 1, no bias), computed as one Conv2d.
+
+    Input (B, D, 2, H, W), output (B, 1, D, H, W). The three depth taps of the kernel become three
+    output channels of a 2D conv over the B*D slices, and output slice d sums tap 0 of slice d-1,
+    tap 1 of slice d and tap 2 of slice d+1 (zero beyond the ends, as the 3D conv's padding).
+    Same weights, same result and the same fvcore count (54 MACs per output) as the Conv3d, but
+    no permuted copy of the context and no im2col: PyTorch runs a 2->1 channel Conv3d at batch 1
+    through its slow reference kernel, which made it the single largest cost of the module."""
+
+    def __init__(self):
+        super().__init__(2, 1, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, D, _, H, W = x.shape
+        o = F.conv2d(x.reshape(B * D, 2, H, W), self.weight[0].transpose(0, 1), padding=1).view(B, D, 3, H, W)
+        out = o[:, :, 1] + F.pad(o[:, :-1, 0], (0, 0, 0, 0, 1, 0)) + F.pad(o[:, 1:, 2], (0, 0, 0, 0, 0, 1))
+        return out.unsqueeze(1)
 
 
 class AxialGate(nn.Module):
-    """Conv3d(2 -> 1, 3x3x3, padding 1, no bias) + BatchNorm3d(1) + sigmoid on a squeezed context."""
+    """Conv3d(2 -> 1, 3x3x3, padding 1, no bias) + BatchNorm3d(1) + sigmoid on a squeezed context
+    (B, D, 2, H, W); returns the gate (B, D, H, W)."""
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv3d(2, 1, 3, padding=1, bias=False)
+        self.conv = DepthConv()
         self.bn = nn.BatchNorm3d(1)
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
@@ -131,7 +158,7 @@ class AIAUnit(nn.Module):
             self.w.conv.reset_parameters()  # never initialised by the authors' code
 
     def c_gate(self, v: torch.Tensor) -> torch.Tensor:
-        # (B, 2, T, H, W) -> (B, T, H, W) -> broadcast over C
+        # conv over (T, H, W): (B, T, H, W) -> broadcast over C
         return self.c(_context(v, 2)).unsqueeze(2)
 
     def st_gate(self, v: torch.Tensor) -> torch.Tensor:

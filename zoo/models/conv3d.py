@@ -14,6 +14,9 @@ Baselines (GST Table 2 and Fig. 2; STC Tables I-II), as ``conv2`` slots of the s
   Neither paper says whether P3D has a BN+ReLU between its two convs; we follow the P3D
   paper's P3D-A / R(2+1)D, which do. It changes the parameter count by 2*width per block only.
 The stem, conv1/conv3 and downsample stay 2D (1x1x1 / 1x7x7), as in the GST code.
+ImageNet initialisation (``pretrained_backbone=True``): C3D inflates the 2D kernel I3D-style
+(repeated over time, divided by 3; groups keep the diagonal blocks), P3D's spatial conv takes
+it and its temporal conv starts random. Neither paper says; these are the usual choices.
 """
 from __future__ import annotations
 
@@ -67,6 +70,18 @@ class FrameConv3d(nn.Conv3d):
                 out = out + F.pad(a[:, d:, :, k], (0, 0, 0, 0, 0, 0, 0, 0, 0, d))
         return out.reshape(N, o, h, wd)
 
+    def load_imagenet(self, param: str, w2d: torch.Tensor) -> bool:
+        """I3D inflation of a 2D (out, in, kh, kw) kernel: repeated over the kt taps and divided
+        by kt (a static clip gives the 2D response); a grouped conv keeps its diagonal blocks."""
+        if param != "weight" or w2d.shape[0] != self.out_channels or w2d.shape[2:] != self.weight.shape[3:]:
+            return False
+        g, o, i = self.groups, self.out_channels // self.groups, self.in_channels // self.groups
+        blocks = [w2d[k * o:(k + 1) * o, k * i:(k + 1) * i] for k in range(g)]
+        kt = self.kernel_size[0]
+        with torch.no_grad():
+            self.weight.copy_(torch.cat(blocks).unsqueeze(2).expand_as(self.weight) / kt)
+        return True
+
 
 class C3DConv(FrameConv3d):
     """The 3x3x3 middle conv of C3D (optionally grouped)."""
@@ -84,6 +99,14 @@ class P3DConv(nn.Module):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         return self.temporal(self.relu(self.bn(self.spatial(x))), T)
+
+    def load_imagenet(self, param: str, w2d: torch.Tensor) -> bool:
+        """The 2D kernel initialises the spatial conv; the temporal conv keeps its random init."""
+        if param != "weight" or w2d.shape != self.spatial.weight.shape:
+            return False
+        with torch.no_grad():
+            self.spatial.weight.copy_(w2d)
+        return True
 
 
 def c3d_conv2(groups: int = 1):

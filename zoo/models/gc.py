@@ -41,10 +41,20 @@ Choices where the paper is silent:
   ``planes // cdiv`` channels, cdiv = 4/p).
 * ``ratio`` may be any p with 4/p a whole number (the paper uses 1/2 and 1).
 
+* ``gc_gst_r50`` defaults to ``loop=True`` (the paper's GC-GST is the loop version; the authors'
+  train_gst.sh passes --loop); GC-TSN/GC-TSM default to the standard version, as their scripts.
+* Dropout 0.5 for all three, as the GC scripts (GST's own default is 0.3).
+
 Implementation: the block's (B*T, C, H, W) activations are viewed as (B, T, C, H, W); each ECal
 works on a channel slice of that view (pools are reductions over the needed dims, gates are
 broadcast), and the calibrated and untouched slices are joined by a single ``torch.cat``
-(no zero-filled output and slice assignment as in the original).
+(no zero-filled output and slice assignment as in the original). ECal-T pools with
+``adaptive_avg_pool2d`` (as the original) rather than ``mean``: fvcore counts the former, so our
+FLOPs equal the authors' to the unit (GC-TSN R50: 25,129,582 params, 33,312,715,104 FLOPs).
+
+Checkpoints: :func:`convert_gc` maps ``eft1..4`` to ``calib.l/t/s/g`` (``eft4.conv`` is a Linear,
+ours ``calib.g.fc``; ``bn1`` -> ``bn``), the single-ECal file's ``eft`` by the rank of its
+weight, and GC-GST checkpoints (``Tconv`` keys) through the GST converter.
 """
 from __future__ import annotations
 

@@ -25,8 +25,8 @@ Differences from the authors' code (chenxuluo/GST-video), none of which changes 
   tap, taps summed with a shift along T): same weights, same multiply-adds, no slow Conv3d path.
 * Dropout defaults to the authors' 0.3 (their opts.py; the paper says 0.3 too).
 
-Their ImageNet inflation slices the torchvision conv2 weight to ``[:out*(1-alpha), :in*beta]``
-for the spatial conv; the temporal conv starts random.
+ImageNet initialisation (``pretrained_backbone=True``) follows theirs: the spatial conv takes the
+torchvision conv2 weight sliced to ``[:out*(1-alpha), :in*beta]``; the temporal conv starts random.
 """
 from __future__ import annotations
 
@@ -75,6 +75,16 @@ class GSTConv(nn.Module):
         else:
             xs, xt = x[:, :self.s_in], x[:, self.s_in:]
         return torch.cat((self.spatial(xs), self.temporal(xt, T)), 1)
+
+    def load_imagenet(self, param: str, w2d: torch.Tensor) -> bool:
+        """The authors' inflation: the spatial conv takes ``w2d[:spatial outputs, :spatial inputs]``
+        of the ImageNet 3x3 kernel; the temporal conv keeps its random init."""
+        sw = self.spatial.weight
+        if param != "weight" or w2d.dim() != 4 or w2d.shape[0] < sw.shape[0] or w2d.shape[1] < sw.shape[1]:
+            return False
+        with torch.no_grad():
+            sw.copy_(w2d[:sw.shape[0], :sw.shape[1]])
+        return True
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}"

@@ -48,9 +48,18 @@ kernel (c_t, c_h, c_w) and "same" zero padding, BN3d, ReLU, and adaptive pooling
 Layout: the module works on the backbone's (B*T, C, H, W) frames without permuting the full
 tensor: the 1x1x1 convs are 1x1 Conv2d (same weights reshaped, same FLOPs), pooled branches
 are reductions over the needed axes of the (B, T, r, H, W) view, and their small maps are
-broadcast in the weighted sum, never expanded. fvcore counts the same operators as on the
-original (conv, batch_norm, linear, adaptive_avg_pool2d, mm), so params and FLOPs match it
-exactly (25,768,702 / 33,927,324,448 for SDA-TSN/TSM R50 at 8x224x224, 174 classes).
+broadcast in the weighted sum, never expanded. When H, W are multiples of a local branch's
+pooled size (every even size), its map stays at the pooled size and is broadcast over
+(H/h, W/w) blocks inside the sum: this is exactly the original's adaptive-pool upsampling
+(an element copy there) without materialising it. At inference the gate is applied in place.
+
+Complexity: parameters equal the original's (25,768,702 for SDA-TSN/TSM R50, 174 classes).
+fvcore counts the same operators (conv, batch_norm, linear, adaptive_avg_pool2d, mm) with the
+same totals, except the upsampling pool that the broadcast replaces: fvcore counts one FLOP per
+input element of adaptive_avg_pool2d, i.e. r*T*h*w per block with even H, W. At 8x224x224 that
+is 652,288 FLOPs (layers 1-3; layer4's 7x7 still pools), so fvcore gives 33,926,672,160 here vs
+33,927,324,448 on the original (-0.002%); at sizes where no map can be broadcast (odd H, W)
+the counts are identical.
 """
 from __future__ import annotations
 
@@ -126,9 +135,6 @@ class GlobalBranch(nn.Module):
         a = y.mean((1, 3, 4))
         return F.relu(self.bn(self.conv(a)))[:, None, :, None, None]
 
-    def key(self, m: torch.Tensor) -> torch.Tensor:
-        return m.flatten(1)
-
     def init_weights(self):
         nn.init.normal_(self.conv.weight, 0, 0.001)
 
@@ -144,9 +150,6 @@ class TimePooledBranch(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(y.mean(1)))).unsqueeze(1)
-
-    def key(self, m: torch.Tensor) -> torch.Tensor:
-        return m.mean((1, 3, 4))
 
 
 class SpacePooledBranch(nn.Module):
@@ -164,20 +167,19 @@ class SpacePooledBranch(nn.Module):
         a = F.adaptive_avg_pool2d(y.view(B * T, r, H, W), 1).view(B, T, r).transpose(1, 2)
         return F.relu(self.bn(self.conv(a))).transpose(1, 2)[..., None, None]
 
-    def key(self, m: torch.Tensor) -> torch.Tensor:
-        return m.mean((1, 3, 4))
-
 
 class LocalBranch(nn.Module):
     """Short-range: adaptive average pool to (T//p_t, max(H//p_h, 2), max(W//p_w, 2)), Conv3d
-    (c_t, c_h, c_w) with same padding, BN3d, ReLU, adaptive average pool back to (T, H, W).
-    Map (B, T, r, H, W)."""
+    (c_t, c_h, c_w) with same padding, BN3d, ReLU, temporal adaptive pool back to T.
+    Map (B, T, r, h, w): the spatial way back (``upsample``) is left to the aggregation, which
+    broadcasts it when H, W are multiples of h, w."""
 
     def __init__(self, r: int, pool, kernel):
         super().__init__()
         self.pool = tuple(pool)
         self.conv = nn.Conv3d(r, r, kernel, padding=tuple(k // 2 for k in kernel), bias=False)
         self.bn = nn.BatchNorm3d(r)
+        self.temporal_only = tuple(kernel[1:]) == (1, 1)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         B, T, r, H, W = y.shape
@@ -190,16 +192,25 @@ class LocalBranch(nn.Module):
         a = a.view(B, T, r, h, w).transpose(1, 2)  # small tensor: (B, r, T, h, w)
         if pt > 1:
             a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
-        m = F.relu(self.bn(self.conv(a)))
+        k = self.conv.weight
+        if self.temporal_only:
+            # a (c_t, 1, 1) conv is a (c_t, 1) Conv2d over (T, h*w): same MACs, a faster kernel
+            b, _, t = a.shape[:3]
+            m = F.conv2d(a.reshape(b, r, t, h * w), k.flatten(3), padding=(k.shape[2] // 2, 0))
+            m = m.view(b, r, t, h, w)
+        else:
+            m = self.conv(a)
+        m = F.relu(self.bn(m))
         if pt > 1:
             m = F.adaptive_avg_pool3d(m, (T, h, w))
-        m = m.transpose(1, 2)
-        if (h, w) != (H, W):
-            m = F.adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
-        return m
+        return m.transpose(1, 2)
 
-    def key(self, m: torch.Tensor) -> torch.Tensor:
-        return m.mean((1, 3, 4))
+    @staticmethod
+    def upsample(m: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """(B, T, r, h, w) -> (B, T, r, H, W) by adaptive average pooling, as the authors' code
+        (an element copy when H, W are multiples of h, w; overlapping windows otherwise)."""
+        B, T, r, h, w = m.shape
+        return F.adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
 
 
 def make_branch(name: str, r: int) -> nn.Module:
@@ -215,6 +226,8 @@ def make_branch(name: str, r: int) -> nn.Module:
 
 class SDA(nn.Module):
     """The SDA calibrator: x (B*T, C, H, W) -> x * sigmoid(BN(up(aggregate(branches(down(x))))))."""
+
+    broadcast_up = True  # False materialises every upsampled map as the original does (tests)
 
     def __init__(self, channels: int, dependencies: Sequence[str] = DEFAULT_DEPENDENCIES,
                  aggregation: str = "sec", reduction: int = 4, chunk: Optional[int] = None,
@@ -234,6 +247,8 @@ class SDA(nn.Module):
         self.bn1 = nn.BatchNorm2d(r)
         self.branches = nn.ModuleList(make_branch(d, r) for d in self.dependencies)
         kinds = {type(b) for b in self.branches}
+        # maps without spatial extent (per channel / per frame) join the coarse map at low resolution
+        self._pointwise = [isinstance(b, (GlobalBranch, SpacePooledBranch)) for b in self.branches]
         # the weighted sum is full-size when a map varies over T and over H, W; otherwise
         # (single long-range ablations) it is expanded before the 1x1 conv, as the original does
         self._full = LocalBranch in kinds or {TimePooledBranch, SpacePooledBranch} <= kinds
@@ -266,25 +281,56 @@ class SDA(nn.Module):
             T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
         N, C, H, W = x.shape
         B = N // T
-        y = F.relu(self.bn1(self.down(x))).view(B, T, -1, H, W)
-        maps = [b(y) for b in self.branches]
+        y = F.relu(self.bn1(self.down(x)), inplace=True).view(B, T, -1, H, W)
+        r = y.shape[2]
+        # Local maps come at (h, w). The first whose size divides (H, W) stays coarse and is
+        # broadcast in the sum below (the original's adaptive-pool upsampling is then an
+        # element copy); the others are upsampled as in the original.
+        maps, coarse = [], None
+        for i, b in enumerate(self.branches):
+            m = b(y)
+            if isinstance(b, LocalBranch):
+                h, w = m.shape[-2:]
+                if self.broadcast_up and coarse is None and H % h == 0 and W % w == 0:
+                    coarse = i
+                elif (h, w) != (H, W):
+                    m = b.upsample(m, H, W)
+            maps.append(m)
         M = len(maps)
         if self.query is None:
-            weights = [1.0 / M] * M
+            maps = [m * (1.0 / M) for m in maps]
         else:
-            keys = torch.stack([b.key(m) for b, m in zip(self.branches, maps)], 1)  # (B, M, r)
-            scores = torch.mm(keys.reshape(B * M, -1), self.query.t()).view(B, M)
+            keys = torch.stack([m.mean((1, 3, 4)) for m in maps], 1)  # (B, M, r): pooled maps
+            scores = torch.mm(keys.reshape(B * M, r), self.query.t()).view(B, M)
             w = torch.softmax(scores, 1)
-            weights = [w[:, i, None, None, None, None] for i in range(M)]
-        # add the small broadcast maps first; the first full-size tensor is the sum itself
-        order = sorted(range(M), key=lambda i: maps[i].numel())
-        agg = maps[order[0]] * weights[order[0]]
-        for i in order[1:]:
-            agg = agg + maps[i] * weights[i]
-        if not self._full:
-            agg = agg.expand(B, T, agg.shape[2], H, W)
-        gate = torch.sigmoid(self.bn2(self.up(agg.reshape(N, -1, H, W))))
-        return x * gate
+            maps = [m * w[:, i, None, None, None, None] for i, m in enumerate(maps)]
+        if coarse is None:
+            # small broadcast maps first; the first full-size tensor is the sum itself
+            maps.sort(key=lambda m: m.numel())
+            agg = maps[0]
+            for m in maps[1:]:
+                agg = agg + m
+            if not self._full:
+                agg = agg.expand(B, T, r, H, W)
+        else:
+            low = maps[coarse]
+            h, w = low.shape[-2:]
+            full = []
+            for i, m in enumerate(maps):
+                if i != coarse:
+                    if self._pointwise[i]:
+                        low = low + m  # per-channel/per-frame maps join at low resolution
+                    else:
+                        full.append(m.view(B, -1, r, h, H // h, w, W // w))
+            agg = low.view(B, T, r, h, 1, w, 1)
+            for m in full:
+                agg = agg + m
+            if not full:
+                agg = agg.expand(B, T, r, h, H // h, w, W // w)
+        gate = self.bn2(self.up(agg.reshape(N, r, H, W))).sigmoid_()  # BN's backward needs no output
+        if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
+            return x * gate
+        return gate.mul_(x)  # inference: no new full-size buffer
 
     def extra_repr(self) -> str:
         return (f"dependencies={self.dependencies}, aggregation={self.aggregation!r}"

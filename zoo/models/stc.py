@@ -25,11 +25,14 @@ No code or checkpoints were published; the paper is the spec. Where it is silent
 * Output channels split like the input: S_T gives round(alpha * width), T_S the rest (Table I's
   formulas have square terms a^2, (1-a)^2, so each block maps its share to the same share).
 * The refinement convs run on the pooled tensors (so they cost almost nothing, which is what
-  the paper's FLOPs imply), and their input is the block's own conv output.
+  the paper's FLOPs imply), and their input is the block's own conv output. SR's conv runs once
+  per clip on the temporal mean, so FLOPs are not exactly linear in T (8f + 16f != 24f).
 * The block's stride (first block of a stage) is on S_T's 3x3 conv and on T_S's temporal
   conv (a 3x1x1 conv with spatial stride 2 reads every other pixel).
 * Refinement convs are initialised like the backbone's convs (Kaiming normal, fan-out): the
   paper only says new layers are "randomly initialized". Dropout 0.5 as the paper.
+* ImageNet initialisation: S_T's 3x3 conv takes the slice ``[:its outputs, :its inputs]`` of the
+  ResNet's conv2 kernel (as GST does); T_S's temporal conv and the refinement convs are new.
 * FLOPs: the paper counts with thop; we report fvcore (multiply-adds of convs, BN and the
   linear layer). Average pools, sigmoids and the gating products are not counted by either.
 """
@@ -137,6 +140,17 @@ class STCConv(nn.Module):
         if self.spatial is None:
             return self.t_s(x, T)
         return torch.cat((self.s_t(x[:, :self.s_in], T), self.t_s(x[:, self.s_in:], T)), 1)
+
+    def load_imagenet(self, param: str, w2d: torch.Tensor) -> bool:
+        """S_T's 3x3 conv takes ``w2d[:its outputs, :its inputs]`` of the ImageNet kernel (GST's
+        slicing); T_S and the refinement convs are new layers and keep their random init."""
+        if param != "weight" or w2d.dim() != 4:
+            return False
+        if self.spatial is not None:
+            sw = self.spatial.weight
+            with torch.no_grad():
+                sw.copy_(w2d[:sw.shape[0], :sw.shape[1]])
+        return True
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, equal={self.equal}, shift={self.shift}"

@@ -40,6 +40,17 @@ Differences between the paper's text and the code, all following the code (check
   output is ``x * (1 + (sigmoid(fwd) - 0.5)/2 + (sigmoid(bwd) - 0.5)/2)``. An early version of the
   TDN code fed the forward full-resolution branch into the backward one (a bug fixed in later
   commits); the GC repository's copy, which the released GC-TDN checkpoints come from, has the fix.
+* Input size. The mSE's 2x average pool needs maps of at least 2x2 in every layer2-4 block, so
+  inputs must be at least about 48 px (the code has the same limit); 112 and 224 are fine.
+* Kinetics sampling. The TDN loader tests Kinetics with its training-style random positions per
+  clip (10 clips x 3 crops); Something-Something uses the centred test positions.
+* Counts. With 174 classes the code builds 24,420,046 (TDN) and 25,697,742 (GC-TDN) parameters
+  and fvcore counts 35.89G / 36.59G FLOPs per 8-segment clip at 224 (both matched exactly here).
+  The papers print 26.1M / 27.4M: the same networks with a 1000-class (ImageNet) head. The five
+  frames of a segment do not run through the ResNet five times: the centre frame takes the RGB
+  path (4.11G per segment, as TSN), the four differences one 12-channel stem conv at half
+  resolution (0.12G) and the difference layer1 at quarter resolution (0.17G); with the mSE/shift
+  modules a segment costs 4.49G.
 * GC placement (GC-TDN). In layers 2-4 the GC module works on the bn1 output, before the ReLU,
   mSE and shift; in the plain layer1 blocks (RGB and difference stream alike) after conv2 + bn2.
   Both layer1 copies carry GC modules.
@@ -247,6 +258,28 @@ class TDNResNet(VideoResNet):
             for block in layer:
                 x = block(x, T)
         return x
+
+    def load_imagenet_state_dict(self, src: dict) -> dict:
+        """ImageNet init as the code does it: both ResNets get the weights (so ``diff_layer1`` and
+        ``conv1_temp`` copy ``layer1`` and ``conv1``), and the difference stem's conv is ``conv1``
+        averaged over RGB and repeated for the 12 difference channels. The code's file
+        (resnet50-19c8e357.pth) is torchvision's ResNet-50, which has no conv biases: they keep
+        their init. Returns {our key: source key}."""
+        mapped = {k: k for k in src}
+        mapped.update({"diff_" + k: k for k in src if k.startswith("layer1.")})
+        mapped["conv1_temp.weight"] = "conv1.weight"
+        own = self.state_dict()
+        bad = [f"{k} <- {s} {tuple(src[s].shape)}" for k, s in mapped.items()
+               if k not in own or own[k].shape != src[s].shape]
+        if bad:
+            raise ValueError(f"{len(bad)} ImageNet tensor(s) do not fit {type(self).__name__}: {bad[:8]}")
+        with torch.no_grad():
+            for k, s in mapped.items():
+                own[k].copy_(src[s])
+            w = self.conv1_temp.weight.mean(1, keepdim=True)
+            self.diff_conv1.weight.copy_(w.expand_as(self.diff_conv1.weight))
+        mapped["diff_conv1.weight"] = "conv1.weight (mean over RGB, x12)"
+        return mapped
 
     def extra_repr(self) -> str:
         return f"frames_per_segment={self.frames_per_segment}, fusion={self.fusion}"
