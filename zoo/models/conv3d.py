@@ -49,7 +49,8 @@ class FrameConv3d(nn.Conv3d):
                          groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # type: ignore[override]
-        N, C, _, _ = x.shape
+        # C from the module, not the input: the kernel's shape must be static for ONNX export
+        N, C = x.shape[0], self.in_channels
         g, o = self.groups, self.out_channels
         kt, kh, kw = self.kernel_size
         # (o, C/g, kt, kh, kw) -> (g, kt, o/g, C/g, kh, kw): conv2d outputs grouped by g, then tap

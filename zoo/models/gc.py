@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, ConversionError, register_converter, rename
 from ..registry import register_arch
+from .conv3d import FrameConv3d
 from .gst import convert_gst, gst_slots
 from .resnet import DEPTHS, BlockCtx, Slots, VideoResNet
 from .temporal import shift_slot
@@ -81,15 +82,19 @@ class ECalL(nn.Module):
 
     def __init__(self, c: int, bn: bool = True):
         super().__init__()
-        self.conv = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0), bias=False)
+        # a Conv3d (same weight) run as one 1x1 conv2d over its three taps + a shifted sum:
+        # PyTorch's CPU conv3d takes its slow path here
+        self.conv = FrameConv3d(c, c, (3, 1, 1))
         self.bn = nn.BatchNorm3d(c) if bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, c, H, W); the conv wants (B, c, T, H, W), a transposed view
-        y = self.conv(x.transpose(1, 2))
+        # x: (B, T, c, H, W), a channel slice; frames (B*T, c, H, W) are a view of it. BN3d over
+        # (B*T, c, 1, H, W) has the same per-channel statistics as over (B, c, T, H, W).
+        B, T, c, H, W = x.shape
+        y = self.conv(x.reshape(B * T, c, H, W), T)
         if self.bn is not None:
-            y = self.bn(y)
-        return x * torch.sigmoid(y).transpose(1, 2)
+            y = self.bn(y.view(B * T, c, 1, H, W))
+        return x * torch.sigmoid(y).view(B, T, c, H, W)
 
 
 class ECalT(nn.Module):

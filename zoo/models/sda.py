@@ -168,6 +168,27 @@ class SpacePooledBranch(nn.Module):
         return F.relu(self.bn(self.conv(a))).transpose(1, 2)[..., None, None]
 
 
+def _pool_matrix(n_in: int, n_out: int) -> list:
+    """Rows of adaptive average pooling from n_in to n_out positions (up or down)."""
+    rows = []
+    for i in range(n_out):
+        s, e = (i * n_in) // n_out, -((-(i + 1) * n_in) // n_out)
+        rows.append([1.0 / (e - s) if s <= j < e else 0.0 for j in range(n_in)])
+    return rows
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d``; during ONNX export, the same averages as two products with
+    constant pooling matrices, since ONNX has no adaptive pooling to sizes that do not divide
+    the input (the branch pools 7 -> 3, and back up 3 -> 7 or 8 -> 16). Eager and fvcore unchanged."""
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool2d(x, size)
+    H, W = int(x.shape[-2]), int(x.shape[-1])
+    a = torch.tensor(_pool_matrix(H, size[0]), dtype=x.dtype, device=x.device)
+    b = torch.tensor(_pool_matrix(W, size[1]), dtype=x.dtype, device=x.device)
+    return torch.matmul(torch.matmul(a, x), b.t())
+
+
 class LocalBranch(nn.Module):
     """Short-range: adaptive average pool to (T//p_t, max(H//p_h, 2), max(W//p_w, 2)), Conv3d
     (c_t, c_h, c_w) with same padding, BN3d, ReLU, temporal adaptive pool back to T.
@@ -188,7 +209,7 @@ class LocalBranch(nn.Module):
         w = max(W // pw, 2) if pw > 1 else W
         a = y.reshape(B * T, r, H, W)
         if (h, w) != (H, W):
-            a = F.adaptive_avg_pool2d(a, (h, w))
+            a = adaptive_avg_pool2d(a, (h, w))
         a = a.view(B, T, r, h, w).transpose(1, 2)  # small tensor: (B, r, T, h, w)
         if pt > 1:
             a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
@@ -210,7 +231,7 @@ class LocalBranch(nn.Module):
         """(B, T, r, h, w) -> (B, T, r, H, W) by adaptive average pooling, as the authors' code
         (an element copy when H, W are multiples of h, w; overlapping windows otherwise)."""
         B, T, r, h, w = m.shape
-        return F.adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
+        return adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
 
 
 def make_branch(name: str, r: int) -> nn.Module:
