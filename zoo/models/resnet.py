@@ -125,7 +125,8 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         if self.calib is not None and self.calib_at == "bn3":
             out = self.calib(out, T)
-        out = self.relu(out + identity)
+        out += identity  # in place, as torchvision: one less full-size tensor per block
+        out = self.relu(out)
         if self.calib is not None and self.calib_at == "out":
             out = self.calib(out, T)
         return out
@@ -174,7 +175,8 @@ class BasicBlock(nn.Module):
         # bn2 ends a basic block's residual branch, so "bn3" lands here too
         if self.calib is not None and self.calib_at in ("bn2", "bn3"):
             out = self.calib(out, T)
-        out = self.relu(out + identity)
+        out += identity  # in place, as torchvision: one less full-size tensor per block
+        out = self.relu(out)
         if self.calib is not None and self.calib_at == "out":
             out = self.calib(out, T)
         return out
