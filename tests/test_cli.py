@@ -29,7 +29,7 @@ def test_unknown_name_is_an_error(capsys):
 
 
 def test_report_json(capsys):
-    assert main(["report", "--arch", "tsn_r50", "--frames", "8", "--format", "json", "-q"]) == 0
+    assert main(["report", "--paper", "sda", "--arch", "tsn_r50", "--frames", "8", "--format", "json", "-q"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(r["arch"] == "tsn_r50" for r in rows)
 
