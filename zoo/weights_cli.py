@@ -226,15 +226,10 @@ def add_commands(sub) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m zoo.weights_cli")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    add_commands(sub)
-    a = p.parse_args(argv)
-    try:
-        return a.fn(a)
-    except (KeyError, ValueError, RuntimeError) as e:
-        print(f"zoo {a.cmd}: error: {e}", file=sys.stderr)
-        return 2
+    """``python -m zoo.weights_cli CMD ...`` is ``zoo CMD ...`` (these commands live there)."""
+    from .cli import main as zoo_main
+
+    return zoo_main(argv)
 
 
 if __name__ == "__main__":
