@@ -79,7 +79,18 @@ def _make(factory: Optional[Factory], ctx: BlockCtx) -> Optional[nn.Module]:
     return factory(ctx) if factory is not None else None
 
 
-class Bottleneck(nn.Module):
+class _Block(nn.Module):
+    """What both block kinds share: the calibrator at its position, and the residual join."""
+
+    def _calib(self, out: torch.Tensor, T: int, *where: str) -> torch.Tensor:
+        return self.calib(out, T) if self.calib is not None and self.calib_at in where else out
+
+    def _join(self, out: torch.Tensor, identity: torch.Tensor, T: int) -> torch.Tensor:
+        out += identity  # in place, as torchvision: one less full-size tensor per block
+        return self._calib(self.relu(out), T, "out")
+
+
+class Bottleneck(_Block):
     expansion = 4
 
     def __init__(self, ctx: BlockCtx, slots: Slots):
@@ -109,30 +120,16 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = x if self.shift is None else self.shift(x, T)
-        out = self.bn1(self.conv1(out))
-        if self.calib is not None and self.calib_at == "bn1":
-            out = self.calib(out, T)
-        out = self.relu(out)
+        out = self.relu(self._calib(self.bn1(self.conv1(out)), T, "bn1"))
         if self.mid is not None:
             out = self.mid(out, T)
         out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
-        if self.calib is not None and self.calib_at == "conv2":
-            out = self.calib(out, T)
-        out = self.bn2(out)
-        if self.calib is not None and self.calib_at == "bn2":
-            out = self.calib(out, T)
-        out = self.relu(out)
-        out = self.bn3(self.conv3(out))
-        if self.calib is not None and self.calib_at == "bn3":
-            out = self.calib(out, T)
-        out += identity  # in place, as torchvision: one less full-size tensor per block
-        out = self.relu(out)
-        if self.calib is not None and self.calib_at == "out":
-            out = self.calib(out, T)
-        return out
+        out = self._calib(self.bn2(self._calib(out, T, "conv2")), T, "bn2")
+        out = self._calib(self.bn3(self.conv3(self.relu(out))), T, "bn3")
+        return self._join(out, identity, T)
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(_Block):
     """Two 3x3 convs (R18/R34). The ``conv2`` slot replaces the first 3x3 conv, the one that
     carries the stride, which is where GST puts its split conv in basic blocks."""
 
@@ -163,23 +160,12 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = x if self.shift is None else self.shift(x, T)
         out = self.conv1(out, T) if self._conv1_takes_t else self.conv1(out)
-        if self.calib is not None and self.calib_at == "conv2":
-            out = self.calib(out, T)
-        out = self.bn1(out)
-        if self.calib is not None and self.calib_at == "bn1":
-            out = self.calib(out, T)
-        out = self.relu(out)
+        out = self.relu(self._calib(self.bn1(self._calib(out, T, "conv2")), T, "bn1"))
         if self.mid is not None:
             out = self.mid(out, T)
-        out = self.bn2(self.conv2(out))
         # bn2 ends a basic block's residual branch, so "bn3" lands here too
-        if self.calib is not None and self.calib_at in ("bn2", "bn3"):
-            out = self.calib(out, T)
-        out += identity  # in place, as torchvision: one less full-size tensor per block
-        out = self.relu(out)
-        if self.calib is not None and self.calib_at == "out":
-            out = self.calib(out, T)
-        return out
+        out = self._calib(self.bn2(self.conv2(out)), T, "bn2", "bn3")
+        return self._join(out, identity, T)
 
 
 # depth -> (block, blocks per stage)
