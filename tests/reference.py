@@ -47,3 +47,13 @@ def assert_logits_close(out: torch.Tensor, expected, rtol: float = 1e-4) -> None
     assert out.shape == exp.shape, (out.shape, exp.shape)
     err = ((out - exp).abs().max() / exp.abs().max()).item()
     assert err < rtol, f"relative error {err:.3g} >= {rtol}"
+
+
+def convs_as_one(by_operator: dict) -> dict:
+    """fvcore's per-operator counts with ``bmm`` folded into ``conv``: the zoo runs 1x1 convs
+    on NCHW frames as batched products (zoo.models.conv3d.pointwise, same multiply-adds), and
+    none of the original networks has a bmm of its own."""
+    out = dict(by_operator)
+    if "bmm" in out:
+        out["conv"] = out.get("conv", 0) + out.pop("bmm")
+    return out

@@ -453,18 +453,52 @@ def machine() -> dict:
     return d
 
 
+HEAP_MMAP_THRESHOLD = 32 << 20  # glibc's largest
+
+
+def keep_heap() -> bool:
+    """Make glibc keep freed activations in its heap for reuse: serve every allocation up to
+    32 MiB from the heap (no mmap) and never trim it.
+
+    With the defaults, whether a forward's buffers come back from the heap or as fresh pages
+    that the kernel must fault in and zero depends on what ran before in the process: the same
+    ResNet-50 forward took 0 or 71,000 page faults (0 or ~290 MB) in one process, 500 or 610
+    ms. Timing that measures heap luck, not the model; a kept heap (what jemalloc/tcmalloc or
+    a caching allocator give) makes every model pay nothing. Returns False where it cannot
+    (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)) and \
+            bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "cpu", threads: int = 2,
               batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
               channels_last: bool = False, compile: bool = False, repeats: int = 10, warmup: int = 2,
               probes: bool = True, jobs: int = 1, add_baselines: bool = True, probe_cache: Optional[str] = None,
-              log=None) -> dict:
+              log=None, malloc: str = "keep") -> dict:
     """Benchmark ``names`` (and their backbones) in one process; returns the run as a dict
     (``machine``, ``settings``, ``results``: {label: BenchResult}).
 
     ``probe_cache``: a JSON file of earlier probe results (memory, FLOPs) for the same settings;
     models found there are not probed again (memory and FLOPs do not depend on machine load, so
-    they can be measured while the machine is busy and the timing run kept short)."""
+    they can be measured while the machine is busy and the timing run kept short).
+
+    ``malloc``: "keep" (CPU: :func:`keep_heap` before the models are built) or "default"."""
     import torch
+
+    if malloc not in ("keep", "default"):
+        raise ValueError(f"malloc must be 'keep' or 'default', got {malloc!r}")
+    heap = "glibc default"
+    if malloc == "keep" and not device.startswith("cuda"):
+        heap = ("glibc heap kept (mmap threshold 32 MiB, no trimming)" if keep_heap()
+                else "default (could not keep the heap: not glibc)")
 
     torch.set_num_threads(threads)
     specs = [parse_spec(n) for n in names]
@@ -486,7 +520,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
                     bases[s.label] = None  # compare only with what is in the run
     settings = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
                 "dtype": dtype, "channels_last": channels_last, "compile": compile, "repeats": repeats,
-                "warmup": warmup}
+                "warmup": warmup, "malloc": heap}
     results = {s.label: BenchResult(s.label, bases.get(s.label), batch=batch) for s in specs}
     if probes:
         if log:
@@ -609,7 +643,8 @@ def render_md(run: dict, notes: str = "") -> str:
              f"{s['size']}x{s['size']}, {s['dtype']}, eval, inference_mode"
              + (", channels_last" if s["channels_last"] else "") + (", torch.compile" if s["compile"] else "")
              + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model, models alternated "
-             "(order rotated each round) in one process.",
+             "(order rotated each round) in one process"
+             + (f"; allocator: {s['malloc']}" if s.get("malloc") and s["device"] == "cpu" else "") + ".",
              "Latency: median ms per clip [interquartile range]; latency = the median over rounds of "
              "(this model's time / its backbone's time in the same round). FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
              + s.get("memory_how", "not measured") + ", in a fresh process per model.", "",
@@ -733,6 +768,9 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--malloc", default="keep", choices=["keep", "default"],
+                   help="CPU timing: keep freed memory in glibc's heap (default; no page faults that depend "
+                        "on what ran before) or glibc's defaults")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (default backend)")
     p.add_argument("--repeats", type=int, default=10, help="timed forwards per model")
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
@@ -782,7 +820,7 @@ def _run(a) -> int:
     run = run_bench(names, baseline=a.baseline, device=a.device, threads=a.threads, batch=a.batch,
                     frames=a.frames, size=a.size, dtype=a.dtype, channels_last=a.channels_last,
                     compile=a.compile, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
-                    jobs=a.jobs, probe_cache=a.probe_cache, log=log)
+                    jobs=a.jobs, probe_cache=a.probe_cache, log=log, malloc=a.malloc)
     notes = Path(a.notes).read_text() if a.notes else ""
     if a.explain:
         ex = run["explain"] = explain(run, log=log)

@@ -57,3 +57,14 @@ def test_imagenet_init_lands_everywhere():
             torch.testing.assert_close(spatial.weight, w[:spatial.weight.shape[0], :spatial.weight.shape[1]])
         elif name == "c3d_r18":  # grouped I3D inflation: diagonal blocks / 3
             torch.testing.assert_close(slot.weight[:32, :, 1], w[:32, :32] / 3)
+
+
+def test_inference_sums_taps_in_place_with_the_same_result():
+    m = FrameConv3d(8, 12, (3, 1, 1))
+    x = torch.randn(2 * 5, 8, 6, 6)
+    ref = m(x, 5)  # grad enabled: the padded sum
+    assert ref.is_contiguous()
+    with torch.no_grad():
+        out = m(x, 5)  # taps added into the centre tap's buffer
+    assert not out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)

@@ -65,7 +65,16 @@ def test_groups_match_slice_assignment(ratio, calibrators, shift):
             m.running_var.uniform_(0.5, 1.5)
     x = torch.randn(2 * 4, 64, 6, 5)
     with torch.no_grad():
-        torch.testing.assert_close(gc(x, 4), _naive(gc, x, 4))
+        ref = _naive(gc, x, 4)
+        torch.testing.assert_close(gc(x, 4), ref)
+        # the slot's in-place version (gates written into x, BN folded) gives the same
+        gc.inplace = True
+        out = gc(x.clone(), 4)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    # with autograd on, the input is never written
+    x0 = x.clone()
+    gc(x, 4)
+    assert torch.equal(x, x0)
 
 
 def test_group_plan_code_order_and_loop():

@@ -49,3 +49,48 @@ def test_tsm_onnx_export_keeps_outputs(tmp_path):
     out = sess.run(None, {"clip": x2.numpy()})[0]
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(out), m(x2), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("B, T, C", [(1, 8, 64), (3, 4, 16), (2, 1, 8)])
+def test_shift_fused_into_the_1x1_conv(B, T, C):
+    from zoo.models.temporal import shift_conv1x1
+
+    x = torch.randn(B * T, C, 5, 5, requires_grad=True)
+    conv = torch.nn.Conv2d(C, 12, 1, bias=True)
+    ref = conv(naive_shift(x, T))
+    out = shift_conv1x1(x, T, conv)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    g1 = torch.autograd.grad(out.square().sum(), (x, conv.weight))
+    g2 = torch.autograd.grad(ref.square().sum(), (x, conv.weight))
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_in_place_shift_is_undone():
+    from zoo.models.temporal import TemporalShift, shift_, unshift_
+
+    x = torch.randn(16, 32, 4, 4)
+    x0 = x.clone()
+    kept = shift_(x, 8)
+    torch.testing.assert_close(x, naive_shift(x0, 8), rtol=0, atol=0)
+    unshift_(x, 8, kept)
+    assert torch.equal(x, x0)
+    # around(): a 3x3 conv cannot be fused, so x is shifted in place for the call, then restored
+    conv = torch.nn.Conv2d(32, 8, 3, padding=1)
+    with torch.no_grad():
+        out = TemporalShift(8, inplace=True).around(x, 8, conv)
+        assert torch.equal(x, x0)
+        torch.testing.assert_close(out, conv(naive_shift(x0, 8)))
+        # without inplace (a user's module) the input is never written
+        seen = []
+        TemporalShift(8).around(x, 8, lambda y: seen.append(y.data_ptr() == x.data_ptr()))
+        assert seen == [False]
+
+
+def test_tsm_block_leaves_its_input_unchanged():
+    m = zoo.create_model("tsm_r50", num_classes=3).eval()
+    x = torch.randn(8, 256, 8, 8)
+    x0 = x.clone()
+    with torch.no_grad():
+        m.layer1[1](x, 8)
+    assert torch.equal(x, x0)

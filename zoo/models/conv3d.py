@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import register_arch
+from .ops import may_overwrite, pointwise
 from .resnet import BlockCtx, Slots, VideoResNet
 
 __all__ = ["FrameConv3d", "slot_in", "c3d_conv2", "p3d_conv2", "P3DConv"]
@@ -49,19 +50,37 @@ class FrameConv3d(nn.Conv3d):
                          groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # type: ignore[override]
+        return self.run(x, T, self.weight)
+
+    def run(self, x: torch.Tensor, T: int, weight: torch.Tensor) -> torch.Tensor:
+        """The conv with ``weight`` in place of the module's (e.g. with a BN folded in)."""
         # C from the module, not the input: the kernel's shape must be static for ONNX export
         N, C = x.shape[0], self.in_channels
         g, o = self.groups, self.out_channels
         kt, kh, kw = self.kernel_size
         # (o, C/g, kt, kh, kw) -> (g, kt, o/g, C/g, kh, kw): conv2d outputs grouped by g, then tap
-        w = self.weight.view(g, o // g, C // g, kt, kh, kw).transpose(1, 3).transpose(2, 3)
-        a = F.conv2d(x, w.reshape(g * kt * (o // g), C // g, kh, kw), None, self.stride[1:], self.padding[1:],
-                     groups=g)
+        w = weight.view(g, o // g, C // g, kt, kh, kw).transpose(1, 3).transpose(2, 3)
+        w = w.reshape(g * kt * (o // g), C // g, kh, kw)
+        if kh == kw == 1 and g == 1:
+            a = pointwise(x, w, None, self.stride[1])
+        else:
+            a = F.conv2d(x, w, None, self.stride[1:], self.padding[1:], groups=g)
         if kt == 1:
             return a
         h, wd = a.shape[-2:]
         a = a.view(N // T, T, g, kt, o // g, h, wd)
         p = kt // 2
+        if g == 1 and may_overwrite(a):
+            # inference: the taps are added into the centre tap where it lies (no padded copies,
+            # no new buffers); the result is a strided view of the conv output
+            out = a[:, :, 0, p]
+            for k in range(kt):
+                d = k - p
+                if 0 < -d < T:
+                    out[:, -d:] += a[:, :d, 0, k]
+                elif 0 < d < T:
+                    out[:, :-d] += a[:, d:, 0, k]
+            return out.reshape(N, o, h, wd)
         out = a[:, :, :, p]
         for k in range(kt):
             d = k - p  # output frame t reads tap k at input frame t + d

@@ -47,8 +47,10 @@ Choices where the paper is silent:
 
 Implementation: the block's (B*T, C, H, W) activations are viewed as (B, T, C, H, W); each ECal
 works on a channel slice of that view (pools are reductions over the needed dims, gates are
-broadcast), and the calibrated and untouched slices are joined by a single ``torch.cat``
-(no zero-filled output and slice assignment as in the original). ECal-T pools with
+broadcast). With autograd, tracing or export, the calibrated and untouched slices are joined
+by a single ``torch.cat`` (no zero-filled output and slice assignment as in the original); at
+inference the slot's GC multiplies each group in place, ECal-L's BN is folded into its conv
+and its taps are summed in place (no join, no per-group buffers). ECal-T pools with
 ``adaptive_avg_pool2d`` (as the original) rather than ``mean``: fvcore counts the former, so our
 FLOPs equal the authors' to the unit (GC-TSN R50: 25,129,582 params, 33,312,715,104 FLOPs).
 
@@ -68,6 +70,7 @@ from ..convert import COMMON_RULES, ConversionError, register_converter, rename
 from ..registry import register_arch
 from .conv3d import FrameConv3d
 from .gst import convert_gst, gst_slots
+from .ops import cached, fold_bn, may_overwrite
 from .resnet import DEPTHS, BlockCtx, Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -87,14 +90,24 @@ class ECalL(nn.Module):
         self.conv = FrameConv3d(c, c, (3, 1, 1))
         self.bn = nn.BatchNorm3d(c) if bn else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, T, c, H, W), a channel slice; frames (B*T, c, H, W) are a view of it. BN3d over
         # (B*T, c, 1, H, W) has the same per-channel statistics as over (B, c, T, H, W).
         B, T, c, H, W = x.shape
+        if self.bn is not None and not self.bn.training and may_overwrite(x, *self.parameters()):
+            # inference: BN folded into the conv, bias and sigmoid in place on the conv output
+            bn = self.bn
+            w, b = cached(self, "_folded", lambda: fold_bn(self.conv.weight, bn), self.conv.weight, bn.weight,
+                          bn.bias, bn.running_mean, bn.running_var)
+            y = self.conv.run(x.reshape(B * T, c, H, W), T, w)
+            return y.add_(b.view(1, c, 1, 1)).sigmoid_().view(B, T, c, H, W)
         y = self.conv(x.reshape(B * T, c, H, W), T)
         if self.bn is not None:
             y = self.bn(y.view(B * T, c, 1, H, W))
-        return x * torch.sigmoid(y).view(B, T, c, H, W)
+        return torch.sigmoid(y).view(B, T, c, H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 class ECalT(nn.Module):
@@ -105,7 +118,7 @@ class ECalT(nn.Module):
         self.conv = nn.Conv1d(c, c, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm1d(c) if bn else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
         B, T, c = x.shape[:3]
         # adaptive_avg_pool2d rather than mean: the same reduction, and fvcore counts it (the
         # authors' module uses it too), so FLOPs agree with theirs to the unit
@@ -113,7 +126,10 @@ class ECalT(nn.Module):
         y = self.conv(y.transpose(1, 2))                    # (B, c, T)
         if self.bn is not None:
             y = self.bn(y)
-        return x * torch.sigmoid(y).transpose(1, 2)[..., None, None]
+        return torch.sigmoid(y).transpose(1, 2)[..., None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 class ECalS(nn.Module):
@@ -127,8 +143,11 @@ class ECalS(nn.Module):
         self.conv = nn.Conv2d(c, c, 3, padding=2, dilation=2, bias=False)
         self.bn = nn.BatchNorm2d(c) if bn else None  # dead, as in the original
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x.mean(1))).unsqueeze(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.conv(x.mean(1))).unsqueeze(1)
+        return x * self.gate(x)
 
 
 class ECalG(nn.Module):
@@ -139,11 +158,14 @@ class ECalG(nn.Module):
         self.fc = nn.Linear(c, c, bias=False)
         self.bn = nn.BatchNorm1d(c) if bn else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fc(x.mean((1, 3, 4)))                      # (B, c)
         if self.bn is not None:
             y = self.bn(y)
-        return x * torch.sigmoid(y)[:, None, :, None, None]
+        return torch.sigmoid(y)[:, None, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 _ECALS = {"l": ECalL, "t": ECalT, "s": ECalS, "g": ECalG}
@@ -169,10 +191,12 @@ class GC(nn.Module):
 
     ``shift`` is the loop version's group offset (0 for the standard version): calibrator slot
     i (in the code's order L, T, S, G among the chosen ones) takes group (shift + i) mod 4/p.
-    ``bn=False`` gives GC-GST's calibrators (no BatchNorm anywhere)."""
+    ``bn=False`` gives GC-GST's calibrators (no BatchNorm anywhere). ``inplace=True`` (what the
+    slot builds: the block hands over a temporary) gates ``x`` in place when nothing needs its
+    old values (see ``may_overwrite``): no per-group products and no joining copy."""
 
     def __init__(self, channels: int, ratio: float = 1.0, calibrators: str = CALIBRATORS, shift: int = 0,
-                 bn: bool = True):
+                 bn: bool = True, inplace: bool = False):
         super().__init__()
         n = _groups(ratio)
         kinds = _kinds(calibrators)
@@ -180,6 +204,7 @@ class GC(nn.Module):
             raise ValueError(f"GC needs channels divisible by 4/p = {n}, got {channels}")
         c = channels // n
         self.channels, self.ratio, self.calibrators, self.shift, self.groups = channels, ratio, kinds, shift % n, n
+        self.inplace = inplace
         for k in kinds:
             self.add_module(k, _ECALS[k](c, bn))
         owner = {(self.shift + i) % n: k for i, k in enumerate(kinds)}
@@ -197,6 +222,12 @@ class GC(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
+        if self.inplace and may_overwrite(x, *self.parameters()):
+            for k, a, b in self.plan:
+                if k:
+                    g = v[:, :, a:b]
+                    g.mul_(getattr(self, k).gate(g))
+            return x
         parts = [getattr(self, k)(v[:, :, a:b]) if k else v[:, :, a:b] for k, a, b in self.plan]
         return torch.cat(parts, 2).view(N, C, H, W)
 
@@ -247,7 +278,7 @@ def gc_slot(ratio: float = 1.0, loop: bool = False, calibrators: str = CALIBRATO
         if not has_gc(ctx.index, ctx.blocks):
             return None
         shift = gc_index(ctx, counts) + offset if loop else 0
-        return GC(ctx.width, ratio, calibrators, shift=shift, bn=bn)
+        return GC(ctx.width, ratio, calibrators, shift=shift, bn=bn, inplace=True)
 
     return make
 

@@ -82,6 +82,14 @@ def _make(factory: Optional[Factory], ctx: BlockCtx) -> Optional[nn.Module]:
 class _Block(nn.Module):
     """What both block kinds share: the calibrator at its position, and the residual join."""
 
+    def _shifted(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``conv`` of the temporal slot's output (``x`` itself when the slot is empty); a slot
+        with ``around`` (TSM's shift) may shift ``x`` in place for the call and restore it."""
+        if self.shift is None:
+            return conv(x)
+        around = getattr(self.shift, "around", None)
+        return around(x, T, conv) if around is not None else conv(self.shift(x, T))
+
     def _calib(self, out: torch.Tensor, T: int, *where: str) -> torch.Tensor:
         return self.calib(out, T) if self.calib is not None and self.calib_at in where else out
 
@@ -119,8 +127,7 @@ class Bottleneck(_Block):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = x if self.shift is None else self.shift(x, T)
-        out = self.relu(self._calib(self.bn1(self.conv1(out)), T, "bn1"))
+        out = self.relu(self._calib(self.bn1(self._shifted(x, T, self.conv1)), T, "bn1"))
         if self.mid is not None:
             out = self.mid(out, T)
         out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
@@ -158,8 +165,7 @@ class BasicBlock(_Block):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = x if self.shift is None else self.shift(x, T)
-        out = self.conv1(out, T) if self._conv1_takes_t else self.conv1(out)
+        out = self._shifted(x, T, (lambda y: self.conv1(y, T)) if self._conv1_takes_t else self.conv1)
         out = self.relu(self._calib(self.bn1(self._calib(out, T, "conv2")), T, "bn1"))
         if self.mid is not None:
             out = self.mid(out, T)

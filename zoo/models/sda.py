@@ -51,7 +51,8 @@ are reductions over the needed axes of the (B, T, r, H, W) view, and their small
 broadcast in the weighted sum, never expanded. When H, W are multiples of a local branch's
 pooled size (every even size), its map stays at the pooled size and is broadcast over
 (H/h, W/w) blocks inside the sum: this is exactly the original's adaptive-pool upsampling
-(an element copy there) without materialising it. At inference the gate is applied in place.
+(an element copy there) without materialising it. At inference the gate is applied in place
+and the BNs after the two 1x1 convs are folded into them (``zoo.models.ops.pointwise_bn``).
 
 Complexity: parameters equal the original's (25,768,702 for SDA-TSN/TSM R50, 174 classes).
 fvcore counts the same operators (conv, batch_norm, linear, adaptive_avg_pool2d, mm) with the
@@ -72,6 +73,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
+from .ops import Conv1x1, pointwise_bn
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -264,7 +266,7 @@ class SDA(nn.Module):
         self.aggregation = aggregation
         self.chunk = chunk
         r = max(channels // reduction, min_channels)
-        self.down = nn.Conv2d(channels, r, 1, bias=False)
+        self.down = Conv1x1(channels, r)
         self.bn1 = nn.BatchNorm2d(r)
         self.branches = nn.ModuleList(make_branch(d, r) for d in self.dependencies)
         kinds = {type(b) for b in self.branches}
@@ -274,7 +276,7 @@ class SDA(nn.Module):
         # (single long-range ablations) it is expanded before the 1x1 conv, as the original does
         self._full = LocalBranch in kinds or {TimePooledBranch, SpacePooledBranch} <= kinds
         self.query = nn.Parameter(torch.zeros(1, r)) if aggregation == "sec" else None
-        self.up = nn.Conv2d(r, channels, 1, bias=False)
+        self.up = Conv1x1(r, channels)
         self.bn2 = nn.BatchNorm2d(channels)
 
     def init_weights(self) -> None:
@@ -302,7 +304,7 @@ class SDA(nn.Module):
             T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
         N, C, H, W = x.shape
         B = N // T
-        y = F.relu(self.bn1(self.down(x)), inplace=True).view(B, T, -1, H, W)
+        y = F.relu(pointwise_bn(x, self.down, self.bn1), inplace=True).view(B, T, -1, H, W)
         r = y.shape[2]
         # Local maps come at (h, w). The first whose size divides (H, W) stays coarse and is
         # broadcast in the sum below (the original's adaptive-pool upsampling is then an
@@ -348,7 +350,7 @@ class SDA(nn.Module):
                 agg = agg + m
             if not full:
                 agg = agg.expand(B, T, r, h, H // h, w, W // w)
-        gate = self.bn2(self.up(agg.reshape(N, r, H, W))).sigmoid_()  # BN's backward needs no output
+        gate = pointwise_bn(agg.reshape(N, r, H, W), self.up, self.bn2).sigmoid_()  # BN's backward needs no output
         if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
             return x * gate
         return gate.mul_(x)  # inference: no new full-size buffer

@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
 from .gc import CALIBRATORS, _check_common, gc_rules, gc_slot
+from .ops import Conv1x1
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
 __all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots", "tdn_indices",
@@ -118,14 +119,14 @@ class MotionExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         r = channels // reduction
-        self.conv1 = nn.Conv2d(channels, r, 1, bias=False)
+        self.conv1 = Conv1x1(channels, r)
         self.bn1 = nn.BatchNorm2d(r)
         self.conv2 = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
         self.conv_half = nn.Conv2d(r, r, 3, padding=1, bias=False)
         self.bn_half = nn.BatchNorm2d(r)
         self.conv_full = nn.Conv2d(r, r, 3, padding=1, bias=False)
         self.bn_full = nn.BatchNorm2d(r)
-        self.conv3 = nn.Conv2d(r, channels, 1, bias=False)
+        self.conv3 = Conv1x1(r, channels)
         self.bn3 = nn.BatchNorm2d(channels)
 
     def _gate(self, d: torch.Tensor) -> torch.Tensor:
