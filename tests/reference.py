@@ -49,11 +49,17 @@ def assert_logits_close(out: torch.Tensor, expected, rtol: float = 1e-4) -> None
     assert err < rtol, f"relative error {err:.3g} >= {rtol}"
 
 
-def convs_as_one(by_operator: dict) -> dict:
-    """fvcore's per-operator counts with ``bmm`` folded into ``conv``: the zoo runs 1x1 convs
-    on NCHW frames as batched products (zoo.models.conv3d.pointwise, same multiply-adds), and
-    none of the original networks has a bmm of its own."""
-    out = dict(by_operator)
-    if "bmm" in out:
-        out["conv"] = out.get("conv", 0) + out.pop("bmm")
-    return out
+def check_reference_logits(fx_name: str, arch: str, converter=None, frames_per_segment: int = 1, **kwargs) -> dict:
+    """The fixture's network: ``arch`` at its classes and segments has its parameter count, loads
+    its original-layout weights strictly and reproduces its reference logits at 112. Returns
+    the fixture."""
+    import zoo
+
+    fx = fixture(fx_name)
+    m = zoo.create_model(arch, num_classes=fx["num_classes"], num_frames=fx["num_segments"], **kwargs)
+    assert sum(p.numel() for p in m.parameters()) == fx["params"]
+    zoo.load_original(m, original_state_dict(fx), converter=converter)
+    with torch.no_grad():
+        out = m.eval()(reference_input(fx["num_segments"], 112, frames_per_segment))
+    assert_logits_close(out, fx["reference"]["logits"])
+    return fx

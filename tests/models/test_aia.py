@@ -7,7 +7,7 @@ from zoo.factory import create_model
 from zoo.models.aia import ATTENTIONS, AIACombo, AIAUnit, parse_attention
 from zoo.registry import registry
 
-from ..reference import assert_logits_close, fixture, original_state_dict, reference_input
+from ..reference import check_reference_logits, fixture
 
 torch.set_num_threads(1)
 
@@ -21,14 +21,7 @@ FIXTURES = [  # fixture, arch, attention
 
 @pytest.mark.parametrize("name,arch,attention", FIXTURES)
 def test_reference_logits(name, arch, attention):
-    fx = fixture(name)
-    model = create_model(arch, num_classes=fx["num_classes"], attention=attention)
-    assert sum(p.numel() for p in model.parameters()) == fx["params"]
-    zoo.load_original(model, original_state_dict(fx))
-    model.eval()
-    with torch.no_grad():
-        out = model(reference_input(fx["num_segments"], 112))
-    assert_logits_close(out, fx["reference"]["logits"])
+    check_reference_logits(name, arch, attention=attention)
 
 
 @pytest.mark.parametrize("name,arch,attention", [FIXTURES[0], FIXTURES[3]])

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import zoo
-from tests.reference import assert_logits_close, fixture, original_state_dict, reference_input
+from tests.reference import check_reference_logits, fixture
 from zoo.models.gc import GC, ECalG, ECalL, ECalS, ECalT, gc_index, has_gc
 from zoo.models.resnet import BlockCtx
 from zoo.registry import parse_quantity, registry
@@ -18,13 +18,7 @@ CASES = [
 
 @pytest.mark.parametrize("fx_name, arch, kwargs", CASES)
 def test_reference_logits(fx_name, arch, kwargs):
-    fx = fixture(fx_name)
-    m = zoo.create_model(arch, num_classes=fx["num_classes"], **kwargs)
-    assert sum(p.numel() for p in m.parameters()) == fx["params"]
-    zoo.load_original(m, original_state_dict(fx))  # strict, family converter picked by name
-    with torch.no_grad():
-        out = m.eval()(reference_input(fx["num_segments"], 112))
-    assert_logits_close(out, fx["reference"]["logits"])
+    check_reference_logits(fx_name, arch, **kwargs)  # family converter picked by name
 
 
 def test_fvcore_flops_equal_the_authors():

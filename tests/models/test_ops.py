@@ -82,3 +82,15 @@ def test_may_overwrite_rules():
     with torch.no_grad():
         torch.jit.trace(f, (torch.zeros(2),), check_trace=False)
     assert seen == [(False, False)]
+
+
+def test_folded_bn_is_not_reused_with_autograd():
+    # eval model, first under inference_mode (fills the cache), then gradients in eval mode
+    conv, bn = nn.Conv2d(8, 16, 1, bias=False), _bn(16).eval()
+    x = torch.randn(2, 8, 4, 4)
+    with torch.inference_mode():
+        pointwise_bn(x, conv, bn)
+    out = pointwise_bn(x, conv, bn)
+    (g,) = torch.autograd.grad(out.sum(), conv.weight)
+    (ref,) = torch.autograd.grad(bn(conv(x)).sum(), conv.weight)
+    torch.testing.assert_close(g, ref)

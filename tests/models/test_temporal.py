@@ -94,3 +94,13 @@ def test_tsm_block_leaves_its_input_unchanged():
     with torch.no_grad():
         m.layer1[1](x, 8)
     assert torch.equal(x, x0)
+
+
+def test_tsm_basic_block_trains_with_a_frozen_input():
+    # the block's input needs no grad (earlier layers frozen) but its convs do: the shift must
+    # not be done in place, conv1 keeps the shifted input for its backward
+    m = zoo.create_model("tsm_r18", num_classes=3)
+    x = torch.randn(2 * 4, 64, 8, 8)
+    out = m.layer1[0](x, 4)
+    out.sum().backward()
+    assert m.layer1[0].conv1.weight.grad is not None

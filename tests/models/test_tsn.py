@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import zoo
-from tests.reference import assert_logits_close, fixture, original_state_dict, reference_input
+from tests.reference import check_reference_logits, fixture, original_state_dict
 
 CASES = [
     ("tsn_official_t8", "tsn_r50"),   # TSM authors' repo, is_shift False
@@ -15,13 +15,7 @@ CASES = [
 
 @pytest.mark.parametrize("fx_name, arch", CASES)
 def test_reference_logits(fx_name, arch):
-    fx = fixture(fx_name)
-    m = zoo.create_model(arch, num_classes=fx["num_classes"])
-    assert sum(p.numel() for p in m.parameters()) == fx["params"]
-    zoo.load_original(m, original_state_dict(fx))
-    with torch.no_grad():
-        out = m.eval()(reference_input(fx["num_segments"], 112))
-    assert_logits_close(out, fx["reference"]["logits"])
+    check_reference_logits(fx_name, arch)
 
 
 def test_load_original_without_module_prefix_and_wrapped_checkpoint():

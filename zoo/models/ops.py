@@ -5,13 +5,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["pointwise", "pointwise_bn", "fold_bn", "cached", "Conv1x1", "may_overwrite", "eager"]
+__all__ = ["pointwise", "pointwise_bn", "fold_bn", "cached", "Conv1x1", "may_overwrite", "eager", "inference"]
 
 
 def eager() -> bool:
     """Not being traced, exported or compiled: eager-only shortcuts (in-place writes, BN folded
     into a conv) are allowed. Traced graphs keep the plain ops, which is also what fvcore counts."""
     return not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+
+
+def inference() -> bool:
+    """Eager and autograd off (``no_grad`` or ``inference_mode``): nothing this forward computes
+    can be saved for a backward, so inputs may be modified for a while and derived weights reused."""
+    return eager() and not torch.is_grad_enabled()
 
 
 def may_overwrite(*tensors: torch.Tensor) -> bool:
@@ -30,7 +36,8 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias=None, stride: int = 1)
     0.24-0.44 ms where oneDNN's NCHW 1x1 conv takes 0.33-0.57 ms for the calibrators' shapes
     (16->48 at 56x56 ... 128->384 at 7x7, 8 frames), and with glibc's default allocator the
     conv's fresh scratch buffers can cost it 10x that (16->48: 4.4 ms). fvcore counts the same
-    multiply-adds (bmm: N*O*C*H*W). Channels-last frames keep ``conv2d``, whose kernel is fast.
+    multiply-adds (bmm: N*O*C*H*W), which ``zoo.complexity`` reports under ``conv`` for
+    ``Conv1x1`` and ``FrameConv3d``. Channels-last frames keep ``conv2d``, whose kernel is fast.
     """
     if x.dim() != 4 or x.stride(-1) != 1:
         return F.conv2d(x, weight, bias, stride)
@@ -51,7 +58,6 @@ class Conv1x1(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pointwise(x, self.weight, self.bias, self.stride[0])
-
 
 
 def cached(owner: nn.Module, slot: str, make, *tensors: torch.Tensor):
@@ -76,10 +82,11 @@ def fold_bn(weight: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm):
 def pointwise_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
     """``bn(conv(x))`` for a bias-free 1x1 ``conv``. In eager eval on NCHW frames the BN is folded
     into the product (one GEMM writing the output once, instead of a GEMM output and a BN
-    output: two full-size buffers and passes less). Training, traced graphs and fvcore keep
-    the two ops, so counts and exported graphs are the network's own."""
+    output: two full-size buffers and passes less). Only with autograd off (the folded weights
+    are cached); training, gradients in eval, traced graphs and fvcore keep the two ops, so
+    counts and exported graphs are the network's own."""
     if bn.training or not bn.track_running_stats or not bn.affine or x.dim() != 4 or x.stride(-1) != 1 \
-            or not eager():
+            or not inference():
         return bn(conv(x))
     w, b = cached(bn, "_folded", lambda: fold_bn(conv.weight, bn), conv.weight, bn.weight, bn.bias,
                   bn.running_mean, bn.running_var)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .ops import eager, may_overwrite
+from .ops import Conv1x1, eager, inference
 
 __all__ = ["temporal_shift", "shift_conv1x1", "shift_", "unshift_", "TemporalShift", "shift_slot"]
 
@@ -38,7 +38,7 @@ def temporal_shift(x: torch.Tensor, T: int, fold_div: int = 8) -> torch.Tensor:
 
 
 def _plain_1x1(conv) -> bool:
-    return (type(conv) is nn.Conv2d or type(conv).__name__ == "Conv1x1") and conv.kernel_size == (1, 1) \
+    return type(conv) in (nn.Conv2d, Conv1x1) and conv.kernel_size == (1, 1) \
         and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
 
 
@@ -97,7 +97,7 @@ class TemporalShift(nn.Module):
     * ``fn`` a plain 1x1 conv (a bottleneck's conv1) on NCHW frames: :func:`shift_conv1x1`, no
       data moves at all;
     * otherwise, with ``inplace=True`` (what the slot builds: the block owns its input while
-      conv1 runs) and nothing needing the old values (``may_overwrite``): ``x`` is shifted in
+      conv1 runs) and autograd off (``zoo.models.ops.inference``): ``x`` is shifted in
       place for the call and shifted back (:func:`shift_`), moving a fraction of the copy."""
 
     def __init__(self, fold_div: int = 8, inplace: bool = False):
@@ -111,7 +111,8 @@ class TemporalShift(nn.Module):
     def around(self, x: torch.Tensor, T: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if _plain_1x1(fn) and x.dim() == 4 and x.stride(-1) == 1 and eager():
             return shift_conv1x1(x, T, fn, self.fold_div)
-        if not (self.inplace and x.is_contiguous() and may_overwrite(x)):
+        # autograd off: with it on, fn might save the shifted x for its backward
+        if not (self.inplace and x.is_contiguous() and inference()):
             return fn(temporal_shift(x, T, self.fold_div))
         kept = shift_(x, T, self.fold_div)
         try:
