@@ -50,14 +50,15 @@ def _naive(gc: GC, x: torch.Tensor, T: int) -> torch.Tensor:
 @pytest.mark.parametrize("ratio, calibrators, shift", [
     (1.0, "gstl", 0), (1.0, "gstl", 3), (0.5, "gstl", 0), (0.5, "gstl", 6), (0.5, "lt", 7), (1.0, "s", 2),
     (0.25, "g", 15)])
-def test_groups_match_slice_assignment(ratio, calibrators, shift):
+@pytest.mark.parametrize("clips", [1, 2])
+def test_groups_match_slice_assignment(ratio, calibrators, shift, clips):
     torch.manual_seed(0)
     gc = GC(64, ratio, calibrators, shift=shift).eval()
     for m in gc.modules():  # non-trivial BN statistics
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 1.5)
-    x = torch.randn(2 * 4, 64, 6, 5)
+    x = torch.randn(clips * 4, 64, 6, 5)
     with torch.no_grad():
         ref = _naive(gc, x, 4)
         torch.testing.assert_close(gc(x, 4), ref)

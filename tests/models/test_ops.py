@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.models.ops import Conv1x1, cached, eager, may_overwrite, pointwise, pointwise_bn
+from zoo.models.ops import Conv1x1, cached, eager, may_overwrite, pointwise, pointwise_bn, taps_of, temporal_conv
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -94,3 +94,22 @@ def test_folded_bn_is_not_reused_with_autograd():
     (g,) = torch.autograd.grad(out.sum(), conv.weight)
     (ref,) = torch.autograd.grad(bn(conv(x)).sum(), conv.weight)
     torch.testing.assert_close(g, ref)
+
+
+@pytest.mark.parametrize("B, T, C, O, k, L", [
+    (1, 8, 16, 16, 3, 96),    # one clip, wide maps: products per frame accumulated in place
+    (1, 8, 24, 12, 3, 9),     # one clip, small maps: frames side by side as columns
+    (1, 5, 8, 8, 5, 70), (1, 2, 8, 8, 5, 9), (1, 1, 8, 4, 3, 80),
+    (3, 4, 8, 6, 3, 20), (2, 1, 8, 6, 3, 9),  # several clips: one product, shifted sums
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_temporal_conv_equals_conv3d(B, T, C, O, k, L, bias):
+    torch.manual_seed(0)
+    w, b = torch.randn(O, C, k, 1, 1), (torch.randn(O) if bias else None)
+    frames = torch.randn(B, T, C + 4, L)[:, :, 2:C + 2]  # a channel slice, as the calibrators read it
+    ref = F.conv3d(frames.permute(0, 2, 1, 3).unsqueeze(-1), w, b, padding=(k // 2, 0, 0))
+    ref = ref.squeeze(-1).permute(0, 2, 1, 3)  # (B, T, O, L)
+    out = temporal_conv(frames, taps_of(w), b)
+    assert out.shape == (B, T, O, L) and out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    assert torch.equal(taps_of(w.view(O, C, k))[1], w[:, :, 1, 0, 0])

@@ -23,6 +23,15 @@ def test_shift_matches_the_definition(T, C):
     torch.testing.assert_close(temporal_shift(x, T), naive_shift(x, T), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("T, C", [(8, 64), (1, 8), (4, 12)])
+def test_inference_shift_is_one_copy_with_the_same_result(T, C):
+    x = torch.randn(2 * T, C + 8, 5, 5)[:, 4:C + 4]  # a channel slice, as STC's S_T shifts it
+    with torch.no_grad():
+        out = temporal_shift(x, T)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, naive_shift(x.contiguous(), T), rtol=0, atol=0)
+
+
 def test_shift_keeps_channels_last():
     x = torch.randn(16, 64, 7, 7).to(memory_format=torch.channels_last)
     out = temporal_shift(x, 8)

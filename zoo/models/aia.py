@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
+from .ops import cached, fold_bn, inference
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -113,6 +114,16 @@ class DepthConv(nn.Conv3d):
         out = o[:, :, 1] + F.pad(o[:, :-1, 0], (0, 0, 0, 0, 1, 0)) + F.pad(o[:, 1:, 2], (0, 0, 0, 0, 0, 1))
         return out.unsqueeze(1)
 
+    def infer(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Inference: ``weight``/``bias`` (a BN folded in), the taps summed in place into the
+        centre tap's slices; returns a (B, D, H, W) view of the conv output."""
+        B, D, _, H, W = x.shape
+        o = F.conv2d(x.reshape(B * D, 2, H, W), weight[0].transpose(0, 1), padding=1).view(B, D, 3, H, W)
+        out = o[:, :, 1]
+        out[:, 1:] += o[:, :-1, 0]
+        out[:, :-1] += o[:, 1:, 2]
+        return out.add_(bias)
+
 
 class AxialGate(nn.Module):
     """Conv3d(2 -> 1, 3x3x3, padding 1, no bias) + BatchNorm3d(1) + sigmoid on a squeezed context
@@ -124,7 +135,12 @@ class AxialGate(nn.Module):
         self.bn = nn.BatchNorm3d(1)
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.bn(self.conv(ctx)))[:, 0]
+        if self.bn.training or not inference():
+            return torch.sigmoid(self.bn(self.conv(ctx)))[:, 0]
+        bn = self.bn
+        w, b = cached(self, "_folded", lambda: fold_bn(self.conv.weight, bn), self.conv.weight, bn.weight, bn.bias,
+                      bn.running_mean, bn.running_var)
+        return self.conv.infer(ctx, w, b).sigmoid_()
 
 
 class AIAUnit(nn.Module):
@@ -133,11 +149,12 @@ class AIAUnit(nn.Module):
     ``gate(v)`` takes the (B, T, C, H, W) view and returns a gate that broadcasts against it;
     ``forward`` returns x * gate. Gates: ``c`` (C squeezed), ``t``, ``h``, ``w``."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, inplace: bool = False):
         super().__init__()
         if kind not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {kind!r}")
         self.kind = kind
+        self.inplace = inplace  # the slot's units gate the block's temporary in place at inference
         self.c = AxialGate() if kind != "st" else None
         if kind != "c":
             self.t, self.h, self.w = AxialGate(), AxialGate(), AxialGate()
@@ -181,10 +198,13 @@ class AIAUnit(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
+        if self.inplace and inference():
+            v.mul_(self.gate(v))
+            return x
         return (v * self.gate(v)).view(N, C, H, W)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}"
+        return f"kind={self.kind!r}" + (", inplace=True" if self.inplace else "")
 
 
 class AIACombo(nn.Module):
@@ -192,12 +212,13 @@ class AIACombo(nn.Module):
 
     Keys ``first`` / ``second`` are the original ``eft1`` / ``eft2``."""
 
-    def __init__(self, first: str, second: str, how: str):
+    def __init__(self, first: str, second: str, how: str, inplace: bool = False):
         super().__init__()
         if how not in (">", "+"):
             raise ValueError(f"how must be '>' or '+', got {how!r}")
         self.how = how
-        self.first, self.second = AIAUnit(first), AIAUnit(second)
+        self.inplace = inplace
+        self.first, self.second = AIAUnit(first, inplace), AIAUnit(second, inplace)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.how == ">":
@@ -206,6 +227,9 @@ class AIACombo(nn.Module):
         v = x.view(N // T, T, C, H, W)
         # 0.5*a(x) + 0.5*b(x) = x * 0.5*(gate_a + gate_b): one full-size product instead of two
         g = self.first.gate(v) + self.second.gate(v)
+        if self.inplace and inference():
+            v.mul_(g.mul_(0.5))
+            return x
         return (v * g.mul_(0.5)).view(N, C, H, W)
 
     def extra_repr(self) -> str:
@@ -216,8 +240,8 @@ def aia_slot(attention: str = "cinst>stinc"):
     """Calibrator factory: the ``attention`` configuration in every bottleneck."""
     parts, how = ATTENTIONS[parse_attention(attention)]
     if len(parts) == 1:
-        return lambda ctx: AIAUnit(parts[0])
-    return lambda ctx: AIACombo(parts[0], parts[1], how)
+        return lambda ctx: AIAUnit(parts[0], inplace=True)
+    return lambda ctx: AIACombo(parts[0], parts[1], how, inplace=True)
 
 
 def _build(temporal):

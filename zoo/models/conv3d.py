@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import register_arch
-from .ops import may_overwrite, pointwise
+from .ops import cached, inference, may_overwrite, pointwise, taps_of, temporal_conv
 from .resnet import BlockCtx, Slots, VideoResNet
 
 __all__ = ["FrameConv3d", "slot_in", "c3d_conv2", "p3d_conv2", "P3DConv"]
@@ -50,6 +50,12 @@ class FrameConv3d(nn.Conv3d):
                          groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # type: ignore[override]
+        if self.kernel_size[1:] == (1, 1) and self.stride == (1, 1, 1) and self.groups == 1 and x.dim() == 4 \
+                and x.stride(-1) == 1 and inference():
+            # a (kt, 1, 1) conv at inference: taps accumulated into one output (ops.temporal_conv)
+            taps = cached(self, "_taps", lambda: taps_of(self.weight), self.weight)
+            N, C, H, W = x.shape
+            return temporal_conv(x.reshape(N // T, T, C, H * W), taps).view(N, -1, H, W)
         return self.run(x, T, self.weight)
 
     def run(self, x: torch.Tensor, T: int, weight: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["pointwise", "pointwise_bn", "fold_bn", "cached", "Conv1x1", "may_overwrite", "eager", "inference"]
+__all__ = ["pointwise", "pointwise_bn", "fold_bn", "cached", "Conv1x1", "may_overwrite", "eager", "inference",
+           "temporal_conv", "taps_of"]
 
 
 def eager() -> bool:
@@ -94,3 +95,59 @@ def pointwise_bn(x: torch.Tensor, conv: nn.Conv2d, bn: nn.modules.batchnorm._Bat
     O = w.shape[0]
     y = torch.baddbmm(b.view(1, O, 1).expand(N, O, H * W), w.reshape(O, C).expand(N, O, C), x.reshape(N, C, H * W))
     return y.view(N, O, H, W)
+
+
+def temporal_conv(x: torch.Tensor, taps: torch.Tensor, bias=None) -> torch.Tensor:
+    """A temporal convolution (kernel k, zero padding k // 2) of per-frame channel vectors, for
+    inference: x (B, T, C, L) with each frame's (C, L) block contiguous, ``taps`` (k, O, C),
+    ``bias`` (O,) or None -> a new (B, T, O, L). Same multiply-adds as the Conv3d (k, 1, 1).
+
+    For one clip, each tap's product is accumulated straight into the output frames it feeds
+    (k products into one buffer: no k*O-channel intermediate, no shifted sums). Several clips:
+    one product for all taps, then shifted sums."""
+    B, T, C, L = x.shape
+    k, O = taps.shape[:2]
+    p = k // 2
+    f = x.reshape(B * T, C, L)
+    if B == 1 and L <= 64:
+        # small maps (layer4, pooled branches): one frame's product is too narrow for a fast
+        # GEMM, so the frames sit side by side as (C, T*L) columns and each tap is one product
+        # on a column range (a small transposed copy in and out)
+        X = f.transpose(0, 1).reshape(C, T * L)
+        Y = torch.mm(taps[p], X) if bias is None else torch.addmm(bias.view(O, 1), taps[p], X)
+        for i in range(k):
+            d = i - p
+            if 0 < -d < T:
+                Y[:, -d * L:].addmm_(taps[i], X[:, :(T + d) * L])
+            elif 0 < d < T:
+                Y[:, :(T - d) * L].addmm_(taps[i], X[:, d * L:])
+        return Y.view(O, T, L).transpose(0, 1).contiguous().view(1, T, O, L)
+    if B == 1:
+        mid = taps[p].expand(T, O, C)
+        y = torch.bmm(mid, f) if bias is None else torch.baddbmm(bias.view(1, O, 1).expand(T, O, L), mid, f)
+        for i in range(k):
+            d = i - p  # output frame t reads input frame t + d
+            if 0 < -d < T:
+                y[-d:].baddbmm_(taps[i].expand(T + d, O, C), f[:d])
+            elif 0 < d < T:
+                y[:-d].baddbmm_(taps[i].expand(T - d, O, C), f[d:])
+        return y.view(1, T, O, L)
+    a = torch.bmm(taps.reshape(k * O, C).expand(B * T, k * O, C), f).view(B, T, k, O, L)
+    y = a[:, :, p]
+    if bias is not None:
+        y = y + bias.view(O, 1)
+    else:
+        y = y.clone()
+    for i in range(k):
+        d = i - p
+        if 0 < -d < T:
+            y[:, -d:] += a[:, :d, i]
+        elif 0 < d < T:
+            y[:, :-d] += a[:, d:, i]
+    return y
+
+
+def taps_of(weight: torch.Tensor) -> torch.Tensor:
+    """A temporal conv's weight (O, C, k) or (O, C, k, 1, 1) as the (k, O, C) taps of
+    :func:`temporal_conv`."""
+    return weight.reshape(weight.shape[0], weight.shape[1], weight.shape[2]).permute(2, 0, 1).contiguous()

@@ -64,6 +64,7 @@ the counts are identical.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Optional, Sequence
 
@@ -73,7 +74,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
-from .ops import Conv1x1, pointwise_bn
+from .ops import Conv1x1, cached, fold_bn, inference, taps_of, temporal_conv
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -125,7 +126,13 @@ def branch_kernels(name: str):
     return tuple(d[:3]), tuple(d[3:])
 
 
-class GlobalBranch(nn.Module):
+class _Branch(nn.Module):
+    def folded(self) -> tuple:
+        """Inference weights: the branch's conv (or linear) with its BN folded in."""
+        return fold_bn(self.conv.weight, self.bn)
+
+
+class GlobalBranch(_Branch):
     """LST: average over (T, H, W), Linear r -> r, BN1d, ReLU. Map (B, 1, r, 1, 1)."""
 
     def __init__(self, r: int):
@@ -137,11 +144,14 @@ class GlobalBranch(nn.Module):
         a = y.mean((1, 3, 4))
         return F.relu(self.bn(self.conv(a)))[:, None, :, None, None]
 
+    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return F.linear(y.mean((1, 3, 4)), w, b).relu_()[:, None, :, None, None]
+
     def init_weights(self):
         nn.init.normal_(self.conv.weight, 0, 0.001)
 
 
-class TimePooledBranch(nn.Module):
+class TimePooledBranch(_Branch):
     """LT: average over T, Conv2d (c_h, c_w), BN2d, ReLU. Map (B, 1, r, H, W)."""
 
     def __init__(self, r: int, kernel):
@@ -153,8 +163,11 @@ class TimePooledBranch(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(y.mean(1)))).unsqueeze(1)
 
+    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(y.mean(1), w, b, padding=self.conv.padding).relu_().unsqueeze(1)
 
-class SpacePooledBranch(nn.Module):
+
+class SpacePooledBranch(_Branch):
     """LS: average over (H, W), Conv1d over T (c_t), BN1d, ReLU. Map (B, T, r, 1, 1)."""
 
     def __init__(self, r: int, kernel):
@@ -169,6 +182,13 @@ class SpacePooledBranch(nn.Module):
         a = F.adaptive_avg_pool2d(y.view(B * T, r, H, W), 1).view(B, T, r).transpose(1, 2)
         return F.relu(self.bn(self.conv(a))).transpose(1, 2)[..., None, None]
 
+    def folded(self) -> tuple:
+        w, b = super().folded()
+        return taps_of(w), b
+
+    def infer(self, y: torch.Tensor, taps: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return temporal_conv(y.mean((3, 4)).unsqueeze(-1), taps, b).relu_().unsqueeze(-1)
+
 
 def _pool_matrix(n_in: int, n_out: int) -> list:
     """Rows of adaptive average pooling from n_in to n_out positions (up or down)."""
@@ -179,19 +199,56 @@ def _pool_matrix(n_in: int, n_out: int) -> list:
     return rows
 
 
-def adaptive_avg_pool2d(x: torch.Tensor, size) -> torch.Tensor:
+@functools.lru_cache(maxsize=64)
+def _pool_kron(H: int, W: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(H*W, h*w): flattened maps times this matrix = adaptive average pooling to (h, w)."""
+    a = torch.tensor(_pool_matrix(H, h), dtype=torch.float64)
+    b = torch.tensor(_pool_matrix(W, w), dtype=torch.float64)
+    return torch.kron(a, b).t().contiguous().to(dtype=dtype, device=device)
+
+
+def _block_mean(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Mean over non-overlapping (kh, kw) windows as sums of strided views (PyTorch's NCHW
+    avg_pool2d and adaptive_avg_pool2d take 4x as long for the 2x2 pools here)."""
+    *lead, H, W = x.shape
+    h, w = H // kh, W // kw
+    rows = x.reshape(-1, h, kh, W)
+    s = rows[:, :, 0]
+    for i in range(1, kh):
+        s = s + rows[:, :, i]
+    cols = s.reshape(-1, h, w, kw)
+    out = cols[..., 0]
+    for j in range(1, kw):
+        out = out + cols[..., j]
+    return out.mul_(1.0 / (kh * kw)).view(*lead, h, w)
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, size, fast: bool = False) -> torch.Tensor:
     """``F.adaptive_avg_pool2d``; during ONNX export, the same averages as two products with
     constant pooling matrices, since ONNX has no adaptive pooling to sizes that do not divide
-    the input (the branch pools 7 -> 3, and back up 3 -> 7 or 8 -> 16). Eager and fvcore unchanged."""
-    if not torch.onnx.is_in_onnx_export():
-        return F.adaptive_avg_pool2d(x, size)
+    the input (the branch pools 7 -> 3, and back up 3 -> 7 or 8 -> 16). Eager and fvcore unchanged.
+
+    ``fast`` (inference): the same averages by faster routes: window sums of strided views
+    where the sizes divide, one product with the pooling matrix for small maps (layer4's 7 -> 3
+    and 3 -> 7: 4-10x faster than the adaptive kernel), else the adaptive kernel."""
     H, W = int(x.shape[-2]), int(x.shape[-1])
-    a = torch.tensor(_pool_matrix(H, size[0]), dtype=x.dtype, device=x.device)
-    b = torch.tensor(_pool_matrix(W, size[1]), dtype=x.dtype, device=x.device)
-    return torch.matmul(torch.matmul(a, x), b.t())
+    h, w = size
+    if fast:
+        if (h, w) == (H, W):
+            return x
+        if H % h == 0 and W % w == 0:
+            return _block_mean(x, H // h, W // w)
+        if H * W * h * w <= 1 << 16:
+            k = _pool_kron(H, W, h, w, x.dtype, x.device)
+            return torch.mm(x.reshape(-1, H * W), k).view(*x.shape[:-2], h, w)
+    if torch.onnx.is_in_onnx_export():
+        a = torch.tensor(_pool_matrix(H, h), dtype=x.dtype, device=x.device)
+        b = torch.tensor(_pool_matrix(W, w), dtype=x.dtype, device=x.device)
+        return torch.matmul(torch.matmul(a, x), b.t())
+    return F.adaptive_avg_pool2d(x, size)
 
 
-class LocalBranch(nn.Module):
+class LocalBranch(_Branch):
     """Short-range: adaptive average pool to (T//p_t, max(H//p_h, 2), max(W//p_w, 2)), Conv3d
     (c_t, c_h, c_w) with same padding, BN3d, ReLU, temporal adaptive pool back to T.
     Map (B, T, r, h, w): the spatial way back (``upsample``) is left to the aggregation, which
@@ -203,37 +260,64 @@ class LocalBranch(nn.Module):
         self.conv = nn.Conv3d(r, r, kernel, padding=tuple(k // 2 for k in kernel), bias=False)
         self.bn = nn.BatchNorm3d(r)
         self.temporal_only = tuple(kernel[1:]) == (1, 1)
+        self._per_frame = self.temporal_only and self.pool[0] == 1  # no temporal pooling
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        m = self._conv(self._pool(y, False), self.conv.weight, None)
+        return self._back(F.relu(self.bn(m)), y.shape[1])
+
+    def folded(self) -> tuple:
+        w, b = super().folded()
+        return (taps_of(w), b) if self._per_frame else (w, b)
+
+    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if not self._per_frame:
+            return self._back(self._conv(self._pool(y, True), w, b).relu_(), y.shape[1])
+        # frames stay frames: pooled (B*T, r, h, w) maps, a temporal conv over them as batched
+        # products, no transposes to (B, r, T, h, w) and back
         B, T, r, H, W = y.shape
-        pt, ph, pw = self.pool
-        h = max(H // ph, 2) if ph > 1 else H
-        w = max(W // pw, 2) if pw > 1 else W
+        h, w_ = self._size(H, W)
+        a = y.reshape(B * T, r, H, W)
+        if (h, w_) != (H, W):
+            a = adaptive_avg_pool2d(a, (h, w_), True)
+        return temporal_conv(a.view(B, T, r, h * w_), w, b).relu_().view(B, T, r, h, w_)
+
+    def _size(self, H: int, W: int) -> tuple:
+        ph, pw = self.pool[1:]
+        return (max(H // ph, 2) if ph > 1 else H), (max(W // pw, 2) if pw > 1 else W)
+
+    def _pool(self, y: torch.Tensor, fast: bool) -> torch.Tensor:
+        """(B, T, r, H, W) -> (B, r, T', h, w), a small tensor."""
+        B, T, r, H, W = y.shape
+        pt = self.pool[0]
+        h, w = self._size(H, W)
         a = y.reshape(B * T, r, H, W)
         if (h, w) != (H, W):
-            a = adaptive_avg_pool2d(a, (h, w))
-        a = a.view(B, T, r, h, w).transpose(1, 2)  # small tensor: (B, r, T, h, w)
+            a = adaptive_avg_pool2d(a, (h, w), fast)
+        a = a.view(B, T, r, h, w).transpose(1, 2)
         if pt > 1:
             a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
-        k = self.conv.weight
-        if self.temporal_only:
-            # a (c_t, 1, 1) conv is a (c_t, 1) Conv2d over (T, h*w): same MACs, a faster kernel
-            b, _, t = a.shape[:3]
-            m = F.conv2d(a.reshape(b, r, t, h * w), k.flatten(3), padding=(k.shape[2] // 2, 0))
-            m = m.view(b, r, t, h, w)
-        else:
-            m = self.conv(a)
-        m = F.relu(self.bn(m))
-        if pt > 1:
-            m = F.adaptive_avg_pool3d(m, (T, h, w))
+        return a
+
+    def _conv(self, a: torch.Tensor, k: torch.Tensor, bias) -> torch.Tensor:
+        if not self.temporal_only:
+            return F.conv3d(a, k, bias, padding=self.conv.padding)
+        # a (c_t, 1, 1) conv is a (c_t, 1) Conv2d over (T, h*w): same MACs, a faster kernel
+        b, r, t, h, w = a.shape
+        m = F.conv2d(a.reshape(b, r, t, h * w), k.flatten(3), bias, padding=(k.shape[2] // 2, 0))
+        return m.view(b, -1, t, h, w)
+
+    def _back(self, m: torch.Tensor, T: int) -> torch.Tensor:
+        if self.pool[0] > 1:
+            m = F.adaptive_avg_pool3d(m, (T, *m.shape[-2:]))
         return m.transpose(1, 2)
 
     @staticmethod
-    def upsample(m: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    def upsample(m: torch.Tensor, H: int, W: int, fast: bool = False) -> torch.Tensor:
         """(B, T, r, h, w) -> (B, T, r, H, W) by adaptive average pooling, as the authors' code
         (an element copy when H, W are multiples of h, w; overlapping windows otherwise)."""
         B, T, r, h, w = m.shape
-        return adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
+        return adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W), fast).view(B, T, r, H, W)
 
 
 def make_branch(name: str, r: int) -> nn.Module:
@@ -304,21 +388,43 @@ class SDA(nn.Module):
             T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
         N, C, H, W = x.shape
         B = N // T
-        y = F.relu(pointwise_bn(x, self.down, self.bn1), inplace=True).view(B, T, -1, H, W)
-        r = y.shape[2]
+        fast = inference() and not any(m.training for m in self.modules())
+        if fast:
+            # every BN folded into the conv/linear before it (cached until a parameter or
+            # statistic changes); ReLUs and the sigmoid in place on the module's own temporaries
+            folded = cached(self, "_folded", self._fold, *self._state())
+            down_w, down_b = folded[0]
+            y = torch.baddbmm(down_b.view(1, -1, 1).expand(N, -1, H * W), down_w.expand(N, -1, C),
+                              x.view(N, C, H * W)).relu_().view(B, T, -1, H, W)
+            maps = [b.infer(y, *w) for b, w in zip(self.branches, folded[2:])]
+        else:
+            y = F.relu(self.bn1(self.down(x)), inplace=True).view(B, T, -1, H, W)
+            maps = [b(y) for b in self.branches]
+        agg = self._aggregate(maps, B, T, H, W, fast).reshape(N, -1, H, W)
+        if fast:
+            up_w, up_b = folded[1]
+            gate = torch.baddbmm(up_b.view(1, C, 1).expand(N, C, H * W), up_w.expand(N, C, up_w.shape[1]),
+                                 agg.view(N, -1, H * W)).view(N, C, H, W)
+            return gate.sigmoid_().mul_(x)  # no new full-size buffer
+        gate = torch.sigmoid(self.bn2(self.up(agg)))
+        if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
+            return x * gate
+        return gate.mul_(x)
+
+    def _aggregate(self, maps: list, B: int, T: int, H: int, W: int, fast: bool) -> torch.Tensor:
+        """The weighted sum of the branch maps, (B, T, r, H, W) (possibly a broadcast view)."""
+        r = maps[0].shape[2]
         # Local maps come at (h, w). The first whose size divides (H, W) stays coarse and is
         # broadcast in the sum below (the original's adaptive-pool upsampling is then an
         # element copy); the others are upsampled as in the original.
-        maps, coarse = [], None
-        for i, b in enumerate(self.branches):
-            m = b(y)
+        coarse = None
+        for i, (b, m) in enumerate(zip(self.branches, maps)):
             if isinstance(b, LocalBranch):
                 h, w = m.shape[-2:]
                 if self.broadcast_up and coarse is None and H % h == 0 and W % w == 0:
                     coarse = i
                 elif (h, w) != (H, W):
-                    m = b.upsample(m, H, W)
-            maps.append(m)
+                    maps[i] = b.upsample(m, H, W, fast)
         M = len(maps)
         if self.query is None:
             maps = [m * (1.0 / M) for m in maps]
@@ -333,27 +439,47 @@ class SDA(nn.Module):
             agg = maps[0]
             for m in maps[1:]:
                 agg = agg + m
-            if not self._full:
-                agg = agg.expand(B, T, r, H, W)
-        else:
-            low = maps[coarse]
-            h, w = low.shape[-2:]
-            full = []
-            for i, m in enumerate(maps):
-                if i != coarse:
-                    if self._pointwise[i]:
-                        low = low + m  # per-channel/per-frame maps join at low resolution
-                    else:
-                        full.append(m.view(B, -1, r, h, H // h, w, W // w))
-            agg = low.view(B, T, r, h, 1, w, 1)
+            return agg if self._full else agg.expand(B, T, r, H, W)
+        low = maps[coarse]
+        h, w = low.shape[-2:]
+        full = []
+        for i, m in enumerate(maps):
+            if i != coarse:
+                if self._pointwise[i]:
+                    low = low + m  # per-channel/per-frame maps join at low resolution
+                else:
+                    full.append(m)
+        fh, fw = H // h, W // w
+        if fast:
+            # repeat the coarse map along W by stacking (a 7-D broadcast sum whose innermost
+            # axis has fw elements runs 2-3x slower); H is then an outer broadcast axis
+            if fw > 1:
+                low = torch.stack([low] * fw, -1).view(B, T, r, h, W)
+            agg = low.view(B, T, r, h, 1, W)
             for m in full:
-                agg = agg + m
-            if not full:
-                agg = agg.expand(B, T, r, h, H // h, w, W // w)
-        gate = pointwise_bn(agg.reshape(N, r, H, W), self.up, self.bn2).sigmoid_()  # BN's backward needs no output
-        if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
-            return x * gate
-        return gate.mul_(x)  # inference: no new full-size buffer
+                agg = agg + m.view(B, -1, r, h, fh, W)
+            return agg.expand(B, T, r, h, fh, W).reshape(B, T, r, H, W) if not full else agg
+        agg = low.view(B, T, r, h, 1, w, 1)
+        for m in full:
+            agg = agg + m.view(B, -1, r, h, fh, w, fw)
+        if not full:
+            agg = agg.expand(B, T, r, h, fh, w, fw)
+        return agg
+
+    def _state(self) -> list:
+        """The tensors the folded inference weights derive from."""
+        out = []
+        for conv, bn in self._pairs():
+            out += [conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var]
+        return out
+
+    def _pairs(self) -> list:
+        return [(self.down, self.bn1), (self.up, self.bn2)] + [(b.conv, b.bn) for b in self.branches]
+
+    def _fold(self) -> list:
+        # the two 1x1 convs as (O, I) matrices for the batched products
+        ends = [fold_bn(self.down.weight, self.bn1), fold_bn(self.up.weight, self.bn2)]
+        return [(w.flatten(1), b) for w, b in ends] + [b.folded() for b in self.branches]
 
     def extra_repr(self) -> str:
         return (f"dependencies={self.dependencies}, aggregation={self.aggregation!r}"
