@@ -74,7 +74,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
-from .ops import Conv1x1, cached, fold_bn, inference, taps_of, temporal_conv
+from .ops import Conv1x1, block_mean, cached, fold_bn, inference, taps_of, temporal_conv
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -207,22 +207,6 @@ def _pool_kron(H: int, W: int, h: int, w: int, dtype: torch.dtype, device: torch
     return torch.kron(a, b).t().contiguous().to(dtype=dtype, device=device)
 
 
-def _block_mean(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
-    """Mean over non-overlapping (kh, kw) windows as sums of strided views (PyTorch's NCHW
-    avg_pool2d and adaptive_avg_pool2d take 4x as long for the 2x2 pools here)."""
-    *lead, H, W = x.shape
-    h, w = H // kh, W // kw
-    rows = x.reshape(-1, h, kh, W)
-    s = rows[:, :, 0]
-    for i in range(1, kh):
-        s = s + rows[:, :, i]
-    cols = s.reshape(-1, h, w, kw)
-    out = cols[..., 0]
-    for j in range(1, kw):
-        out = out + cols[..., j]
-    return out.mul_(1.0 / (kh * kw)).view(*lead, h, w)
-
-
 def adaptive_avg_pool2d(x: torch.Tensor, size, fast: bool = False) -> torch.Tensor:
     """``F.adaptive_avg_pool2d``; during ONNX export, the same averages as two products with
     constant pooling matrices, since ONNX has no adaptive pooling to sizes that do not divide
@@ -237,7 +221,7 @@ def adaptive_avg_pool2d(x: torch.Tensor, size, fast: bool = False) -> torch.Tens
         if (h, w) == (H, W):
             return x
         if H % h == 0 and W % w == 0:
-            return _block_mean(x, H // h, W // w)
+            return block_mean(x, H // h, W // w)
         if H * W * h * w <= 1 << 16:
             k = _pool_kron(H, W, h, w, x.dtype, x.device)
             return torch.mm(x.reshape(-1, H * W), k).view(*x.shape[:-2], h, w)
