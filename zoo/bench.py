@@ -636,7 +636,7 @@ def render_md(run: dict, notes: str = "") -> str:
     lines = [f"# Latency, {s['device']}, torch {m['torch']}", "",
              f"Machine: {m['cpu']} ({m['logical_cpus']} logical CPUs"
              + (f", {m['mem_gb']} GB" if "mem_gb" in m else "") + f"), {m['platform']}, Python {m['python']}"
-             + (f", GPU {m['gpu']}" if "gpu" in m else "") + f"; load average at the end "
+             + (f", GPU {m['gpu']}" if "gpu" in m else "") + "; load average at the end "
              + "/".join(f"{v:.2f}" for v in m["load_avg"])
              + (f"; tensor copy bandwidth {m['copy_gbps']} GB/s (read + write)" if "copy_gbps" in m else "") + ".",
              f"Settings: {s['threads']} thread(s), batch {s['batch']} clip(s) of {s['frames']} frames at "

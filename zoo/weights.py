@@ -502,7 +502,7 @@ def model_card(name: str, sha: str = "", source_file: str = "") -> str:
         for c in claims:
             for metric, val in c.metrics.items():
                 label = f"{metric} ({reg.papers[c.paper].short or c.paper} {c.table}, {c.views or '?'} views)"
-                y += [f"    - type: accuracy", f"      name: {_y(label)}", f"      value: {val}",
+                y += ["    - type: accuracy", f"      name: {_y(label)}", f"      value: {val}",
                       "      verified: false"]
     y.append("---")
     lines = [f"# {name}", "",

@@ -11,7 +11,6 @@ zoo/cli.py adds these with ``add_commands(subparsers)``; ``python -m zoo.weights
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
