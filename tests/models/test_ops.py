@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.models.ops import Conv1x1, cached, eager, may_overwrite, pointwise, pointwise_bn, taps_of, temporal_conv
+from zoo.models.ops import Conv1x1, cached, eager, may_overwrite, pointwise, pointwise_bn, series_conv, taps_of, temporal_conv
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -113,3 +113,12 @@ def test_temporal_conv_equals_conv3d(B, T, C, O, k, L, bias):
     assert out.shape == (B, T, O, L) and out.is_contiguous()
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
     assert torch.equal(taps_of(w.view(O, C, k))[1], w[:, :, 1, 0, 0])
+
+
+@pytest.mark.parametrize("B, T, C, O, k", [(1, 8, 16, 16, 3), (2, 5, 12, 8, 5), (3, 1, 8, 4, 3)])
+def test_series_conv_equals_conv1d(B, T, C, O, k):
+    p = torch.randn(B, T, C + 2)[..., 1:C + 1]
+    w, b = torch.randn(O, C, k), torch.randn(O)
+    for bias in (None, b):
+        ref = F.conv1d(p.transpose(1, 2), w, bias, padding=k // 2).transpose(1, 2)
+        torch.testing.assert_close(series_conv(p, w, bias), ref, rtol=1e-5, atol=1e-5)

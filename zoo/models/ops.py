@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["pointwise", "pointwise_bn", "fold_bn", "cached", "Conv1x1", "may_overwrite", "eager", "inference",
-           "temporal_conv", "taps_of", "block_mean"]
+           "temporal_conv", "series_conv", "taps_of", "block_mean"]
 
 
 def eager() -> bool:
@@ -145,6 +145,17 @@ def temporal_conv(x: torch.Tensor, taps: torch.Tensor, bias=None) -> torch.Tenso
         elif 0 < d < T:
             y[:, :-d] += a[:, d:, i]
     return y
+
+
+def series_conv(p: torch.Tensor, weight: torch.Tensor, bias=None) -> torch.Tensor:
+    """``conv1d`` over time (zero padding k // 2) of pooled series p (B, T, C) with ``weight``
+    (O, C, k) -> (B, T, O), as one product with the unfolded series. For inference: PyTorch's
+    conv1d on 8 steps is slower at every width here (0.32 ms against 0.14 ms at 384 channels)."""
+    B, T, C = p.shape
+    O, _, k = weight.shape
+    x = F.pad(p, (0, 0, k // 2, k // 2)).unfold(1, k, 1).reshape(B * T, C * k)  # [t, c*k + i] = p[t + i - k//2, c]
+    w = weight.reshape(O, C * k).t()
+    return (torch.mm(x, w) if bias is None else torch.addmm(bias, x, w)).view(B, T, O)
 
 
 def taps_of(weight: torch.Tensor) -> torch.Tensor:

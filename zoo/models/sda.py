@@ -74,7 +74,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
-from .ops import Conv1x1, block_mean, cached, fold_bn, inference, taps_of, temporal_conv
+from .ops import Conv1x1, block_mean, cached, fold_bn, inference, series_conv, taps_of, temporal_conv
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -182,12 +182,8 @@ class SpacePooledBranch(_Branch):
         a = F.adaptive_avg_pool2d(y.view(B * T, r, H, W), 1).view(B, T, r).transpose(1, 2)
         return F.relu(self.bn(self.conv(a))).transpose(1, 2)[..., None, None]
 
-    def folded(self) -> tuple:
-        w, b = super().folded()
-        return taps_of(w), b
-
-    def infer(self, y: torch.Tensor, taps: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return temporal_conv(y.mean((3, 4)).unsqueeze(-1), taps, b).relu_().unsqueeze(-1)
+    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return series_conv(y.mean((3, 4)), w, b).relu_()[..., None, None]
 
 
 def _pool_matrix(n_in: int, n_out: int) -> list:
