@@ -88,6 +88,13 @@ def test_rows_ratios_and_targets():
     assert rows["gc_tsn_r50"]["met"] is False and rows["gc_tsn_r50"]["target"] == 1.05
     assert rows["tsn_r50"]["met"] is True
     assert rows["broken_r50"]["error"]
+    assert rows["gc_tsn_r50"]["latency_q1"] == rows["gc_tsn_r50"]["latency_q3"] == pytest.approx(1.1)
+    run = _fake_run()
+    run["results"]["gc_tsn_r50"].times_ms = [104, 108, 110, 112, 130]
+    run["results"]["tsn_r50"].times_ms = [100, 100, 100, 100, 100]
+    r = {r["model"]: r for r in bench.rows(run)}["gc_tsn_r50"]
+    assert r["latency_q1"] < r["latency_ratio"] < r["latency_q3"] and r["latency_ratio"] == pytest.approx(1.1)
+    assert "+10.0% [+6.0%, +21.0%]" in bench.render_md(run)
 
 
 def test_render_md_and_csv(tmp_path):

@@ -358,10 +358,7 @@ class BenchResult:
 
     @property
     def iqr(self) -> tuple:
-        if len(self.times_ms) < 4:
-            return (min(self.times_ms, default=float("nan")), max(self.times_ms, default=float("nan")))
-        q = statistics.quantiles(self.times_ms, n=4)
-        return (q[0], q[2])
+        return _quartiles(self.times_ms) if self.times_ms else (float("nan"), float("nan"))
 
     @property
     def ms_per_clip(self) -> float:
@@ -585,12 +582,15 @@ def rows(run: dict) -> list[dict]:
     out = []
     for label, r in res.items():
         b = res.get(r.baseline) if r.baseline else None
-        ratio = None
+        ratio = rq1 = rq3 = None
         if b and b.times_ms and r.times_ms:
             # the median of per-round ratios: model and backbone ran in the same round, close in
-            # time, so a disturbed round (another job, a frequency change) cancels out
+            # time, so a disturbed round (another job, a frequency change) cancels out; their
+            # quartiles show how far one round's ratio strays
             if len(b.times_ms) == len(r.times_ms):
-                ratio = statistics.median(x / y for x, y in zip(r.times_ms, b.times_ms))
+                per_round = [x / y for x, y in zip(r.times_ms, b.times_ms)]
+                ratio = statistics.median(per_round)
+                rq1, rq3 = _quartiles(per_round)
             else:
                 ratio = r.median / b.median
         fl = r.flops / b.flops if b and r.flops and b.flops else None
@@ -602,7 +602,7 @@ def rows(run: dict) -> list[dict]:
         out.append({
             "model": label, "baseline": r.baseline or "", "ms_per_clip": r.ms_per_clip,
             "ms_q1": q1 / r.batch, "ms_q3": q3 / r.batch, "clips_per_s": r.clips_per_s,
-            "n": len(r.times_ms), "latency_ratio": ratio, "flops_ratio": fl,
+            "n": len(r.times_ms), "latency_ratio": ratio, "latency_q1": rq1, "latency_q3": rq3, "flops_ratio": fl,
             "ratio_to_r50": r.median / floor.median if floor and floor.times_ms and r.times_ms else None,
             "gflops": r.flops / 1e9 / r.batch if r.flops else None, "params_m": r.params / 1e6 if r.params else None,
             "peak_act_mb": r.peak_mb, "model_mb": r.model_mb,
@@ -611,6 +611,13 @@ def rows(run: dict) -> list[dict]:
             "met": met, "error": r.error,
         })
     return out
+
+
+def _quartiles(values: list) -> tuple:
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
 
 
 def render_csv(run: dict) -> str:
@@ -625,6 +632,12 @@ def render_csv(run: dict) -> str:
 
 def _f(v, fmt):
     return "" if v is None or v != v else format(v, fmt)
+
+
+def _spread(r: dict) -> str:
+    if r.get("latency_q1") is None:
+        return ""
+    return f" [{_pct(r['latency_q1'])}, {_pct(r['latency_q3'])}]"
 
 
 def _tgt(t) -> str:
@@ -646,7 +659,7 @@ def render_md(run: dict, notes: str = "") -> str:
              "(order rotated each round) in one process"
              + (f"; allocator: {s['malloc']}" if s.get("malloc") and s["device"] == "cpu" else "") + ".",
              "Latency: median ms per clip [interquartile range]; latency = the median over rounds of "
-             "(this model's time / its backbone's time in the same round). FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
+             "(this model's time / its backbone's time in the same round) [their interquartile range]. FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
              + s.get("memory_how", "not measured") + ", in a fresh process per model.", "",
              "| model | vs | ms/clip [IQR] | clips/s | latency | FLOPs | x R50 | GFLOPs | params | peak act. MB | target | authors | met |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -657,7 +670,7 @@ def render_md(run: dict, notes: str = "") -> str:
         met = {True: "yes", False: "**no**", None: ""}[r["met"]]
         lines.append(
             f"| {r['model']} | {r['baseline']} | {_f(r['ms_per_clip'], '.1f')} [{_f(r['ms_q1'], '.1f')}-{_f(r['ms_q3'], '.1f')}] "
-            f"| {_f(r['clips_per_s'], '.2f')} | {_pct(r['latency_ratio'])} | {_pct(r['flops_ratio'])} "
+            f"| {_f(r['clips_per_s'], '.2f')} | {_pct(r['latency_ratio'])}{_spread(r)} | {_pct(r['flops_ratio'])} "
             f"| {_f(r['ratio_to_r50'], '.3f')} | {_f(r['gflops'], '.2f')} | {_f(r['params_m'], '.2f')}M "
             f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r['target'])} "
             f"| {_pct(r['authors_ratio'])} | {met} |")
