@@ -28,8 +28,10 @@ def test_inference_shift_is_one_copy_with_the_same_result(T, C):
     x = torch.randn(2 * T, C + 8, 5, 5)[:, 4:C + 4]  # a channel slice, as STC's S_T shifts it
     with torch.no_grad():
         out = temporal_shift(x, T)
-    assert out.is_contiguous()
+        cl = temporal_shift(x, T, memory_format=torch.channels_last)  # STC's S_T conv input
+    assert out.is_contiguous() and cl.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, naive_shift(x.contiguous(), T), rtol=0, atol=0)
+    torch.testing.assert_close(cl, out, rtol=0, atol=0)
 
 
 def test_shift_keeps_channels_last():

@@ -159,8 +159,11 @@ class STCConv(nn.Module):
         if not inference():
             return torch.cat((self.s_t(x[:, :self.s_in], T), self.t_s(x[:, self.s_in:], T)), 1)
         # inference: each refinement's gating product writes its half of the output (no cat)
-        s = x[:, :self.s_in]
-        ys = self.spatial(temporal_shift(s, T, self.shift_div) if self.shift else s)
+        # S_T's input is copied anyway (channel split and shift): the copy is laid out
+        # channels-last, on which oneDNN's 3x3 conv runs 10-20% faster, and the gating product
+        # below writes its output back in NCHW
+        s, cl = x[:, :self.s_in], torch.channels_last
+        ys = self.spatial(temporal_shift(s, T, self.shift_div, cl) if self.shift else s.contiguous(memory_format=cl))
         yt = self.temporal(x[:, self.s_in:], T)
         N, a, H, W = ys.shape
         out = ys.new_empty((N, a + yt.shape[1], H, W))

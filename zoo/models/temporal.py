@@ -18,19 +18,23 @@ __all__ = ["temporal_shift", "shift_conv1x1", "shift_", "unshift_", "TemporalShi
 
 
 
-def temporal_shift(x: torch.Tensor, T: int, fold_div: int = 8) -> torch.Tensor:
+def temporal_shift(x: torch.Tensor, T: int, fold_div: int = 8, memory_format=None) -> torch.Tensor:
     """TSM's bidirectional shift on (B*T, C, H, W).
 
     Channels [0, C/fold_div) take frame t+1, [C/fold_div, 2C/fold_div) take frame t-1, the
     rest stay; the missing ends are zero. Built from padded slices joined by one ``torch.cat``
     (no zero-filled output plus slice assignment, which traces to a constant in ONNX).
+    At inference, one copy into a new tensor, laid out as ``memory_format`` if given.
     """
     N, C, H, W = x.shape
     fold = C // fold_div
     v = x.view(N // T, T, C, H, W)
-    if inference() and x.stride(-1) == 1 and not x.is_contiguous(memory_format=torch.channels_last):
+    if inference() and (memory_format is not None
+                        or (x.stride(-1) == 1 and not x.is_contiguous(memory_format=torch.channels_last))):
         # one copy of every element (the padded parts below are copied twice)
-        out = x.new_empty((N // T, T, C, H, W))
+        out = torch.empty((N, C, H, W), dtype=x.dtype, device=x.device,
+                          memory_format=memory_format or torch.contiguous_format)
+        out = out.view(N // T, T, C, H, W)
         out[:, :-1, :fold] = v[:, 1:, :fold]
         out[:, -1, :fold] = 0
         out[:, 1:, fold:2 * fold] = v[:, :-1, fold:2 * fold]
