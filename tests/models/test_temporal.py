@@ -98,13 +98,16 @@ def test_in_place_shift_is_undone():
         assert seen == [False]
 
 
-def test_tsm_block_leaves_its_input_unchanged():
+@pytest.mark.parametrize("size", [8, 12])  # 64 pixels: in-place shift around conv1; 144: fused
+def test_tsm_block_leaves_its_input_unchanged(size):
     m = zoo.create_model("tsm_r50", num_classes=3).eval()
-    x = torch.randn(8, 256, 8, 8)
+    x = torch.randn(8, 256, size, size)
     x0 = x.clone()
+    ref = m.layer1[1](x, 8).detach()  # autograd on: the shifted copy
     with torch.no_grad():
-        m.layer1[1](x, 8)
+        out = m.layer1[1](x, 8)
     assert torch.equal(x, x0)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_tsm_basic_block_trains_with_a_frozen_input():
