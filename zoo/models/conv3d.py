@@ -56,16 +56,16 @@ class FrameConv3d(nn.Conv3d):
             taps = cached(self, "_taps", lambda: taps_of(self.weight), self.weight)
             N, C, H, W = x.shape
             return temporal_conv(x.reshape(N // T, T, C, H * W), taps).view(N, -1, H, W)
-        return self.run(x, T, self.weight)
+        return self.run(x, T)
 
-    def run(self, x: torch.Tensor, T: int, weight: torch.Tensor) -> torch.Tensor:
-        """The conv with ``weight`` in place of the module's (e.g. with a BN folded in)."""
+    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        """The general path: all taps in one 2D conv (or product), then their shifted sums."""
         # C from the module, not the input: the kernel's shape must be static for ONNX export
         N, C = x.shape[0], self.in_channels
         g, o = self.groups, self.out_channels
         kt, kh, kw = self.kernel_size
         # (o, C/g, kt, kh, kw) -> (g, kt, o/g, C/g, kh, kw): conv2d outputs grouped by g, then tap
-        w = weight.view(g, o // g, C // g, kt, kh, kw).transpose(1, 3).transpose(2, 3)
+        w = self.weight.view(g, o // g, C // g, kt, kh, kw).transpose(1, 3).transpose(2, 3)
         w = w.reshape(g * kt * (o // g), C // g, kh, kw)
         if kh == kw == 1 and g == 1:
             a = pointwise(x, w, None, self.stride[1])

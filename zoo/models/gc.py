@@ -49,8 +49,9 @@ Implementation: the block's (B*T, C, H, W) activations are viewed as (B, T, C, H
 works on a channel slice of that view (pools are reductions over the needed dims, gates are
 broadcast). With autograd, tracing or export, the calibrated and untouched slices are joined
 by a single ``torch.cat`` (no zero-filled output and slice assignment as in the original); at
-inference the slot's GC multiplies each group in place, ECal-L's BN is folded into its conv
-and its taps are summed in place (no join, no per-group buffers). ECal-T pools with
+inference the slot's GC multiplies each group in place (no join), every ECal's BN is folded
+into its conv or linear, and ECal-L's three taps are accumulated into one output
+(``ops.temporal_conv``). ECal-T pools with
 ``adaptive_avg_pool2d`` (as the original) rather than ``mean``: fvcore counts the former, so our
 FLOPs equal the authors' to the unit (GC-TSN R50: 25,129,582 params, 33,312,715,104 FLOPs).
 
@@ -80,7 +81,26 @@ CODE_ORDER = "ltsg"     # the code's channel-group order: eft1..eft4
 CALIBRATORS = "gstl"    # the public default: all four
 
 
-class ECalL(nn.Module):
+class _ECal(nn.Module):
+    """What the four calibrators share: ``forward`` = x * gate(x); at inference ``infer(x,
+    *folded())`` gives the same gate from the BN-folded weights, which derive from ``state()``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+    def _layer(self) -> nn.Module:
+        return self.conv
+
+    def state(self) -> tuple:
+        layer, bn = self._layer(), self.bn
+        return (layer.weight,) if bn is None else (layer.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+
+    def folded(self) -> tuple:
+        w = self._layer().weight
+        return (w, None) if self.bn is None else fold_bn(w, self.bn)
+
+
+class ECalL(_ECal):
     """Local calibrator: gate = sigmoid(BN(Conv3d (3,1,1)(x))) over the full (T, H, W) tensor."""
 
     def __init__(self, c: int, bn: bool = True):
@@ -99,15 +119,9 @@ class ECalL(nn.Module):
             y = self.bn(y.view(B * T, c, 1, H, W))
         return torch.sigmoid(y).view(B, T, c, H, W)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def state(self) -> tuple:
-        return _state(self.conv, self.bn)
-
     def folded(self) -> tuple:
-        """Inference weights: the conv's three taps as (3, c, c), BN folded in, and its bias."""
-        w, b = fold(self.conv.weight, self.bn)
+        """The conv's three taps as (3, c, c), BN folded in, and its bias."""
+        w, b = super().folded()
         return taps_of(w), b
 
     def infer(self, x: torch.Tensor, taps: torch.Tensor, bias) -> torch.Tensor:
@@ -115,7 +129,7 @@ class ECalL(nn.Module):
         return temporal_conv(x.view(B, T, c, H * W), taps, bias).sigmoid_().view(B, T, c, H, W)
 
 
-class ECalT(nn.Module):
+class ECalT(_ECal):
     """Temporal calibrator: mean over (H, W), Conv1d over T (kernel 3), BN, sigmoid; gate (c, T)."""
 
     def __init__(self, c: int, bn: bool = True):
@@ -133,20 +147,11 @@ class ECalT(nn.Module):
             y = self.bn(y)
         return torch.sigmoid(y).transpose(1, 2)[..., None, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def state(self) -> tuple:
-        return _state(self.conv, self.bn)
-
-    def folded(self) -> tuple:
-        return fold(self.conv.weight, self.bn)
-
     def infer(self, x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
         return series_conv(x.mean((3, 4)), w, b).sigmoid_()[..., None, None]
 
 
-class ECalS(nn.Module):
+class ECalS(_ECal):
     """Spatial calibrator: mean over T, 3x3 Conv2d with dilation 2, sigmoid; gate (c, H, W).
 
     ``bn`` creates the BatchNorm the authors' module holds but never applies (see the module
@@ -160,11 +165,8 @@ class ECalS(nn.Module):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(x.mean(1))).unsqueeze(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
     def state(self) -> tuple:
-        return (self.conv.weight,)
+        return (self.conv.weight,)  # its BN never runs
 
     def folded(self) -> tuple:
         return (self.conv.weight,)
@@ -173,7 +175,7 @@ class ECalS(nn.Module):
         return F.conv2d(x.mean(1), w, None, 1, 2, 2).sigmoid_().unsqueeze(1)
 
 
-class ECalG(nn.Module):
+class ECalG(_ECal):
     """Global calibrator: mean over (T, H, W), bias-free Linear, BN, sigmoid; gate per channel."""
 
     def __init__(self, c: int, bn: bool = True):
@@ -187,28 +189,11 @@ class ECalG(nn.Module):
             y = self.bn(y)
         return torch.sigmoid(y)[:, None, :, None, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def state(self) -> tuple:
-        return _state(self.fc, self.bn)
-
-    def folded(self) -> tuple:
-        return fold(self.fc.weight, self.bn)
+    def _layer(self) -> nn.Module:
+        return self.fc
 
     def infer(self, x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
         return F.linear(x.mean((1, 3, 4)), w, b).sigmoid_()[:, None, :, None, None]
-
-
-def _state(layer: nn.Module, bn) -> tuple:
-    """The tensors an ECal's folded inference weights derive from."""
-    if bn is None:
-        return (layer.weight,)
-    return layer.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var
-
-
-def fold(weight: torch.Tensor, bn) -> tuple:
-    return (weight, None) if bn is None else fold_bn(weight, bn)
 
 
 _ECALS = {"l": ECalL, "t": ECalT, "s": ECalS, "g": ECalG}

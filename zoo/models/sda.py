@@ -74,7 +74,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
-from .ops import Conv1x1, block_mean, cached, fold_bn, inference, series_conv, taps_of, temporal_conv
+from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn, series_conv, taps_of, temporal_conv
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -372,20 +372,17 @@ class SDA(nn.Module):
         if fast:
             # every BN folded into the conv/linear before it (cached until a parameter or
             # statistic changes); ReLUs and the sigmoid in place on the module's own temporaries
-            folded = cached(self, "_folded", self._fold, *self._state())
-            down_w, down_b = folded[0]
-            y = torch.baddbmm(down_b.view(1, -1, 1).expand(N, -1, H * W), down_w.expand(N, -1, C),
-                              x.view(N, C, H * W)).relu_().view(B, T, -1, H, W)
-            maps = [b.infer(y, *w) for b, w in zip(self.branches, folded[2:])]
+            folded = cached(self, "_folded", lambda: [b.folded() for b in self.branches],
+                            *[t for b in self.branches for t in (b.conv.weight, b.bn.weight, b.bn.bias,
+                                                                 b.bn.running_mean, b.bn.running_var)])
+            y = pointwise_bn(x, self.down, self.bn1).relu_().view(B, T, -1, H, W)
+            maps = [b.infer(y, *w) for b, w in zip(self.branches, folded)]
         else:
             y = F.relu(self.bn1(self.down(x)), inplace=True).view(B, T, -1, H, W)
             maps = [b(y) for b in self.branches]
         agg = self._aggregate(maps, B, T, H, W, fast).reshape(N, -1, H, W)
         if fast:
-            up_w, up_b = folded[1]
-            gate = torch.baddbmm(up_b.view(1, C, 1).expand(N, C, H * W), up_w.expand(N, C, up_w.shape[1]),
-                                 agg.view(N, -1, H * W)).view(N, C, H, W)
-            return gate.sigmoid_().mul_(x)  # no new full-size buffer
+            return pointwise_bn(agg, self.up, self.bn2).sigmoid_().mul_(x)  # no new full-size buffer
         gate = torch.sigmoid(self.bn2(self.up(agg)))
         if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
             return x * gate
@@ -445,21 +442,6 @@ class SDA(nn.Module):
         if not full:
             agg = agg.expand(B, T, r, h, fh, w, fw)
         return agg
-
-    def _state(self) -> list:
-        """The tensors the folded inference weights derive from."""
-        out = []
-        for conv, bn in self._pairs():
-            out += [conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var]
-        return out
-
-    def _pairs(self) -> list:
-        return [(self.down, self.bn1), (self.up, self.bn2)] + [(b.conv, b.bn) for b in self.branches]
-
-    def _fold(self) -> list:
-        # the two 1x1 convs as (O, I) matrices for the batched products
-        ends = [fold_bn(self.down.weight, self.bn1), fold_bn(self.up.weight, self.bn2)]
-        return [(w.flatten(1), b) for w, b in ends] + [b.folded() for b in self.branches]
 
     def extra_repr(self) -> str:
         return (f"dependencies={self.dependencies}, aggregation={self.aggregation!r}"

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from ..convert import COMMON_RULES, register_converter, rename
 from ..registry import register_arch
 from .gc import CALIBRATORS, _check_common, gc_rules, gc_slot
-from .ops import Conv1x1, block_mean, cached, fold_bn, inference
+from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
 __all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots", "tdn_indices",
@@ -158,19 +158,20 @@ class MotionExcitation(nn.Module):
         return x * (0.5 + 0.5 * (self._gate(fwd) + self._gate(bwd)))
 
     def _folded(self) -> list:
-        pairs = [(self.conv1, self.bn1), (self.conv_half, self.bn_half), (self.conv_full, self.bn_full),
-                 (self.conv3, self.bn3)]
+        """The 3x3 gate convs with their BNs folded in (the 1x1 convs fold in ``pointwise_bn``)."""
+        pairs = [(self.conv_half, self.bn_half), (self.conv_full, self.bn_full)]
         tensors = [t for c, bn in pairs for t in (c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)]
         return cached(self, "_fold", lambda: [fold_bn(c.weight, bn) for c, bn in pairs], *tensors)
 
     def _infer(self, x: torch.Tensor, T: int) -> torch.Tensor:
         """Inference: BNs folded; the forward and backward differences stacked as 2N frames, so
         each gate layer runs once; window sums for the 2x pool; the gate combined in place."""
-        (w1, b1), (wh, bh), (wf, bf), (w3, b3) = self._folded()
+        (wh, bh), (wf, bf) = self._folded()
         NT, C, H, W = x.shape
-        B, r = NT // T, w1.shape[0]
-        f = torch.baddbmm(b1.view(1, r, 1).expand(NT, r, H * W), w1.view(r, C).expand(NT, r, C),
-                          x.view(NT, C, H * W)).view(B, T, r, H, W)
+        B = NT // T
+        f = pointwise_bn(x, self.conv1, self.bn1)
+        r = f.shape[1]
+        f = f.view(B, T, r, H, W)
         g = self.conv2(f.view(NT, r, H, W)).view(B, T, r, H, W)
         d = f.new_empty((2, B, T, r, H, W))
         torch.sub(g[:, 1:], f[:, :-1], out=d[0, :, :-1])
@@ -186,12 +187,11 @@ class MotionExcitation(nn.Module):
             s.view(2 * NT, r, H // 2, 2, W).add_(half)
         else:
             s.add_(F.interpolate(half, size=(H, W)))
-        # conv3 (the 1/3 of the mean folded into it), BN, sigmoid, for both differences at once
-        y = torch.baddbmm(b3.view(1, C, 1).expand(2 * NT, C, H * W), (w3.view(C, r) / 3).expand(2 * NT, C, r),
-                          s.view(2 * NT, r, H * W)).sigmoid_()
+        # the mean of the three, conv3, BN, sigmoid, for both differences at once
+        y = pointwise_bn(s.mul_(1 / 3), self.conv3, self.bn3).sigmoid_()
         # x * (0.5 + (s_f + s_b) / 2)
         gate = y[:NT].add_(y[NT:]).mul_(0.5).add_(0.5)
-        return gate.mul_(x.view(NT, C, H * W)).view(NT, C, H, W)
+        return gate.mul_(x)
 
 
 class MotionShift(nn.Module):
