@@ -36,23 +36,23 @@ def test_three_crops_cover_the_long_side():
 def test_from_registry_entry_and_views():
     name = sorted(registry().variants)[0]
     v = registry().variants[name]
-    tf = zoo.transforms(name, size=32)
+    tf = zoo.create_transform(name, size=32)
     assert tf.mean == tuple(v.mean) and tf.std == tuple(v.std) and tf.frames == v.frames
     assert tf.protocol == v.sampling
     video = _video(T=50)
     assert tf.views(video).shape == (1, 3, v.frames, 32, 32)
     if v.sampling != "dense":
         assert tf.views(video, mode="2clips").shape == (2, 3, v.frames, 32, 32)
-    tf3 = zoo.transforms(name, crops=3, size=32, resize=40)
+    tf3 = zoo.create_transform(name, crops=3, size=32, resize=40)
     assert tf3.views(video, mode="clips", clips=2).shape == (6, 3, v.frames, 40, 40)
 
 
 def test_train_mode_and_flip_policy():
     ssv = next(n for n, v in registry().variants.items() if v.dataset in ("ssv1", "ssv2"))
-    tf = zoo.transforms(ssv, train=True, size=32)
+    tf = zoo.create_transform(ssv, train=True, size=32)
     assert not any("Flip" in type(t).__name__ for t in tf.spatial.transforms)
     assert tf(_video()).shape == (3, 8, 32, 32)
-    assert zoo.transforms("tsm_r18", train=True, size=32).views(_video(T=30)).shape == (1, 3, 8, 32, 32)
+    assert zoo.create_transform("tsm_r18", train=True, size=32).views(_video(T=30)).shape == (1, 3, 8, 32, 32)
 
 
 def test_bad_input():

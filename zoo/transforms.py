@@ -1,6 +1,6 @@
 """Preprocessing that travels with the weights, as torchvision's weights carry theirs.
 
-``zoo.transforms(name)`` gives the test-time pipeline of a registered name, built from its entry
+``zoo.create_transform(name)`` gives the test-time pipeline of a registered name, built from its entry
 (input size, mean/std of its dataset, sampling protocol) with torchvision.transforms.v2:
 
 * 1 crop (the "1x..." views): resize the short side to ``resize`` (256 for 224 input: the
@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from . import sampling
 
-__all__ = ["transforms", "VideoTransform", "DEFAULT_MEAN", "DEFAULT_STD"]
+__all__ = ["create_transform", "VideoTransform", "DEFAULT_MEAN", "DEFAULT_STD"]
 
 DEFAULT_MEAN = (0.485, 0.456, 0.406)
 DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -130,7 +130,7 @@ class VideoTransform(nn.Module):
                 f"mean={self.mean}, std={self.std}, frames={self.frames}, protocol={self.protocol!r}")
 
 
-def transforms(name: str, train: bool = False, crops: Optional[int] = None, **overrides) -> VideoTransform:
+def create_transform(name: str, train: bool = False, crops: Optional[int] = None, **overrides) -> VideoTransform:
     """The preprocessing of a registered name (variant, ensemble member or architecture).
 
     ``crops`` defaults to the crops of the entry's main test protocol (its ``views``, "3x2" ->

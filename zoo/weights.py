@@ -517,7 +517,7 @@ def model_card(name: str, sha: str = "", source_file: str = "") -> str:
     if sha:
         lines += [f"- `model.safetensors` sha256: `{sha}`"]
     lines += ["", "## Usage", "", "```python", "import zoo", f"model = zoo.create_model({name!r}, pretrained=True).eval()",
-              f"tf = zoo.transforms({name!r})      # resize, crop, normalise -> (3, T, H, W)", "```", "",
+              f"tf = zoo.create_transform({name!r})      # resize, crop, normalise -> (3, T, H, W)", "```", "",
               f"Input: clips (B, 3, T, H, W), normalised with mean {list(v.mean)} and std {list(v.std)}; "
               f"sampling `{v.sampling}`: {reg.sampling[v.sampling]}", ""]
     if claims:
