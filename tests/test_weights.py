@@ -89,8 +89,8 @@ def test_first_download_then_cache_without_request(lfs, hub, monkeypatch, tmp_pa
     p = W.resolve(NAME)
     assert open(p, "rb").read() == data
     assert str(tmp_path / "hf" / "hub") in p                         # HF_HOME honoured at call time
-    assert [m for m, _ in hub.requests] == ["HEAD", "GET"]
-    assert hub.requests[1][1].startswith("/cdn/" if lfs else "/zoo-test/")
+    assert [m for m, _ in hub.requests] == ["HEAD", "HEAD", "GET"]   # the timed probe, then hf_hub_download
+    assert hub.requests[2][1].startswith("/cdn/" if lfs else "/zoo-test/")
     hub.requests.clear()
     assert W.resolve(NAME) == p
     assert hub.requests == []                                         # pinned commit + cached: no request
@@ -409,7 +409,7 @@ def test_manifest_builder_and_checker(monkeypatch):
     bad["gone_variant"] = {"status": "unreleased", "converter": "x"}
     bad[some] = {**hosted, "revision": "main", "sha256": ""}
     problems = "\n".join(W.check_manifest(bad, reg))
-    assert "orphan" in problems and "pinned" in problems and "lacks 'sha256'" in problems
+    assert "orphan" in problems and "pinned" in problems and "lacks field 'sha256'" in problems
     del bad[some]
     assert "without a manifest entry" in "\n".join(W.check_manifest(bad, reg))
 

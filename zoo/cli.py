@@ -59,18 +59,60 @@ def _cmd_report(a) -> int:
         print(file=sys.stderr)
     text = render(results, a.format)
     if a.out:
+        from .weights import atomic_write
+
         out = Path(a.out)
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a folder (report writes complexity-*.{a.format} into a folder)")
         suffix = "-".join(a.paper) if a.paper else "all"
         path = out / f"complexity-{suffix}.{a.format}"
-        path.write_text(text)
+        atomic_write(path, text)
         print(f"wrote {path}", file=sys.stderr)
     else:
         print(text)
     return 0
 
 
+def _papers_help() -> str:
+    try:  # --help and --version must work even when the registry or manifest is broken
+        return ", ".join(sorted(registry().papers))
+    except Exception:
+        return "see `zoo list`"
+
+
+def _fail(cmd: str, e: BaseException) -> int:
+    """One line on stderr instead of a traceback; ZOO_DEBUG=1 gives the traceback."""
+    msg = str(e).strip() or type(e).__name__
+    if isinstance(e, KeyError) and msg.startswith(("'", '"')) and msg.endswith(("'", '"')):
+        msg = msg[1:-1]  # KeyError quotes its message
+    expected = isinstance(e, (KeyError, ValueError, RuntimeError, OSError))
+    hint = "" if expected else f" ({type(e).__name__}; set ZOO_DEBUG=1 for the traceback)"
+    print(f"zoo {cmd}: error: {' '.join(msg.split())}{hint}", file=sys.stderr)
+    return 2 if expected else 1
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``zoo list | head``): stop quietly, and keep the interpreter's final
+    flush of stdout from raising again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
+
+
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="zoo", description="Video action-recognition model zoo.")
     p.add_argument("--version", action="version", version=f"zoo {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -87,7 +129,7 @@ def main(argv=None) -> int:
     s.set_defaults(fn=_cmd_info)
 
     s = sub.add_parser("report", help="paper vs measured params/FLOPs for every table row")
-    s.add_argument("--paper", action="append", help="paper id (repeatable): " + ", ".join(sorted(registry().papers)))
+    s.add_argument("--paper", action="append", help="paper id (repeatable): " + _papers_help())
     s.add_argument("--arch", action="append", help="only rows of architectures matching this pattern (repeatable)")
     s.add_argument("--frames", type=int, help="only rows with this many frames")
     s.add_argument("--format", default="md", choices=["md", "csv", "json"])
@@ -101,10 +143,15 @@ def main(argv=None) -> int:
 
     a = p.parse_args(argv)
     try:
-        return a.fn(a)
-    except (KeyError, ValueError, RuntimeError) as e:
-        print(f"zoo {a.cmd}: error: {e}", file=sys.stderr)
-        return 2
+        code = a.fn(a)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers
+        return code
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
+    except Exception as e:
+        if os.environ.get("ZOO_DEBUG", "").strip() not in ("", "0"):
+            raise
+        return _fail(a.cmd, e)
 
 
 # modules that add subcommands (each defines add_commands(subparsers))

@@ -73,24 +73,48 @@ def convert_tsn(sd: dict) -> dict:
 converters_alias = {"tsm": "tsn"}
 
 
+def _needs_unpickling(err: Exception) -> bool:
+    """torch.load(weights_only=True) refused a global: the file is a valid pickle that full
+    unpickling would read (every other failure is a damaged or foreign file)."""
+    import pickle
+
+    return isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err)
+
+
 def read_checkpoint(path: Union[str, os.PathLike], trust_pickle: bool = False) -> dict:
     """Read an original checkpoint (.pth/.pth.tar, or .safetensors) into a flat state dict.
 
     Pickled files are read with ``torch.load(weights_only=True)``; one that needs full
-    unpickling is refused unless ``trust_pickle=True`` (which executes code from the file)."""
+    unpickling is refused unless ``trust_pickle=True`` (which executes code from the file).
+    A missing, empty, truncated or foreign file is "no such file" / "not a checkpoint"."""
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ConversionError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ConversionError(f"{path} is not a checkpoint file (a directory?)")
+    if os.path.getsize(path) == 0:
+        raise ConversionError(f"{path} is not a checkpoint: the file is empty")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as e:  # SafetensorError: a bad header, or a pickle under the wrong name
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConversionError(f"{path} is not a safetensors file ({first}); if it is a PyTorch .pth "
+                                  "checkpoint, give it a .pth name") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError with varying wrappers
+        if not _needs_unpickling(e):
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e).strip() else type(e).__name__
+            raise ConversionError(f"{path} is not a checkpoint torch.load can read (truncated, or not a PyTorch "
+                                  f"file; {why})") from None
         if not trust_pickle:
             raise ConversionError(
-                f"{path} cannot be read with torch.load(weights_only=True): {str(e).splitlines()[0]}. "
+                f"{path} holds objects torch.load(weights_only=True) refuses ({str(e).splitlines()[-1][:160]}). "
                 "If you trust its origin, pass trust_pickle=True (zoo convert --trust-pickle); this runs "
-                "code stored in the file.") from e
+                "code stored in the file.") from None
         import warnings
 
         warnings.warn(f"unpickling {path} with weights_only=False: this can run arbitrary code", stacklevel=2)
@@ -141,6 +165,9 @@ def fit_problems(own: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]
     extra = [k for k in sd if k not in own]
     shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and sd[k].shape != own[k].shape]
+    # integers where the model has floats would load as truncated values: refuse them
+    types = [f"{k}: checkpoint {sd[k].dtype} vs model {own[k].dtype}" for k in own
+             if k in sd and own[k].is_floating_point() and not (sd[k].is_floating_point())]
     parts = []
     if missing:
         parts.append(f"{len(missing)} model key(s) not in the checkpoint: {missing[:8]}")
@@ -148,6 +175,8 @@ def fit_problems(own: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor]
         parts.append(f"{len(extra)} checkpoint key(s) left over: {extra[:8]}")
     if shapes:
         parts.append(f"{len(shapes)} shape mismatch(es): {shapes[:8]}")
+    if types:
+        parts.append(f"{len(types)} non-float tensor(s) for float parameters: {types[:8]}")
     return parts
 
 

@@ -91,7 +91,12 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
     ``num_frames`` / kwargs overrides. ``pretrained=True`` loads the hosted weights (verified
     against weights_manifest.json); with a different ``num_classes`` the backbone is kept and a
     fresh head is started. ``pretrained_backbone=True`` initialises the 2D ResNet from ImageNet.
-    The model's metadata is ``model.pretrained_cfg`` (the same dict as :func:`model_info`)."""
+    The model's metadata is ``model.pretrained_cfg`` (the same dict as :func:`model_info`).
+    ``hf-hub:ORG/REPO[@REV]`` and ``local-dir:PATH`` load a saved model folder (zoo.weights.load)."""
+    if isinstance(name, str) and name.startswith(("hf-hub:", "local-dir:")):
+        from .weights import create_from_source
+
+        return create_from_source(name, num_classes, num_frames, pretrained_backbone, **kwargs)
     reg = registry()
     obj = reg.resolve(name)
     if isinstance(obj, Ensemble):

@@ -286,7 +286,11 @@ class Registry:
         for c, pid, where in pending_claims:
             self._add_claim(c, pid, where)
         mf = self.root / "weights_manifest.json"
-        self.manifest = json.loads(mf.read_text()).get("weights", {})
+        try:
+            self.manifest = json.loads(mf.read_text()).get("weights", {})
+        except (ValueError, AttributeError) as e:  # JSON error or not an object: name the file
+            raise RegistryError(f"{mf} is not a valid weights manifest ({e}); restore it "
+                                "(git checkout weights_manifest.json, or reinstall the package)") from e
 
     def _claim(self, c: dict, paper: str, where: str, variant: str) -> Claim:
         _check_keys(c, _CLAIM_KEYS, where)

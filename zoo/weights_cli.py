@@ -23,27 +23,37 @@ from .registry import registry
 __all__ = ["add_commands", "main", "convert", "publish", "download", "verify"]
 
 
-def convert(name: str, checkpoint: str, out: str, trust_pickle: bool = False, converter: str = None) -> dict:
-    """Convert an authors' checkpoint of variant ``name`` into ``out``; returns the manifest entry."""
+def convert(name: str, checkpoint: str, out: str, trust_pickle: bool = False, converter: str = None,
+            force: bool = False) -> dict:
+    """Convert an authors' checkpoint of variant ``name`` into ``out``; returns the manifest entry.
+    Existing model files in ``out`` are replaced only with ``force``."""
     from . import __version__
     from .convert import load_original, read_checkpoint
     from .factory import create_model
 
-    v = W._variant(name)
+    v = W.variant(name)
+    out_dir = Path(out)
+    _check_out(out_dir, force)
     model = create_model(name)
     sd = read_checkpoint(checkpoint, trust_pickle=trust_pickle)
     load_original(model, sd, converter=converter or (v.source or {}).get("converter"))
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"name": name, "arch": v.arch, "num_classes": v.num_classes, "frames": v.frames,
             "kwargs": json.dumps(v.kwargs, sort_keys=True), "zoo_version": __version__, "format": "pt",
             "source_url": (v.source or {}).get("url", ""), "source_sha256": W.sha256(checkpoint)}
-    info = W.save_weights(model, out_dir / W.FILENAME, meta)
     cfg = W.model_config(name)
     cfg["source_file"] = {"name": os.path.basename(checkpoint), "sha256": meta["source_sha256"]}
-    (out_dir / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
-    (out_dir / "README.md").write_text(W.model_card(name, sha=info["sha256"], source_file=os.path.basename(checkpoint)))
-    return {name: info}
+    card = lambda info: W.model_card(name, sha=info["sha256"], source_file=os.path.basename(checkpoint))  # noqa: E731
+    return {name: W.write_model_folder(out_dir, model, meta, cfg, card, force=force)}
+
+
+def _check_out(out_dir: Path, force: bool) -> None:
+    """Refuse early (before the slow part) what write_model_folder would refuse at the end."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise W.WeightsError(f"--out {out_dir} exists and is not a folder")
+    existing = [n for n in (W.FILENAME, W.CONFIG, W.CARD) if (out_dir / n).exists()]
+    if existing and not force:
+        raise W.WeightsError(f"{out_dir} already holds {', '.join(existing)}; nothing was written. Pass --force "
+                             "to replace them, or choose another --out")
 
 
 def publish(folder: str, repo_id: str, manifest: str = None, private: bool = False, token=None) -> dict:
@@ -51,68 +61,85 @@ def publish(folder: str, repo_id: str, manifest: str = None, private: bool = Fal
     from huggingface_hub import HfApi
 
     folder = Path(folder)
-    cfg = json.loads((folder / "config.json").read_text())
-    name = cfg["name"]
-    W._variant(name)
+    if not folder.is_dir():
+        raise W.WeightsError(f"{folder} is not a folder; publish uploads what `zoo convert --out DIR` wrote")
+    for n in (W.CONFIG, W.FILENAME):
+        if not (folder / n).is_file():
+            raise W.WeightsError(f"{folder} has no {n}; publish uploads what `zoo convert --out DIR` wrote")
+    try:
+        cfg = json.loads((folder / W.CONFIG).read_text())
+        name = cfg["name"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise W.WeightsError(f"{folder / W.CONFIG} is not a zoo config.json (no 'name': {e})") from None
+    W.variant(name)
     path = folder / W.FILENAME
-    meta = W._file_meta(path)
+    meta = W.file_meta(path)
     if meta.get("name") != name:
         raise W.WeightsError(f"{path} says it holds {meta.get('name')!r}, config.json says {name!r}")
     info = {"filename": W.FILENAME, "sha256": W.sha256(path), "bytes": os.path.getsize(path)}
+    recorded = cfg.get("weights") or {}
+    if recorded.get("sha256") and recorded["sha256"] != info["sha256"]:
+        raise W.WeightsError(f"{path} changed since {W.CONFIG} was written (sha256 {info['sha256']}, "
+                             f"config says {recorded['sha256']}); convert again")
+    mf = Path(manifest) if manifest else W.manifest_path()
+    old = W.read_manifest(mf)   # a broken manifest stops us before the upload, not after
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                               commit_message=f"{name}: weights converted with zoo")
+                               commit_message=f"{name}: weights converted with zoo",
+                               allow_patterns=[W.FILENAME, W.CONFIG, W.CARD])
     oid = getattr(commit, "oid", None) or getattr(commit, "commit_id", None)
     if not oid:
         raise W.WeightsError(f"the upload to {repo_id} returned no commit id: {commit!r}")
-    reg = registry()
-    mf = Path(manifest) if manifest else W.manifest_path()
-    doc = json.loads(mf.read_text()) if mf.is_file() else {"schema": 1, "weights": {}}
-    old = doc.get("weights", {})
-    entry = {**W.build_manifest(old, reg).get(name, {}), **old.get(name, {})}
+    entry = {**W.build_manifest(old, registry()).get(name, {}), **old.get(name, {})}
     entry.update(status="hosted", repo_id=repo_id, revision=oid, **info)
     old[name] = entry
     W.write_manifest(old, mf)
     return {name: entry}
 
 
+def _mirror_dir(to) -> Path:
+    d = Path(to)
+    if d.exists() and not d.is_dir():
+        raise W.WeightsError(f"--to {d} exists and is not a folder; a mirror is a folder (it is created if missing)")
+    return d
+
+
 def download(names, to: str = None, imagenet=()) -> list[str]:
     """Fetch verified files into the Hub cache, or copy them into a mirror ``to``/<name>/."""
     out = []
+    mirror = _mirror_dir(to) if to is not None else None
     for name in (W.names_or_all(names) if names or not imagenet else []):
         path = W.resolve(name)
-        if to is not None:
-            dst = Path(to) / name / W.FILENAME
-            if not (dst.is_file() and W.verify_file(dst, W._entry(name)) is None):
-                W.copy_verified(path, dst)
+        if mirror is not None:
+            dst = mirror / name / W.FILENAME
+            if not (dst.is_file() and W.verify_file(dst, W.entry(name)) is None):
+                W.copy_file(path, dst)
             path = str(dst)
         out.append(path)
     for depth in imagenet:
-        repo = W.IMAGENET[int(depth)]
-        from huggingface_hub import hf_hub_download
-
-        p = hf_hub_download(repo, W.FILENAME, cache_dir=W._cache_dir(), local_files_only=W._offline(),
-                            endpoint=os.environ.get("HF_ENDPOINT") or None)
-        if to is not None:
-            dst = Path(to) / repo.split("/")[1] / W.FILENAME
-            W.copy_verified(p, dst)
+        p = W.imagenet_path(int(depth), mirrors=False)
+        if mirror is not None:
+            dst = mirror / W.IMAGENET[int(depth)].split("/")[1] / W.FILENAME
+            W.copy_file(p, dst)
             p = str(dst)
         out.append(p)
     return out
 
 
 def verify(names=(), dirs=(), purge: bool = False) -> list[tuple[str, str, str]]:
-    """(name, path, verdict) for every hosted name's cached copy and every mirror copy."""
-    reg = registry()
+    """(name, path, verdict) for every hosted name's cached copy and every mirror copy, and for every
+    half-written (``.incomplete``) file of theirs; ``purge`` removes the bad ones (only inside the
+    cache, and only the zoo's own files in mirrors)."""
     wanted = W.names_or_all(names)
-    dirs = [Path(d) for d in dirs] or W._mirror_dirs(None)
-    rows = []
+    dirs = [Path(d) for d in dirs] or W.mirror_dirs(None)
+    rows, repos = [], []
     for name in wanted:
-        e = reg.weights(name) or {}
+        e = W.entry(name)
         if e.get("status") != "hosted":
             rows.append((name, "-", f"not hosted ({e.get('status', 'no entry')})"))
             continue
+        repos.append(e["repo_id"])
         found = []
         cached = W.cached_path(name)
         if cached:
@@ -126,9 +153,20 @@ def verify(names=(), dirs=(), purge: bool = False) -> list[tuple[str, str, str]]
         for p, in_cache in found:
             bad = W.verify_file(p, e)
             if bad and purge:
-                W._purge(p) if in_cache else os.remove(p)
-                bad += " (removed)"
+                if in_cache:
+                    bad += " (removed)" if W.purge_cached(p) else " (outside the cache: not removed)"
+                elif os.path.islink(p):
+                    bad += " (a link: not removed)"
+                else:
+                    os.remove(p)
+                    bad += " (removed)"
             rows.append((name, p, "ok" if not bad else f"CORRUPT: {bad}"))
+    for p in W.incomplete_files(repos, dirs):
+        verdict = "INCOMPLETE: a download or write was interrupted"
+        if purge:
+            os.remove(p)
+            verdict += " (removed)"
+        rows.append(("-", p, verdict))
     return rows
 
 
@@ -138,7 +176,7 @@ def _cmd_convert(a) -> int:
     if a.trust_pickle:
         warnings.warn("--trust-pickle: the checkpoint will be fully unpickled, which runs code stored in it; "
                       "use only files from a source you trust", stacklevel=1)
-    entry = convert(a.name, a.checkpoint, a.out, trust_pickle=a.trust_pickle, converter=a.converter)
+    entry = convert(a.name, a.checkpoint, a.out, trust_pickle=a.trust_pickle, converter=a.converter, force=a.force)
     print(f"wrote {Path(a.out) / W.FILENAME}, config.json, README.md")
     print("manifest entry (add repo_id and revision with `zoo publish`):")
     print(json.dumps(entry, indent=1))
@@ -164,7 +202,7 @@ def _cmd_verify(a) -> int:
     bad = 0
     for name, path, verdict in rows:
         print(f"{verdict:10s} {name}  {path}")
-        bad += verdict.startswith("CORRUPT")
+        bad += verdict.startswith(("CORRUPT", "INCOMPLETE"))
     if not rows:
         print("nothing to verify: no hosted names")
     return 1 if bad else 0
@@ -173,7 +211,7 @@ def _cmd_verify(a) -> int:
 def _cmd_manifest(a) -> int:
     reg = registry()
     path = Path(a.path) if a.path else W.manifest_path()
-    old = json.loads(path.read_text()).get("weights", {}) if path.is_file() else {}
+    old = W.read_manifest(path)
     if a.check:
         problems = W.check_manifest(old, reg)
         for p in problems:
@@ -193,6 +231,7 @@ def add_commands(sub) -> None:
     s.add_argument("name", help="the variant the checkpoint is, e.g. tsm_r50_ssv1_8f")
     s.add_argument("checkpoint", help="the authors' .pth / .pth.tar")
     s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--force", action="store_true", help="replace model files already in --out")
     s.add_argument("--converter", help="override the converter named in the registry")
     s.add_argument("--trust-pickle", action="store_true",
                    help="allow full unpickling for checkpoints torch.load(weights_only=True) refuses (runs code!)")
@@ -215,7 +254,8 @@ def add_commands(sub) -> None:
     s = sub.add_parser("verify", help="re-check cached and mirrored weights against the manifest")
     s.add_argument("names", nargs="*")
     s.add_argument("--dir", action="append", help=f"mirror folder (default: {W.ENV_DIR})")
-    s.add_argument("--purge", action="store_true", help="delete files that fail")
+    s.add_argument("--purge", action="store_true",
+                   help="delete files that fail and interrupted (.incomplete) ones (never outside the cache)")
     s.set_defaults(fn=_cmd_verify)
 
     s = sub.add_parser("manifest", help="rebuild weights_manifest.json entries from the registry")
