@@ -5,11 +5,16 @@ regular file: ``X-Repo-Commit``, a quoted ``ETag``, ``Content-Length``, ``Range`
 and 404 with ``X-Error-Code`` for unknown repos, revisions and files. With ``lfs=True`` it answers
 as the Hub does for LFS files: a 302 to a second origin (the "CDN", another port) carrying
 ``X-Linked-Etag`` and ``X-Linked-Size``, which huggingface_hub reads without following. Faults on demand:
-``truncate`` (announce the full length, send half, close; every time or only ``once``)."""
+``truncate`` (announce the full length, send half, close; every time or only ``once``) and ``stall``
+(send half, then hold the connection open until the server stops: a process killed meanwhile
+leaves its partial file). :func:`silent_endpoint` accepts connections and never answers;
+:func:`closed_port` is a port nothing listens on."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,7 +27,9 @@ class Hub:
         self.lfs = lfs
         self._cdn = None
         self.files: dict[tuple[str, str], bytes] = {}
-        self.faults: dict[str, str] = {}     # filename -> "truncate" | "truncate_once"
+        self.faults: dict[str, str] = {}     # filename -> "truncate" | "truncate_once" | "stall"
+        self.stalled = threading.Event()      # set when a stalled transfer has sent its first half
+        self._stop = threading.Event()
         self.requests: list[tuple[str, str]] = []
         self.commit = COMMIT
         self._server = None
@@ -122,6 +129,12 @@ class Hub:
                     if fault == "truncate_once":
                         hub.faults.pop(fname)
                     body = body[: len(body) // 2]
+                if fault == "stall":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    hub.stalled.set()
+                    hub._stop.wait(30)
+                    return
                 self.wfile.write(body)
                 self.wfile.flush()
                 self.close_connection = True
@@ -138,6 +151,7 @@ class Hub:
         return self
 
     def stop(self) -> None:
+        self._stop.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -147,3 +161,23 @@ class Hub:
             self._cdn.shutdown()
             self._cdn.server_close()
             self._cdn = None
+
+
+@contextlib.contextmanager
+def silent_endpoint():
+    """The URL of a socket that accepts connections (the kernel completes the handshake) and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def closed_port() -> str:
+    """The URL of a loopback port nothing listens on (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

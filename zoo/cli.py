@@ -48,6 +48,9 @@ def _cmd_report(a) -> int:
 
     from .report import build_report, render
 
+    if a.out and Path(a.out).exists() and not Path(a.out).is_dir():  # before the slow part
+        raise ValueError(f"--out {a.out} exists and is not a folder (report writes complexity-*.{a.format} into a folder)")
+
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
 
     def progress(i, n, row):
@@ -62,8 +65,6 @@ def _cmd_report(a) -> int:
         from .weights import atomic_write
 
         out = Path(a.out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} exists and is not a folder (report writes complexity-*.{a.format} into a folder)")
         suffix = "-".join(a.paper) if a.paper else "all"
         path = out / f"complexity-{suffix}.{a.format}"
         atomic_write(path, text)

@@ -191,11 +191,13 @@ def _download(name: str, e: dict) -> str:
     where = f"{e['repo_id']}@{e['revision'][:12]}/{e['filename']}"
     bad = verify_file(path, e)
     if bad:
+        target = os.path.realpath(path)
         removed = purge_cached(path)
-        kept = "" if removed else f" It lies outside the cache ({cache_dir()}) and was left alone."
+        done = "The file was removed from the cache. " if removed else ""
+        if target not in removed and os.path.exists(target):
+            done += f"{target} lies outside the cache ({cache_dir()}) and was left alone. "
         raise WeightsError(
-            f"{where} for {name!r} does not match weights_manifest.json: {bad}. "
-            + ("The file was removed from the cache. " if removed else kept)
+            f"{where} for {name!r} does not match weights_manifest.json: {bad}. " + done
             + "Retry once (a broken transfer or disk); if it persists, the hosted file differs from the one "
               "this version of the package pins: update the package or report it.")
     return path
