@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from zoo.cli import main
 
 
@@ -37,3 +39,80 @@ def test_report_json(capsys):
 def test_python_dash_m():
     r = subprocess.run([sys.executable, "-m", "zoo", "list", "tsn_r18"], capture_output=True, text=True, check=True)
     assert r.stdout.startswith("tsn_r18")
+
+
+# -- faults: one line on stderr, a non-zero exit, never a traceback ------------------------------
+
+def _one_line(capsys, cmd):
+    err = capsys.readouterr().err
+    assert err.startswith(f"zoo {cmd}: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_publish_a_missing_folder(tmp_path, capsys):
+    assert main(["publish", str(tmp_path / "nope"), "--repo-id", "org/x"]) == 2
+    assert "is not a folder" in _one_line(capsys, "publish")
+
+
+def test_download_imagenet_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    assert main(["download", "--imagenet", "18"]) == 2
+    err = _one_line(capsys, "download")
+    assert "HF_HUB_OFFLINE is set" in err and "zoo download --imagenet 18 --to DIR" in err
+
+
+def test_download_to_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    assert main(["download", "--imagenet", "18", "--to", str(tmp_path / "f")]) == 2
+    assert "is not a folder" in _one_line(capsys, "download")
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_report_out_an_existing_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    assert main(["report", "--paper", "sda", "--out", str(tmp_path / "f"), "-q"]) == 2
+    assert "is not a folder" in _one_line(capsys, "report")
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_manifest_path_a_directory(tmp_path, capsys):
+    assert main(["manifest", "--path", str(tmp_path)]) == 2
+    assert "is a directory" in _one_line(capsys, "manifest")
+
+
+def test_bench_from_json_a_missing_file(tmp_path, capsys):
+    assert main(["bench", "--from-json", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json" in _one_line(capsys, "bench")
+
+
+def test_unexpected_error_and_interrupt(monkeypatch, capsys):
+    import zoo.cli as cli
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "list_models", boom)
+    assert main(["list"]) == 1
+    assert "ZOO_DEBUG=1" in _one_line(capsys, "list")
+    monkeypatch.setenv("ZOO_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["list"])
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "list_models", stop)
+    assert main(["list"]) == 130
+
+
+def test_closed_pipe_is_quiet():
+    """`zoo list | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "zoo", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.wait(60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert p.returncode != 0
