@@ -3,7 +3,6 @@ import hashlib
 import time
 import types
 
-import pytest
 import torch
 
 from zoo import weights as W

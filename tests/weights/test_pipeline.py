@@ -2,7 +2,6 @@
 import hashlib
 import json
 import os
-import time
 import types
 import warnings
 
@@ -12,7 +11,7 @@ import torch
 import zoo
 from zoo import weights as W
 from zoo import weights_cli
-from zoo.registry import Variant, registry
+from zoo.registry import registry
 
 from ..hubserver import COMMIT
 from .helpers import NAME, REPO, _cache_files, _host, _tiny_file, _variant
