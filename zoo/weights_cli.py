@@ -1,10 +1,12 @@
 """`zoo convert | publish | download | verify | manifest`: the weights' life cycle.
 
     zoo convert NAME CHECKPOINT --out DIR    authors' .pth/.pth.tar -> DIR/model.safetensors,
-                                             config.json, README.md (Hub model card)
+            [--force]                        config.json, README.md (Hub model card); never
+                                             replaces them without --force
     zoo publish DIR --repo-id ORG/NAME       upload DIR, record the commit in weights_manifest.json
     zoo download [NAME...] [--to DIR]        fill the Hub cache, or build a mirror (ZOO_WEIGHTS_DIR)
-    zoo verify [NAME...] [--dir DIR]         re-check cached / mirrored files against the manifest
+    zoo verify [NAME...] [--dir DIR]         re-check cached / mirrored files against the manifest and
+            [--purge]                        report interrupted downloads (.incomplete)
     zoo manifest [--check]                   rebuild the manifest entries from the registry
 
 zoo/cli.py adds these with ``add_commands(subparsers)``; ``python -m zoo.weights_cli`` runs them alone.

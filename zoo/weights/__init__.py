@@ -35,4 +35,6 @@ __all__ = ["load_pretrained", "load_imagenet_backbone", "resolve", "verify_file"
            "imagenet_state_dict", "inflate", "IMAGENET", "load_state_dict_strict", "create_from_source",
            "is_source_name", "source_files", "save_pretrained", "write_model_folder", "SOURCE_PREFIXES",
            "FILENAME", "CONFIG", "CARD", "INCOMPLETE", "ENV_DIR", "ENV_TIMEOUT", "OFFLINE_HINT", "STATUSES",
-           "HOSTED_FIELDS"]
+           "HOSTED_FIELDS", "copy_verified"]
+
+copy_verified = copy_file   # the name before the package split
