@@ -93,7 +93,8 @@ def test_hf_hub_name_from_the_loopback_hub(hub, tmp_path):
         zoo.create_model("hf-hub:just-a-name")
 
 
-def test_convert_writes_what_local_dir_reads_and_refuses_to_overwrite(monkeypatch, tmp_path, capsys):
+def _converted(monkeypatch, tmp_path):
+    """An authors'-layout checkpoint of a test variant, converted with `zoo convert`."""
     from .test_pipeline import _original_layout
 
     name = "tsm_r18_ssv1_8f"
@@ -104,6 +105,11 @@ def test_convert_writes_what_local_dir_reads_and_refuses_to_overwrite(monkeypatc
     torch.save({"state_dict": _original_layout(orig)}, ckpt)
     out = tmp_path / "conv"
     assert weights_cli.main(["convert", name, str(ckpt), "--out", str(out)]) == 0
+    return name, ckpt, out, orig
+
+
+def test_convert_writes_what_local_dir_reads_and_refuses_to_overwrite(monkeypatch, tmp_path, capsys):
+    name, ckpt, out, orig = _converted(monkeypatch, tmp_path)
     m = zoo.create_model(f"local-dir:{out}").eval()
     assert _same(m, orig, frames=8) and m.pretrained_cfg["name"] == name
     before = {f: (out / f).read_bytes() for f in os.listdir(out)}
@@ -116,6 +122,39 @@ def test_convert_writes_what_local_dir_reads_and_refuses_to_overwrite(monkeypatc
     (tmp_path / "afile").write_text("mine")
     assert weights_cli.main(["convert", name, str(ckpt), "--out", str(tmp_path / "afile")]) == 2
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_publish_uploads_what_hf_hub_reads(hub, monkeypatch, tmp_path):
+    """convert -> publish (to the loopback Hub) -> create_model("hf-hub:...") and the manifest path."""
+    import fnmatch
+
+    import huggingface_hub
+
+    name, _, out, orig = _converted(monkeypatch, tmp_path)
+
+    class LoopbackApi:
+        def __init__(self, endpoint=None, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kw):
+            pass
+
+        def upload_folder(self, folder_path, repo_id, allow_patterns=None, **kw):
+            for f in os.listdir(folder_path):
+                if allow_patterns is None or any(fnmatch.fnmatch(f, p) for p in allow_patterns):
+                    hub.add(repo_id, f, open(os.path.join(folder_path, f), "rb").read())
+            return type("Commit", (), {"oid": hub.commit})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", LoopbackApi)
+    (out / ".my_notes.txt").write_text("not uploaded")
+    mf = tmp_path / "manifest.json"
+    assert weights_cli.main(["publish", str(out), "--repo-id", "me/tsm", "--manifest", str(mf)]) == 0
+    assert sorted(f for r, f in hub.files if r == "me/tsm") == ["README.md", "config.json", "model.safetensors"]
+    m = zoo.create_model(f"hf-hub:me/tsm@{COMMIT}").eval()
+    assert _same(m, orig, frames=8)
+    entry = json.loads(mf.read_text())["weights"][name]
+    monkeypatch.setitem(registry().manifest, name, entry)                # the recorded entry verifies and loads
+    assert _same(zoo.create_model(name, pretrained=True).eval(), orig, frames=8)
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "empty", "truncated", "garbage", "pickle.safetensors"])
