@@ -36,8 +36,8 @@ def convert(name: str, checkpoint: str, out: str, trust_pickle: bool = False, co
     v = W.variant(name)
     out_dir = Path(out)
     _check_out(out_dir, force)
+    sd = read_checkpoint(checkpoint, trust_pickle=trust_pickle)   # a bad file fails before the build
     model = create_model(name)
-    sd = read_checkpoint(checkpoint, trust_pickle=trust_pickle)
     load_original(model, sd, converter=converter or (v.source or {}).get("converter"))
     meta = {"name": name, "arch": v.arch, "num_classes": v.num_classes, "frames": v.frames,
             "kwargs": json.dumps(v.kwargs, sort_keys=True), "zoo_version": __version__, "format": "pt",
