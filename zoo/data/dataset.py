@@ -71,10 +71,7 @@ class VideoDataset(Dataset):
 
     def load(self, index: int) -> torch.Tensor:
         """The decoded frames of every clip: uint8 (clips, T * length, 3, H, W)."""
-        try:
-            from .. import io as zio
-        except ImportError:          # zoo.io (the decoding package) not merged yet
-            from . import _fallback as zio
+        from .. import io as zio
 
         s = self.samples[index]
         try:
