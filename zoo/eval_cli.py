@@ -38,7 +38,8 @@ def _labels_for(a, dataset, num_classes):
     return num_classes
 
 
-def _print_report(name: str, views: str, result: dict, rows: list, skipped, file=sys.stdout) -> None:
+def _print_report(name: str, views: str, result: dict, rows: list, skipped, file=None) -> None:
+    file = file or sys.stdout
     m = result["metrics"]
     print(f"{name}  views {views}  videos {len(result['ids'])}" + (f"  skipped {len(skipped)}" if skipped else ""),
           file=file)
