@@ -114,20 +114,20 @@ def gather_scores(part: dict, world: int) -> Optional[dict]:
 class _Progress:
     """tqdm on a terminal; otherwise a plain line every ~10% (or 60 s) for logs."""
 
-    def __init__(self, total: int, enabled: bool, desc: str = "eval", scale: int = 1):
-        self.total, self.enabled, self.desc, self.scale = total, enabled, desc, scale
+    def __init__(self, total: int, enabled: bool, desc: str = "eval"):
+        self.total, self.enabled, self.desc = total, enabled, desc
         self.done, self.t0, self.last, self.bar = 0, time.perf_counter(), 0.0, None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total * scale, desc=desc, unit="video", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit="video", file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n: int) -> None:
         self.done += n
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.update(n * self.scale)
+            self.bar.update(n)
             return
         now = time.perf_counter() - self.t0
         step = max(self.total // 10, 1)
@@ -135,8 +135,8 @@ class _Progress:
             self.last = now
             rate = self.done / now if now > 0 else 0.0
             eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            print(f"[{self.desc}] {self.done * self.scale}/{self.total * self.scale} videos "
-                  f"{rate * self.scale:.2f} videos/s elapsed {now:.0f}s ETA {eta:.0f}s", file=sys.stderr, flush=True)
+            print(f"[{self.desc}] {self.done}/{self.total} videos "
+                  f"{rate:.2f} videos/s elapsed {now:.0f}s ETA {eta:.0f}s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -168,7 +168,7 @@ def evaluate(model, loader, *, device="cpu", amp: Optional[str] = None, average:
     device = torch.device(device)
     model.eval().to(device)
     part: dict = {}
-    bar = _Progress(len(loader.dataset), progress, scale=world)
+    bar = _Progress(len(loader.dataset), progress, "eval" if world == 1 else f"eval, rank 0's shard of {world}")
     try:
         for batch in loader:
             video = batch["video"].to(device, non_blocking=True)
