@@ -38,8 +38,13 @@ def _cmd_info(a) -> int:
         print(json.dumps(info, indent=1, default=str))
     else:
         from .hub import describe
+        from .labels import label_info
 
         print(describe(a.name))
+        lab = label_info(a.name)
+        if lab:
+            what = f"{lab['list']} (zoo/labels/{lab['list']}.txt)" if lab.get("list") else "none bundled"
+            print(f"Class names: {what}; order: {lab.get('order', '?')}; source: {lab.get('source', '?')}")
     return 0
 
 
