@@ -113,7 +113,7 @@ def main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench"]
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.predict_cli"]
 
 if __name__ == "__main__":
     sys.exit(main())
