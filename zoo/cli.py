@@ -38,8 +38,13 @@ def _cmd_info(a) -> int:
         print(json.dumps(info, indent=1, default=str))
     else:
         from .hub import describe
+        from .labels import label_info
 
         print(describe(a.name))
+        lab = label_info(a.name)
+        if lab:
+            what = f"{lab['list']} (zoo/labels/{lab['list']}.txt)" if lab.get("list") else "none bundled"
+            print(f"Class names: {what}; order: {lab.get('order', '?')}; source: {lab.get('source', '?')}")
     return 0
 
 
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.eval_cli"]
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.predict_cli", "zoo.eval_cli"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ from typing import Optional
 from .base import Video, VideoError
 from .frames import FrameDir, detect_template
 
-__all__ = ["open_video", "read_frames", "Video", "VideoError", "available_backends", "detect_template",
+__all__ = ["open_video", "read_frames", "Video", "VideoError", "available_backends", "backend_name", "detect_template",
            "BACKENDS", "INSTALL"]
 
 BACKENDS = ("torchcodec", "av")   # auto-selection order
@@ -50,7 +50,9 @@ def available_backends() -> list[str]:
     return [b for b in BACKENDS if _probe(b) is None]
 
 
-def _backend(backend: Optional[str]) -> str:
+def backend_name(backend: Optional[str] = None) -> str:
+    """The backend video files will be opened with (``backend``, else $ZOO_VIDEO_BACKEND, else the
+    first that works), or VideoError naming the pip command that installs one."""
     forced = backend or os.environ.get("ZOO_VIDEO_BACKEND") or None
     if forced:
         if forced not in BACKENDS:
@@ -73,7 +75,7 @@ def open_video(path, *, template: Optional[str] = None, backend: Optional[str] =
         return FrameDir(p, template)
     if not p.exists():
         raise VideoError(f"{path}: no such file or directory")
-    name = _backend(backend)
+    name = backend_name(backend)
     if name == "av":
         from .pyav import AVVideo
 
