@@ -21,19 +21,16 @@ def _stem(name: str, views: str) -> str:
     return f"{name}-{views}"
 
 
-def _labels_for(a, dataset, num_classes):
-    """What read_samples gets as ``labels``: the user's list, else the dataset's bundled names
-    (zoo.labels), else the number of classes (indices range-checked, names refused)."""
+def _labels_for(a, name, num_classes):
+    """What read_samples gets as ``labels``: the user's list, else the names bundled for the
+    variant's dataset (zoo.labels), else the number of classes (indices range-checked, names refused)."""
+    from .labels import label_names
+
     if a.labels:
         return a.labels
-    if dataset:
-        try:
-            from . import labels as zlabels
-        except ImportError:      # zoo.labels not installed in this tree
-            zlabels = None
-        names = zlabels.label_names(dataset) if zlabels else None
-        if names is not None and len(names) == num_classes:
-            return list(names)
+    names = label_names(name) if name in registry().variants else None
+    if names is not None and len(names) == num_classes:
+        return list(names)
     return num_classes
 
 
@@ -129,7 +126,7 @@ def run_eval(a) -> int:
         frames = a.frames or getattr(model, "num_frames", None) or (variant.frames if variant else 8)
         num_classes = a.num_classes or (variant.num_classes if variant else None) or model.pretrained_cfg.get("num_classes")
         dataset_key = variant.dataset if variant else None
-        samples = read_samples(a.list, fmt=a.format, root=a.data, labels=_labels_for(a, dataset_key, num_classes),
+        samples = read_samples(a.list, fmt=a.format, root=a.data, labels=_labels_for(a, name, num_classes),
                                template=a.template, skip_bad=a.skip_bad, name_format=a.name_format or None,
                                check_frames=not a.no_check_frames)
         if not samples:

@@ -106,3 +106,14 @@ def test_generic_csv(videos, tmp_path):
     assert [(x.id, x.label) for x in s] == [("1000.mp4", 2), ("1001.mp4", 1)]
     with pytest.raises(DataError, match=r"any\.csv:2: class name 'class 2' but no label list"):
         read_samples(csv, root=videos)
+
+
+def test_bundled_label_lists(videos, tmp_path):
+    ann = [{"id": "1000", "template": "Putting [something] onto [something]", "label": "putting a cup onto a box"},
+           {"id": "1001", "template": "Holding [something]", "label": "holding a pen"}]
+    (tmp_path / "v.json").write_text(json.dumps(ann))
+    s = read_samples(tmp_path / "v.json", root=videos, labels="ssv2")      # sorted names, TSM's index order
+    assert [x.label for x in s] == [112, 16]
+    (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\napplauding,z,0,10,val\n")
+    write_video(videos / "z_000000_000010.mp4", 0, 0, n=4)
+    assert read_samples(tmp_path / "k.csv", root=videos, labels="k400")[0].label == 3
