@@ -29,7 +29,7 @@ def test_list_file_over_frame_directories(frames, tmp_path):
 
 @pytest.mark.parametrize("line, error", [
     ("vid_9 8 1", "vid_9 does not exist"),
-    ("vid_0 7 1", "has 8 image files, the list says 7"),
+    ("vid_0 7 1", "has 8 numbered image files, the list says 7"),
     ("vid_0 8 8", "label 8 is out of range for 8 classes"),
     ("vid_0 8 -1", "label -1 is negative"),
     ("vid_0 eight 1", "frame count 'eight' is not a number"),

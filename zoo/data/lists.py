@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 __all__ = ["Sample", "Samples", "BadLine", "DataError", "read_samples", "resolve_labels", "FORMATS",
-           "IMAGE_EXTS", "count_frames"]
+           "count_frames"]
 
 FORMATS = ("auto", "list", "ssv2", "k400", "csv")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 K400_NAMES = ("{youtube_id}_{time_start:06d}_{time_end:06d}.mp4", "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
               "{label_}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4")
 SSV2_NAMES = ("{id}.webm", "{id}.mp4", "{id}")
@@ -102,13 +101,18 @@ def _template_regex(template: Optional[str]):
 
 
 def count_frames(directory: Union[str, Path], template: Optional[str] = None) -> int:
-    """Frames in a frame directory: files matching ``template`` (``img_{:05d}.jpg``), or image
-    files when no template is given (what the papers' list scripts count)."""
+    """Frames in a frame directory as ``zoo.io`` will read them: files matching ``template``
+    (``img_{:05d}.jpg``), by default the numbered-image pattern zoo.io detects (so a TSN folder
+    with img_* and flow_x_* files needs template=)."""
+    names = os.listdir(directory)
+    if template is None:
+        from ..io import detect_template
+
+        template = detect_template(names)
+        if template is None:
+            return 0
     rx = _template_regex(template)
-    with os.scandir(directory) as it:
-        if rx is not None:
-            return sum(1 for e in it if rx.match(e.name))
-        return sum(1 for e in it if e.name.lower().endswith(IMAGE_EXTS))
+    return sum(1 for n in names if rx.match(n))
 
 
 class _Reader:
@@ -163,7 +167,7 @@ class _Reader:
         if path.is_dir() and num_frames is not None and self.check_frames:
             found = count_frames(path, self.template)
             if found != num_frames:
-                what = f"files matching {self.template!r}" if self.template else "image files"
+                what = f"files matching {self.template!r}" if self.template else "numbered image files"
                 self.bad(line, f"frame directory {path} has {found} {what}, the list says {num_frames}",
                          "regenerate the list or pass the right --template")
                 return
