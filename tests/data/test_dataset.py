@@ -74,3 +74,13 @@ def test_decode_error_names_the_video(data, tmp_path):
     ds = VideoDataset(read_samples(tmp_path / "l.csv"), frames=2, transform=_tf(frames=2))
     with pytest.raises(ValueError, match="broken.mp4"):
         ds[0]
+
+
+def test_views_to_sampling_modes():
+    assert views_mode("3x2", "uniform") == (3, "2clips", 2)
+    assert views_mode("1x10", "uniform") == (1, "clips", 10)
+    assert views_mode("3x10", "dense") == (3, "clips", 10) and views_mode("1x1", "dense") == (1, "1clip", 1)
+    with pytest.raises(ValueError, match="only 1 .* or 3 crops"):
+        views_mode("5x1", "uniform")
+    with pytest.raises(ValueError, match="CROPSxCLIPS"):
+        views_mode("center", "uniform")
