@@ -118,10 +118,15 @@ def plot_claims(out, datasets: Optional[Sequence[str]] = None, results: Sequence
     for p in pts:
         p["gflops"] = gf[p["name"]] * _views(p["views"])
     keys = [d for d in (datasets or sorted({p["dataset"] for p in pts}))]
-    fig, axes = plt.subplots(1, len(keys), figsize=(9 * len(keys), 6.5), squeeze=False)
+    cols = min(len(keys), 3)
+    rows = -(-len(keys) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(9 * cols, 6.5 * rows), squeeze=False)
+    axes = grid.flatten()
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
     papers = sorted({p["paper"] for p in pts})
     colours = {pid: plt.get_cmap("tab10")(i % 10) for i, pid in enumerate(papers)}
-    for ax, ds in zip(axes[0], keys):
+    for ax, ds in zip(axes, keys):
         sub = [p for p in pts if p["dataset"] == ds]
         for p in sub:
             hollow = not p["views"]
@@ -157,7 +162,7 @@ def plot_claims(out, datasets: Optional[Sequence[str]] = None, results: Sequence
                 for v in used]
     if measured:
         handles.append(Line2D([], [], ls="", marker="x", color="black", label="measured by zoo eval"))
-    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+    axes[len(keys) - 1].legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
