@@ -4,7 +4,7 @@ from the registry's claims (``zoo report --plot OUT.svg``), with ``zoo eval`` re
 x is the FLOPs of one video under the claim's view protocol: fvcore's count for one view of the
 variant (measured here, not the paper's number) times crops x clips; claims whose views the paper
 does not state are drawn at one view with a hollow marker. Colour = paper, marker = view protocol;
-the names on the upper-left (Pareto) front are written beside their points. Measured accuracies
+the names on the upper-left (Pareto) front of each panel are written beside their points. Measured accuracies
 (summary JSON files of ``zoo eval``) are black crosses joined to the claim they check.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ def plot_claims(out, datasets: Optional[Sequence[str]] = None, results: Sequence
     keys = [d for d in (datasets or sorted({p["dataset"] for p in pts}))]
     cols = min(len(keys), 3)
     rows = -(-len(keys) // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(9 * cols, 6.5 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, cols, figsize=(10 * cols, 7 * rows), squeeze=False)
     axes = grid.flatten()
     for ax in axes[len(keys):]:
         ax.set_visible(False)
@@ -133,11 +133,9 @@ def plot_claims(out, datasets: Optional[Sequence[str]] = None, results: Sequence
             ax.scatter(p["gflops"], p["acc"], marker=MARKERS.get(p["views"], "*"), s=36, zorder=3,
                        facecolors="none" if hollow else colours[p["paper"]], edgecolors=colours[p["paper"]],
                        linewidths=1.0, alpha=0.85)
-        for views in {p["views"] for p in sub}:
-            front = _pareto([p for p in sub if p["views"] == views])
-            for p in front:
-                ax.annotate(p["name"], (p["gflops"], p["acc"]), fontsize=6.5, xytext=(4, 3),
-                            textcoords="offset points")
+        for p in _pareto(sub):
+            ax.annotate(f"{p['name']} ({p['views'] or '?'})", (p["gflops"], p["acc"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
         for s in measured:
             if s.get("dataset") != ds or s["model"] not in gf:
                 continue
