@@ -161,3 +161,26 @@ def test_command_errors_are_one_line(dataset, tmp_path, capsys):
                  "--skip-bad", *ARGS]) == 2
     assert "was not written by zoo eval" in capsys.readouterr().err
     assert (tmp_path / "mine" / "tsn_r18-1x1.json").read_text() == "{}"
+
+
+def test_worker_decode_error_is_one_line(tmp_path, capsys):
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    (tmp_path / "l.csv").write_text("broken.mp4,1\n")
+    assert main(["eval", "tsn_r18", "--data", str(tmp_path), "--list", str(tmp_path / "l.csv"), "--out",
+                 str(tmp_path / "o"), *ARGS, "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "video 'broken.mp4'" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_nproc_launches_torchrun_with_the_same_arguments(monkeypatch):
+    seen = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["eval", "tsn_r18", "--data", "D", "--list", "L", "--nproc", "3", "--views", "3x2", "--skip-bad",
+                 "--name-format", "a{id}", "--name-format", "b{id}"]) == 0
+    cmd = seen[0]
+    assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", "-m"]
+    args = cmd[cmd.index("eval"):]
+    assert args[:2] == ["eval", "tsn_r18"] and "--nproc" not in args and "--skip-bad" in args
+    assert args[args.index("--views") + 1] == "3x2" and args.count("--name-format") == 2

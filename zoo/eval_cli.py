@@ -141,8 +141,12 @@ def run_eval(a) -> int:
         try:
             result = evaluate(model, loader, device=device, amp=a.amp, average=a.average, progress=rank == 0 and not a.quiet,
                               dataset=dataset_key, world=world)
-        except RuntimeError as e:     # a worker's error arrives wrapped with its traceback: keep its last line
-            raise DataError(str(e).strip().splitlines()[-1]) from None
+        except (RuntimeError, ValueError) as e:
+            text = str(e).strip()
+            if "Original Traceback" not in text:
+                raise
+            # a worker's error arrives with its traceback in the message: keep the error itself
+            raise DataError(text.splitlines()[-1].split(": ", 1)[-1]) from None
         elapsed = time.perf_counter() - t0
         if rank != 0:
             return 0

@@ -86,7 +86,8 @@ class VideoDataset(Dataset):
         except DataError:
             raise
         except (OSError, ValueError, RuntimeError) as e:
-            raise DataError(f"video {s.id!r} ({s.path}): {e}") from e
+            where = f"video {s.id!r}" if s.path in str(e) else f"video {s.id!r} ({s.path})"
+            raise DataError(f"{where}: {e}") from e
         return frames[inverse]
 
     def __getitem__(self, index: int) -> dict:
