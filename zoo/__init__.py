@@ -7,6 +7,7 @@ from .registry import list_models, register_arch, registry  # noqa: E402
 from .convert import load_original, register_converter  # noqa: E402
 from .complexity import complexity  # noqa: E402
 from .transforms import create_transform  # noqa: E402
+from .inference import Recognizer, predict  # noqa: E402
 
 __all__ = ["create_model", "list_models", "model_info", "complexity", "load_original",
-           "register_arch", "register_converter", "registry", "EnsembleModel", "create_transform", "__version__"]
+           "register_arch", "register_converter", "registry", "EnsembleModel", "create_transform", "Recognizer", "predict", "__version__"]

@@ -38,8 +38,13 @@ def _cmd_info(a) -> int:
         print(json.dumps(info, indent=1, default=str))
     else:
         from .hub import describe
+        from .labels import label_info
 
         print(describe(a.name))
+        lab = label_info(a.name)
+        if lab:
+            what = f"{lab['list']} (zoo/labels/{lab['list']}.txt)" if lab.get("list") else "none bundled"
+            print(f"Class names: {what}; order: {lab.get('order', '?')}; source: {lab.get('source', '?')}")
     return 0
 
 
@@ -57,6 +62,10 @@ def _cmd_report(a) -> int:
         if not a.quiet:
             print(f"\r[{i + 1}/{n}] {row.paper} {row.table} {row.row}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
 
+    if a.plot:
+        from .plot import cmd_plot
+
+        return cmd_plot(a)
     results = build_report(a.paper or None, progress=progress, archs=a.arch or None, frames=a.frames)
     if not a.quiet:
         print(file=sys.stderr)
@@ -137,6 +146,10 @@ def _main(argv=None) -> int:
     s.add_argument("--out", help="write into this directory instead of stdout")
     s.add_argument("--threads", type=int, default=0)
     s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--plot", metavar="OUT.svg|png", help="draw claimed accuracy vs measured GFLOPs per dataset (zoo.plot)")
+    s.add_argument("--dataset", action="append", help="--plot: only this dataset (repeatable), e.g. ssv1")
+    s.add_argument("--results", nargs="+", help="--plot: zoo eval summary JSON files drawn beside the claims")
+    s.add_argument("--flops-cache", help="--plot: JSON file keeping measured GFLOPs between runs")
     s.set_defaults(fn=_cmd_report)
 
     for mod in _EXTRA_COMMANDS:
@@ -156,7 +169,7 @@ def _main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench"]
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.predict_cli", "zoo.eval_cli"]
 
 if __name__ == "__main__":
     sys.exit(main())

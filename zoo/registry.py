@@ -102,6 +102,7 @@ class Dataset:
     std: tuple
     url: str = ""
     note: str = ""
+    labels: Optional[dict] = None   # class-name list: {list, order, source} (zoo.labels)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class Variant:
     source: Optional[dict] = None   # the authors' checkpoint: url, format, converter, note
     note: str = ""
     claims: list = field(default_factory=list)
+    labels: Optional[dict] = None   # the dataset's class-name list unless the row overrides it
 
 
 @dataclass
@@ -180,7 +182,7 @@ class ComplexityRow:
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*")
 _VARIANT_KEYS = {"name", "arch", "dataset", "frames", "kwargs", "input_size", "sampling", "views",
-                 "source", "note", "num_classes", "claims", "paper"}
+                 "source", "note", "num_classes", "claims", "paper", "labels"}
 _CLAIM_KEYS = {"variant", "table", "views", "note", "paper", "top1", "top5", "mean_class", "top1_verb",
                "top1_noun", "top5_verb", "top5_noun", "frames"}
 _METRICS = _CLAIM_KEYS - {"variant", "table", "views", "note", "frames", "paper"}
@@ -188,6 +190,7 @@ _CPLX_KEYS = {"table", "row", "arch", "kwargs", "frames", "num_classes", "input_
               "flops", "views", "cause", "pending", "note", "paper"}
 _ENS_KEYS = {"name", "members", "note", "claims", "paper"}
 _SOURCE_KEYS = {"url", "format", "converter", "note", "file"}
+_LABEL_KEYS = {"list", "order", "source"}
 
 
 def _check_keys(obj: dict, allowed: set, where: str) -> None:
@@ -239,10 +242,11 @@ class Registry:
         self.sampling = {k: v for k, v in ds.pop("sampling", {}).items()}
         for key, d in ds.items():
             where = f"datasets.toml [{key}]"
-            _check_keys(d, {"title", "num_classes", "mean", "std", "url", "note"}, where)
+            _check_keys(d, {"title", "num_classes", "mean", "std", "url", "note", "labels"}, where)
+            _check_keys(d.get("labels", {}), _LABEL_KEYS, f"{where} labels")
             self.datasets[key] = Dataset(key, _need(d, "title", str, where), _need(d, "num_classes", int, where),
                                          tuple(_need(d, "mean", list, where)), tuple(_need(d, "std", list, where)),
-                                         d.get("url", ""), d.get("note", ""))
+                                         d.get("url", ""), d.get("note", ""), d.get("labels"))
         files = sorted(p for p in tables.glob("*.toml") if p.name != "datasets.toml")
         pending_claims, pending_ens, docs = [], [], []
         for path in files:
@@ -325,11 +329,13 @@ class Registry:
         src = v.get("source")
         if src is not None:
             _check_keys(src, _SOURCE_KEYS, f"{where} source")
+        _check_keys(v.get("labels", {}), _LABEL_KEYS, f"{where} labels")
         ds = self.datasets[dkey]
         var = Variant(name=name, arch=arch, paper=paper, dataset=dkey, frames=frames,
                       num_classes=v.get("num_classes", ds.num_classes), kwargs=kwargs,
                       input_size=v.get("input_size", 224), mean=ds.mean, std=ds.std, sampling=sampling,
-                      views=v.get("views", "1x1"), source=src, note=v.get("note", ""))
+                      views=v.get("views", "1x1"), source=src, note=v.get("note", ""),
+                      labels=v.get("labels", ds.labels))
         for i, c in enumerate(v.get("claims", [])):
             var.claims.append(self._claim(c, paper, f"{where} claim #{i + 1}", name))
         self.variants[name] = var
