@@ -1,7 +1,5 @@
 """zoo.io: frames by index from synthetic videos (H.264/MP4, VP9/WebM, MPEG-4/AVI) and frame
 directories, with every backend installed here; frame colours encode their index."""
-import shutil
-
 import pytest
 import torch
 
