@@ -82,14 +82,6 @@ def test_read_label_file(tmp_path):
         read_label_file(tmp_path / "missing.txt")
 
 
-def test_config_fields():
-    from zoo.labels import config_fields
-
-    f = config_fields("tsm_r50_k400_8f")
-    assert f["label_names"][0] == "abseiling" and f["id2label"]["399"] == f["label_names"][399]
-    assert f["label2id"]["abseiling"] == 0 and config_fields("tsn_r50_egtea1_8f") == {}
-
-
 def test_info_shows_the_list(capsys):
     from zoo.cli import main
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["label_names", "label_info", "read_label_file", "bundled_lists", "config_fields"]
+__all__ = ["label_names", "label_info", "read_label_file", "bundled_lists"]
 
 _DIR = Path(__file__).resolve().parent
 
@@ -57,17 +57,6 @@ def label_names(name_or_dataset: str) -> Optional[list[str]]:
     if not info or not info.get("list"):
         return None
     return list(_bundled(info["list"]))
-
-
-def config_fields(name: str) -> dict:
-    """The class-name keys of a model's metadata: timm's ``label_names`` and the Hugging Face
-    config's ``id2label`` / ``label2id`` (for config.json, the model card and pretrained_cfg);
-    empty when the dataset has no public list."""
-    names = label_names(name)
-    if names is None:
-        return {}
-    return {"label_names": names, "id2label": {str(i): n for i, n in enumerate(names)},
-            "label2id": {n: i for i, n in enumerate(names)}, "label_order": label_info(name)["order"]}
 
 
 def read_label_file(path, num_classes: Optional[int] = None) -> list[str]:
