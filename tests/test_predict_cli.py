@@ -166,3 +166,28 @@ def test_folder_of_videos_and_frame_dirs(setup, tmp_path):
                                                          str(clips["green"])]
     with pytest.raises(ValueError, match="neither"):
         expand_inputs([d / "weights"])
+
+
+def test_interrupted_run_keeps_finished_results(setup, tmp_path, monkeypatch, capsys):
+    import zoo.inference
+
+    _, clips, _ = setup
+
+    class Interrupted:
+        labels = ["x"]
+
+        def __init__(self, *a, **k):
+            pass
+
+        def predict(self, paths, **k):
+            yield {"video": paths[0], "model": NAME, "views": "1x1", "error": None,
+                   "topk": [{"rank": 1, "index": 0, "label": "x", "prob": 1.0}]}
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo.inference, "Recognizer", Interrupted)
+    out = tmp_path / "r.jsonl"
+    assert main(["predict", str(clips["red"]), str(clips["blue"]), "--model", NAME, "--random-weights",
+                 "--format", "json", "--out", str(out), "--workers", "0"]) == 130
+    assert not out.exists() and "r.jsonl.partial" in capsys.readouterr().err
+    (line,) = (tmp_path / "r.jsonl.partial").read_text().splitlines()
+    assert json.loads(line)["video"] == str(clips["red"])

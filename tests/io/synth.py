@@ -29,7 +29,7 @@ def index_of(frames: torch.Tensor) -> list[int]:
 
 
 def make_video(path, n: int, codec: str = "libx264", size=(64, 48), fps: int = 25, gop: int = 12,
-               rotation: int = 0, pts=None, marker: bool = False) -> Path:
+               rotation: int = 0, pts=None, marker: bool = False, pix_fmt: str = "yuv420p") -> Path:
     """Encode n index-coloured frames; ``pts`` (in 1/1000 s) gives a variable frame rate."""
     import av
 
@@ -38,16 +38,18 @@ def make_video(path, n: int, codec: str = "libx264", size=(64, 48), fps: int = 2
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height = w, h
-        s.pix_fmt = "yuv420p"
+        s.pix_fmt = pix_fmt
         s.codec_context.gop_size = gop
         if codec == "libx264":
             s.options = {"crf": "18"}
+        elif codec == "libx265":
+            s.options = {"log-level": "error"}
         if pts is not None:
             s.codec_context.time_base = Fraction(1, 1000)
         if rotation:
             s.set_display_rotation(rotation)
         for i in range(n):
-            f = av.VideoFrame.from_ndarray(frame_rgb(i, h, w, marker), format="rgb24")
+            f = av.VideoFrame.from_ndarray(frame_rgb(i, h, w, marker), format="rgb24").reformat(format=pix_fmt)
             if pts is not None:
                 f.pts, f.time_base = pts[i], Fraction(1, 1000)
             for p in s.encode(f):

@@ -1,6 +1,6 @@
 """zoo.io: frames by index from synthetic videos (H.264/MP4, VP9/WebM, MPEG-4/AVI) and frame
 directories, with every backend installed here; frame colours encode their index."""
-import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +166,18 @@ def test_env_forces_backend(videos, monkeypatch):
         monkeypatch.setenv("ZOO_VIDEO_BACKEND", b)
         with open_video(videos["short"]) as v:
             assert v.backend == b
+
+
+# Encoding these takes seconds to minutes on a busy 2-core host, so they are committed (under 4 kB):
+# make_video("tests/fixtures/video/hevc10_12f.mkv", 12, "libx265", size=(64, 64), pix_fmt="yuv420p10le", gop=6)
+# make_video("tests/fixtures/video/av1_12f.mkv", 12, "libsvtav1", size=(64, 64), gop=6)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "video"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["hevc10_12f.mkv", "av1_12f.mkv"])
+def test_hevc_10bit_and_av1(backend, name):
+    with open_video(FIXTURES / name, backend=backend) as v:
+        assert len(v) == 12
+        x = v.get([11, 0, 6, 7])
+        assert x.dtype == torch.uint8 and x.shape == (4, 3, 64, 64) and index_of(x) == [11, 0, 6, 7]

@@ -12,6 +12,7 @@ before, decode forward). A directory is read as numbered images (``00001.jpg`` o
 """
 from __future__ import annotations
 
+import importlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -35,12 +36,10 @@ INSTALL = {
 def _probe(name: str) -> Optional[str]:
     """None when the backend works here, else why not."""
     try:
-        if name == "av":
-            import av  # noqa: F401
-        elif name == "torchcodec":
-            from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads the FFmpeg libraries)
-        else:
+        if name not in BACKENDS:
             return "unknown backend"
+        # torchcodec.decoders loads FFmpeg's shared libraries: a missing one fails here
+        importlib.import_module("av" if name == "av" else "torchcodec.decoders")
     except Exception as e:  # noqa: BLE001 - a broken install raises anything (OSError, RuntimeError)
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return None
