@@ -49,10 +49,12 @@ def test_ensemble_averages_member_logits():
     x8, x16 = torch.randn(1, 3, 8, 32, 32), torch.randn(1, 3, 16, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(ens([x8, x16]), (a(x8) + b(x16)) / 2)
-        assert ens(x8).shape == (1, 3)
     assert ens.member_frames == [8, 16]
     with pytest.raises(ValueError, match="one clip batch per member"):
         ens([x8])
+    # one 8-frame tensor would reach the 16-frame member unchanged: refused (issue 19)
+    with pytest.raises(ValueError, match=r"different frame counts \[8, 16\].*one clip batch per member"):
+        ens(x8)
 
 
 def test_every_registered_ensemble_resolves_and_one_per_family_builds():

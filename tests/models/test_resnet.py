@@ -41,8 +41,12 @@ def test_forward_features_and_head(clip):
     m = zoo.create_model("tsm_r18", num_classes=5).eval()
     with torch.no_grad():
         f = m.forward_features(clip)
-        assert f.shape == (2, 8, 512)
+        assert f.shape == (2, 512, 8, 2, 2)                  # (B, C, T, H/32, W/32)
         torch.testing.assert_close(m.forward_head(f), m(clip))
+        pooled = m.forward_head(f, pre_logits=True)
+        assert pooled.shape == (2, 512)
+        torch.testing.assert_close(pooled, f.mean((2, 3, 4)))
+        torch.testing.assert_close(m.get_classifier()(pooled), m(clip))
 
 
 def test_reset_classifier(clip):
