@@ -270,23 +270,25 @@ class FeatureInfo(list):
         return tuple(d["index"] for d in self)
 
 
-class _RestoreNormStats:
-    """Checkpointed stages run their forward twice; this puts back the BN running statistics the
-    recomputation updates a second time, so checkpointing leaves them as the plain model does."""
+class _FrozenNormStats:
+    """Checkpointed stages run their forward twice; during the recomputation the BN layers
+    update their running statistics with momentum 0 (the same values, written in place by the
+    op itself, so autograd's saved tensors stay valid) and the batch counter is put back: the
+    statistics end as the plain model leaves them."""
 
     def __init__(self, model: nn.Module):
         self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
                       and m.training and m.running_mean is not None]
 
     def __enter__(self):
-        self.saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in self.norms]
+        self.saved = [(m.momentum, m.num_batches_tracked.clone()) for m in self.norms]
+        for m in self.norms:
+            m.momentum = 0.0
 
     def __exit__(self, *exc):
-        with torch.no_grad():
-            for m, (mean, var, n) in zip(self.norms, self.saved):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
-                m.num_batches_tracked.copy_(n)
+        for m, (momentum, n) in zip(self.norms, self.saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(n)
         return False
 
 
@@ -399,7 +401,7 @@ class VideoResNet(nn.Module):
             from torch.utils.checkpoint import checkpoint
 
             return checkpoint(self.forward_stage, i, state, T, use_reentrant=False,
-                              context_fn=lambda: (contextlib.nullcontext(), _RestoreNormStats(self)))
+                              context_fn=lambda: (contextlib.nullcontext(), _FrozenNormStats(self)))
         return self.forward_stage(i, state, T)
 
     def forward_stages(self, x, T: int):
@@ -544,6 +546,18 @@ class VideoResNet(nn.Module):
                 p = rate * (starts[stage - 1] + index) / max(n - 1, 1)
                 m.drop_path = DropPath(p) if p > 0 else None
         self.drop_path_rate = float(rate)
+
+    def to(self, *args, **kwargs):
+        """As ``nn.Module.to``; ``memory_format=torch.channels_last`` converts the 4-D tensors
+        (2D conv weights) and leaves the 3D/1D ones of temporal modules as they are, where torch
+        would raise on the first 5-D weight."""
+        fmt = torch._C._nn._parse_to(*args, **kwargs)[3]
+        if fmt != torch.channels_last:
+            return super().to(*args, **kwargs)
+        args = tuple(a for a in args if not isinstance(a, torch.memory_format))
+        kwargs = {k: v for k, v in kwargs.items() if k != "memory_format"}
+        model = super().to(*args, **kwargs) if args or kwargs else self
+        return model._apply(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
 
     # -- classifier ----------------------------------------------------------------------
     @property
