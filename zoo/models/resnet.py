@@ -482,18 +482,20 @@ class VideoResNet(nn.Module):
             raise ValueError(f"feature map {max(take)} was pruned: this model keeps stages 0..{self.stages}")
         return sorted(set(take))
 
-    def forward_intermediates(self, x: torch.Tensor, indices=None, stop_early: bool = False,
-                              intermediates_only: bool = False, output_fmt: str = "NCTHW"):
+    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCTHW", intermediates_only: bool = False):
         """Per-stage feature maps, each (B, C, T', h, w): ``indices`` None = all five (0: stem
         after max pool, 1-4: layer1-4), an int = the last N, or a sequence of indices. Returns
         ``(final, maps)`` (``final`` as ``forward_features``), or just ``maps`` with
-        ``intermediates_only``; ``stop_early`` skips the stages after the last map asked for."""
+        ``intermediates_only``; ``stop_early`` skips the stages after the last map asked for.
+        timm's signature; ``norm`` has nothing to do (a ResNet has no final norm)."""
         if output_fmt != "NCTHW":
             raise ValueError(f"output_fmt must be 'NCTHW' (maps are (B, C, T, H, W)), got {output_fmt!r}")
         take = self._take_indices(indices)
         self.check_input(x)
         if x.shape[0] == 0:
-            return self._empty(lambda y: self.forward_intermediates(y, take, stop_early, intermediates_only), x)
+            return self._empty(lambda y: self.forward_intermediates(y, take, stop_early=stop_early,
+                                                                    intermediates_only=intermediates_only), x)
         B = x.shape[0]
         frames, T = self.to_frames(x)
         state = self.forward_stem(frames, T)
