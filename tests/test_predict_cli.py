@@ -54,7 +54,7 @@ def setup(tmp_path_factory):
     with torch.no_grad():
         for rgb, _ in COLOURS.values():
             x = ((torch.tensor(rgb) / 255 - mean) / std).view(1, 3, 1, 1, 1).expand(1, 3, 8, SIZE, SIZE)
-            feats.append(model.forward_features(x).mean(1)[0])
+            feats.append(model.forward_head(model.forward_features(x), pre_logits=True)[0])
     F = torch.stack(feats)
     centre = F.mean(0)
     fc = model.get_classifier()

@@ -56,6 +56,10 @@ def model_card(name: str, sha: str = "", source_file: str = "", label_names: Opt
                 label = f"{metric} ({reg.papers[c.paper].short or c.paper} {c.table}, {c.views or '?'} views)"
                 y += ["    - type: accuracy", f"      name: {_y(label)}", f"      value: {val}",
                       "      verified: false"]
+    if label_names is None:
+        from ..labels import label_names as bundled
+
+        label_names = bundled(name)
     labels = label_fields(label_names, v.num_classes)
     if labels:
         y += ["label_names:"] + [f"- {_y(n)}" for n in labels["label_names"]]
@@ -92,9 +96,12 @@ def model_config(name: str, label_names: Optional[Sequence[str]] = None) -> dict
     """config.json of a variant: what ``create_model("local-dir:...")`` / ``"hf-hub:..."`` rebuild from
     (``arch``, ``kwargs``, ``num_classes``, ``frames``; timm's ``architecture`` / ``num_frames`` too)."""
     from .. import __version__
+    from ..labels import label_names as bundled
 
     reg = registry()
     v = variant(name)
+    if label_names is None:
+        label_names = bundled(name)
     return {"name": name, "arch": v.arch, "architecture": v.arch, "family": reg.archs[v.arch].family,
             "num_classes": v.num_classes, "frames": v.frames, "num_frames": v.frames, "kwargs": dict(v.kwargs), "input_size": v.input_size, "mean": list(v.mean),
             "std": list(v.std), "sampling": v.sampling, "views": v.views, "dataset": v.dataset,

@@ -114,7 +114,7 @@ def create_from_source(name: str, num_classes: Optional[int] = None, num_frames:
     """``create_model`` for ``hf-hub:ORG/REPO[@REVISION]`` and ``local-dir:PATH`` names."""
     import warnings
 
-    from ..factory import create_model, model_info
+    from ..factory import _model_cfg, create_model
     from ..registry import registry
 
     if pretrained_backbone:
@@ -141,7 +141,7 @@ def create_from_source(name: str, num_classes: Optional[int] = None, num_frames:
         model.reset_classifier(classes)
     reg = registry()
     vname = cfg.get("name")
-    base = model_info(vname) if vname in reg.variants and reg.variants[vname].arch == cfg["arch"] else model.pretrained_cfg
+    base = _model_cfg(vname) if vname in reg.variants and reg.variants[vname].arch == cfg["arch"] else model.pretrained_cfg
     info = {**base, "kwargs": {**cfg["kwargs"], **kwargs}, "num_classes": classes, "frames": frames,
             "source_name": name, "sha256": digest, **where}
     for k in ("label_names", "id2label"):
