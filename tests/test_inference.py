@@ -23,7 +23,7 @@ def test_views_are_averaged_as_logits_then_softmaxed(video):
     assert rec.labels == zoo.labels.label_names("k400")
     item = rec.dataset([str(video[0])])[0]
     (views,) = item["views"]
-    assert views.shape == (6, 3, 8, 37, 37)          # 3 full-resolution crops x 2 dense clips
+    assert views.shape == (6, 3, 8, 36, 36)          # 3 full-resolution crops (floor(32 / 0.875)) x 2 dense clips
     with torch.inference_mode():
         want = net(views).mean(0)
     got = rec.scores([item["views"]])[0]

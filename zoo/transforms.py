@@ -153,4 +153,6 @@ def create_transform(name: str, train: bool = False, crops: Optional[int] = None
            "mean": c["mean"], "std": c["std"], "frames": c["num_frames"], "protocol": c["sampling"],
            "flip": c["dataset"] not in NO_FLIP}
     cfg.update(overrides)
+    if "size" in overrides and "resize" not in overrides:   # the resize follows an overridden size
+        cfg["resize"] = math.floor(cfg["size"] / c["crop_pct"])
     return VideoTransform(train=train, crops=c["test_views"][0] if crops is None else crops, **cfg)
