@@ -158,12 +158,9 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
     finally:
         model.train(was_training)
     by_op = {k: v for k, v in by_op_all.items() if not k.startswith(_MARK)}
-    # 1x1 convs that run as batched products (zoo.models.ops.pointwise) are reported as convs
-    from .models.conv3d import FrameConv3d
-    from .models.ops import Conv1x1
-
+    # convs that run as batched products (a module says so with ``bmm_is_conv``) are reported as convs
     as_conv = sum(by_mod_op.get(n, {}).get("bmm", 0) for n, m in model.named_modules()
-                  if isinstance(m, (Conv1x1, FrameConv3d)))
+                  if getattr(m, "bmm_is_conv", False))
     if as_conv:
         by_op["conv"] = by_op.get("conv", 0) + as_conv
         by_op["bmm"] -= as_conv

@@ -67,15 +67,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, ConversionError, register_converter, rename
-from ..registry import register_arch
+from ..convert import COMMON_RULES, ConversionError, rename
+from ..registration import register_arch, register_converter
 from .conv3d import FrameConv3d
 from .gst import convert_gst, gst_slots
 from .ops import cached, fold_bn, inference, may_overwrite, series_conv, taps_of, temporal_conv
 from .resnet import DEPTHS, BlockCtx, Slots, VideoResNet
 from .temporal import shift_slot
 
-__all__ = ["ECalL", "ECalT", "ECalS", "ECalG", "GC", "gc_slot", "gc_index", "has_gc", "CALIBRATORS"]
+__all__ = ["ECalL", "ECalT", "ECalS", "ECalG", "GC", "gc_slot", "gc_index", "has_gc", "check_gc", "CALIBRATORS"]
 
 CODE_ORDER = "ltsg"     # the code's channel-group order: eft1..eft4
 CALIBRATORS = "gstl"    # the public default: all four
@@ -325,7 +325,8 @@ def gc_slot(ratio: float = 1.0, loop: bool = False, calibrators: str = CALIBRATO
 
 # -- architectures ---------------------------------------------------------------------------------
 
-def _check_common(ratio, loop, calibrators):
+def check_gc(ratio=1.0, loop=False, calibrators=CALIBRATORS, **_):
+    """Refuse GC kwargs a builder cannot use (eagerly, for the registry tables as for builders)."""
     _groups(ratio)
     _kinds(calibrators)
     if not isinstance(loop, bool):
@@ -334,7 +335,7 @@ def _check_common(ratio, loop, calibrators):
 
 def _gc_tsn(depth: int, shift: bool):
     def build(num_classes, num_frames, ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5):
-        _check_common(ratio, loop, calibrators)
+        check_gc(ratio, loop, calibrators)
         slots = Slots(temporal=shift_slot(8) if shift else None,
                       calibrator=gc_slot(ratio, loop, calibrators, bn=True, depth=depth), calib_at="bn2")
         return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
@@ -348,14 +349,13 @@ def _gc_tsn(depth: int, shift: bool):
 
 
 for _d in (50, 101):
-    _kw = dict(ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5)
-    register_arch(f"gc_tsn_r{_d}", family="gc", **_kw)(_gc_tsn(_d, False))
-    register_arch(f"gc_tsm_r{_d}", family="gc", **_kw)(_gc_tsn(_d, True))
+    register_arch(f"gc_tsn_r{_d}", family="gc", check=check_gc)(_gc_tsn(_d, False))
+    register_arch(f"gc_tsm_r{_d}", family="gc", check=check_gc)(_gc_tsn(_d, True))
 
 
 def _gc_gst(depth: int):
     def build(num_classes, num_frames, ratio=1.0, loop=True, calibrators=CALIBRATORS, dropout=0.5):
-        _check_common(ratio, loop, calibrators)
+        check_gc(ratio, loop, calibrators)
         slots = gst_slots(0.25, 0.5, calibrator=gc_slot(ratio, loop, calibrators, bn=False, depth=depth),
                           calib_at="conv2")
         return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
@@ -367,7 +367,7 @@ def _gc_gst(depth: int):
     return build
 
 
-register_arch("gc_gst_r50", family="gc", ratio=1.0, loop=True, calibrators=CALIBRATORS, dropout=0.5)(_gc_gst(50))
+register_arch("gc_gst_r50", family="gc", check=check_gc)(_gc_gst(50))
 
 
 # -- converter -------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..registration import CALIB_AT
+
 __all__ = ["BlockCtx", "Slots", "CALIB_AT", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip",
            "add_conv_bias"]
 
@@ -48,7 +50,6 @@ class BlockCtx:
 
 
 Factory = Callable[[BlockCtx], Optional[nn.Module]]
-CALIB_AT = ("bn1", "conv2", "bn2", "bn3", "out")
 
 
 @dataclass(frozen=True)

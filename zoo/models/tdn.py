@@ -66,9 +66,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, register_converter, rename
-from ..registry import register_arch
-from .gc import CALIBRATORS, _check_common, gc_rules, gc_slot
+from ..convert import COMMON_RULES, rename
+from ..registration import register_arch, register_converter
+from .gc import CALIBRATORS, check_gc, gc_rules, gc_slot
 from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
@@ -395,7 +395,7 @@ def _tdn(depth: int):
 def _gc_tdn(depth: int):
     def build(num_classes, num_frames, ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5,
               fusion=None):
-        _check_common(ratio, loop, calibrators)
+        check_gc(ratio, loop, calibrators)
         slots = tdn_slots(calibrator=gc_slot(ratio, loop, calibrators, bn=True, depth=depth))
         return TDNResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames, fusion=fusion)
     build.__doc__ = f"""GC-TDN ResNet-{depth}: TDN with a GC module in every bottleneck of both layer1 copies
@@ -406,10 +406,15 @@ def _gc_tdn(depth: int):
     return build
 
 
+def _check(fusion=None, **kw):
+    tdn_fusion(8, fusion)
+    if "ratio" in kw:
+        check_gc(**kw)
+
+
 for _d in (50, 101):
-    register_arch(f"tdn_r{_d}", family="tdn", dropout=0.5, fusion=None)(_tdn(_d))
-register_arch("gc_tdn_r50", family="tdn", ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5,
-              fusion=None)(_gc_tdn(50))
+    register_arch(f"tdn_r{_d}", family="tdn", sampling="tdn", check=_check)(_tdn(_d))
+register_arch("gc_tdn_r50", family="tdn", sampling="tdn", check=_check)(_gc_tdn(50))
 
 
 # -- the authors' checkpoints -----------------------------------------------------------------------
