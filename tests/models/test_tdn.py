@@ -4,7 +4,7 @@ import torch
 
 import zoo
 from tests.reference import check_reference_logits, fixture, original_state_dict
-from zoo.models.tdn import MotionExcitation, ShiftConv, TDNResNet, tdn_fusion, tdn_indices
+from zoo.models.tdn import MotionExcitation, ShiftConv, TDNResNet, tdn_fusion
 from zoo.models.temporal import temporal_shift
 
 CASES = [("gc_orgtdn_t8", "tdn_r50"), ("gc_tdn_t8", "gc_tdn_r50")]
@@ -155,23 +155,6 @@ def test_converter_drops_the_duplicate_stem_conv_of_early_tdn_code():
     sd["module.base_model.conv1_temp1.bias"] = sd["module.base_model.conv1_temp.bias"]
     m = zoo.load_original(zoo.create_model("tdn_r50", num_classes=174), sd)
     assert torch.equal(m.layer2[0].mid.shift.weight, sd["module.base_model.layer2_bak.0.shift.conv.weight"])
-
-
-def test_tdn_indices():
-    idx = tdn_indices(100, 8)
-    assert len(idx) == 40
-    runs = [idx[5 * t:5 * t + 5] for t in range(8)]
-    assert all(r == list(range(r[0], r[0] + 5)) for r in runs)
-    # test: each run starts at the middle of its segment of the 96 possible starts
-    assert [r[0] for r in runs] == [int(6 + 12 * t) for t in range(8)]
-    g = __import__("numpy").random.default_rng(0)
-    tr = tdn_indices(100, 8, train=True, rng=g)
-    assert all(12 * t <= tr[5 * t] < 12 * (t + 1) for t in range(8))
-    short = tdn_indices(6, 4)
-    assert short == [0, 1, 2, 3, 4] * 4
-    assert max(tdn_indices(3, 2)) == 2  # runs past the end repeat the last frame
-    with pytest.raises(ValueError):
-        tdn_indices(0, 8)
 
 
 def test_imagenet_init_fills_both_streams():

@@ -2,7 +2,7 @@
 follows GC-TSN"), built as a configuration of the one video ResNet.
 
 Input layout. A TDN clip is ``(B, 3, 5*T, H, W)``: T segments of 5 consecutive frames, segment t
-at frame indices 5t .. 5t+4 (:func:`tdn_indices` samples them from a video). ``num_frames`` in
+at frame indices 5t .. 5t+4 (``zoo.sampling.sample("tdn", n, T)`` samples them from a video). ``num_frames`` in
 names and in the registry counts segments, so ``tdn_r50_ssv1_8f`` reads 40 frames.
 
 The network (the authors' code, ops/tdn_net.py and ops/base_module.py of MCG-NJU/TDN, as copied
@@ -61,7 +61,6 @@ import copy
 import re
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -72,7 +71,7 @@ from .gc import CALIBRATORS, check_gc, gc_rules, gc_slot
 from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
-__all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots", "tdn_indices",
+__all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots",
            "tdn_fusion", "FRAMES_PER_SEGMENT"]
 
 FRAMES_PER_SEGMENT = 5
@@ -274,7 +273,7 @@ class TDNResNet(VideoResNet):
         if x.shape[2] % FRAMES_PER_SEGMENT:
             raise ValueError(
                 f"TDN takes clips {what}: T segments of 5 consecutive frames, segment t at frame "
-                f"indices 5t..5t+4 (zoo.models.tdn.tdn_indices samples them); got {x.shape[2]} "
+                f"indices 5t..5t+4 (zoo.sampling.sample('tdn', ...) samples them); got {x.shape[2]} "
                 "frames, not a multiple of 5")
 
     def to_frames(self, x: torch.Tensor):
@@ -347,36 +346,6 @@ class TDNResNet(VideoResNet):
 
     def extra_repr(self) -> str:
         return f"frames_per_segment={self.frames_per_segment}, fusion={self.fusion}"
-
-
-def tdn_indices(num_video_frames: int, num_segments: int, train: bool = False,
-                rng: Optional[np.random.Generator] = None, length: int = FRAMES_PER_SEGMENT) -> list[int]:
-    """0-based frame indices of a TDN clip: ``num_segments`` runs of ``length`` consecutive frames,
-    segment t at positions length*t .. length*t+length-1 of the result (the model's input layout).
-
-    As the TDN code's loader: testing centres each run's start in its segment of the
-    ``n - length + 1`` possible starts (all starts 0 when the video is too short); training draws
-    the start uniformly inside each segment (sorted random starts, or 0, for short videos). Runs
-    that pass the last frame repeat it."""
-    n, T = num_video_frames, num_segments
-    if n < 1 or T < 1:
-        raise ValueError(f"need at least one frame and one segment, got {n} frames, {T} segments")
-    span = n - length + 1
-    if train:
-        rng = rng if rng is not None else np.random.default_rng()
-        avg = span // T
-        if avg > 0:
-            starts = np.arange(T) * avg + rng.integers(0, avg, size=T)
-        elif n > T:
-            starts = np.sort(rng.integers(0, max(span, 1), size=T))
-        else:
-            starts = np.zeros(T, dtype=int)
-    elif n > T + length - 1:
-        tick = span / T
-        starts = np.array([int(tick / 2 + tick * t) for t in range(T)])
-    else:
-        starts = np.zeros(T, dtype=int)
-    return [int(min(s + k, n - 1)) for s in starts for k in range(length)]
 
 
 # -- registry -------------------------------------------------------------------------------------
