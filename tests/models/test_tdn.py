@@ -27,8 +27,8 @@ def test_flops_match_the_original_code(fx_name, arch):
     assert c.flops == fx["flops_fvcore"]
     assert c.by_operator == fx["fvcore_by_operator"]
     # the kept-but-unused stem conv, and GC's ECal-S BN that the code never runs
-    assert "conv1_temp" in c.uncalled_modules
-    assert all(u == "conv1_temp" or u.endswith("calib.s.bn") for u in c.uncalled_modules)
+    assert "stem.conv1_temp" in c.uncalled_modules
+    assert all(u == "stem.conv1_temp" or u.endswith("calib.s.bn") for u in c.uncalled_modules)
 
 
 @pytest.mark.parametrize("arch, Ts", [("tdn_r50", (8, 3, 1)), ("gc_tdn_r50", (8, 2))])
@@ -92,24 +92,24 @@ def test_fusion_weights_follow_the_code_unless_given():
 
 def test_gc_position_per_block_and_diff_stream():
     m = zoo.create_model("gc_tdn_r50", num_classes=5, loop=True)
-    assert [b.calib_at for b in m.layer1] == [b.calib_at for b in m.diff_layer1] == ["bn2"] * 3
+    assert [b.calib_at for b in m.layer1] == [b.calib_at for b in m.stem.layer1] == ["bn2"] * 3
     assert {b.calib_at for layer in (m.layer2, m.layer3, m.layer4) for b in layer} == {"bn1"}
     assert all(b.mid is None for b in m.layer1) and all(b.mid is not None for b in m.layer2)
     # the difference stream's layer1 is its own copy, with the loop counter of a fresh ResNet
-    assert [b.calib.shift for b in m.diff_layer1] == [b.calib.shift for b in m.layer1] == [0, 1, 2]
-    assert m.diff_layer1[0].conv1.weight.data_ptr() != m.layer1[0].conv1.weight.data_ptr()
+    assert [b.calib.group_offset for b in m.stem.layer1] == [b.calib.group_offset for b in m.layer1] == [0, 1, 2]
+    assert m.stem.layer1[0].conv1.weight.data_ptr() != m.layer1[0].conv1.weight.data_ptr()
     assert m.layer2[0].conv1.bias is not None and m.layer2[0].mid.mse.conv1.bias is None
 
 
 def test_unused_conv_never_runs_and_seeds_the_difference_stem():
     m = zoo.create_model("tdn_r50", num_classes=5).eval()
     calls = []
-    m.conv1_temp.register_forward_hook(lambda *a: calls.append(1))
+    m.stem.conv1_temp.register_forward_hook(lambda *a: calls.append(1))
     with torch.no_grad():
         m(small(1, B=1))
     assert not calls
-    w = m.conv1_temp.weight.mean(1, keepdim=True)
-    assert torch.equal(m.diff_conv1.weight, w.expand(-1, 12, -1, -1))
+    w = m.stem.conv1_temp.weight.mean(1, keepdim=True)
+    assert torch.equal(m.stem.conv1.weight, w.expand(-1, 12, -1, -1))
 
 
 def test_shift_conv_starts_as_the_tsm_shift():
@@ -165,7 +165,7 @@ def test_imagenet_init_fills_both_streams():
     src = torchvision.models.resnet50().state_dict()
     m = zoo.create_model("gc_tdn_r50", num_classes=5)
     mapped = load_imagenet_backbone(m, src)
-    assert torch.equal(m.diff_layer1[2].conv3.weight, src["layer1.2.conv3.weight"])
+    assert torch.equal(m.stem.layer1[2].conv3.weight, src["layer1.2.conv3.weight"])
     assert torch.equal(m.layer4[2].bn3.running_var, src["layer4.2.bn3.running_var"])
-    assert torch.allclose(m.diff_conv1.weight[:, 5], src["conv1.weight"].mean(1))
-    assert mapped["diff_layer1.0.conv1.weight"] == "layer1.0.conv1.weight"
+    assert torch.allclose(m.stem.conv1.weight[:, 5], src["conv1.weight"].mean(1))
+    assert mapped["stem.layer1.0.conv1.weight"] == "layer1.0.conv1.weight"

@@ -271,7 +271,7 @@ def _check(attention="cinst>stinc", **_):
 
 def _build(temporal):
     def build(num_classes, num_frames, attention="cinst>stinc", dropout=0.5):
-        slots = Slots(temporal=temporal, calibrator=aia_slot(attention), calib_at="bn2")
+        slots = Slots(shift=temporal, calib=aia_slot(attention), calib_at="bn2")
         return VideoResNet(50, num_classes, slots, dropout=dropout, num_frames=num_frames)
     return build
 

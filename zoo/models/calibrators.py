@@ -22,4 +22,4 @@ def calibrator_slots(name: Optional[str]) -> dict:
     if not isinstance(name, str) or name not in table:
         raise ValueError(f"unknown calibrator {name!r}; known: {', '.join(sorted(table))} (or None)")
     c = table[name]
-    return {"calibrator": c.factory, "calib_at": c.at}
+    return {"calib": c.factory, "calib_at": c.at}

@@ -100,7 +100,7 @@ def gst_conv2(alpha: float = 0.25, beta: float = 0.5):
 
 
 def gst_slots(alpha: float = 0.25, beta: float = 0.5, **slots) -> Slots:
-    """GST's slots; extra keywords (``calibrator``, ``calib_at``, ...) are passed to :class:`Slots`."""
+    """GST's slots; extra keywords (``calib``, ``calib_at``, ...) are passed to :class:`Slots`."""
     return Slots(conv2=gst_conv2(alpha, beta), **slots)
 
 

@@ -1,11 +1,12 @@
 """One video ResNet with slots.
 
-Every network in the zoo is this ResNet with up to three per-block slots filled:
+Every network in the zoo is this ResNet with some of its slots filled. A slot is named after
+the attribute its module lands in (so ``Slots.calib`` fills ``layerN.M.calib``). Per block:
 
-* ``temporal``  - applied to the block input on the residual branch only, before ``conv1``
+* ``shift``     - applied to the block input on the residual branch only, before ``conv1``
   (TSM's "blockres" shift).
 * ``conv2``     - replaces the middle 3x3 conv (GST's split conv, STC's S_T/T_S, C3D, P3D, ...).
-* ``calibrator`` - a feature re-weighting module (GC, AIA, SDA, comparators) placed at ``calib_at``:
+* ``calib``     - a feature re-weighting module (GC, AIA, SDA, comparators) placed at ``calib_at``:
   ``"bn2"`` after conv2+bn2 (GC/AIA/SDA on TSN/TSM), ``"conv2"`` directly after the middle conv
   and before bn2 (GC-GST), ``"bn1"`` after conv1+bn1 (GC-TDN's shift blocks), ``"bn3"`` at the
   end of the residual branch, before the addition (SE/GE/CBAM-ResNet's place; channels
@@ -14,6 +15,13 @@ Every network in the zoo is this ResNet with up to three per-block slots filled:
   ``BlockCtx`` when the position differs between blocks.
 * ``mid``       - applied after the ReLU that follows bn1, before ``conv2`` (TDN's motion
   excitation and temporal conv shift).
+
+Once per network:
+
+* ``stem``      - a module that turns the clip (B, 3, T', H, W) into the frame-folded input of
+  stage ``stem.stages`` and the number of segments: ``stem(x, net) -> (features, T)``. It may
+  run the network's own stem and first stages (TDN's difference stream, fused after the stem
+  and after layer1). Empty: frames are folded into the batch and run through ``conv1`` ... ``maxpool``.
 
 Frames are folded into the batch: activations are (B*T, C, H, W) with frame index b*T + t, and
 every slot receives ``T`` at call time, so no module bakes in the number of frames. Parameter
@@ -54,13 +62,15 @@ Factory = Callable[[BlockCtx], Optional[nn.Module]]
 
 @dataclass(frozen=True)
 class Slots:
-    """Per-block factories; each returns a module (forward(x, T)) or None for "nothing here"."""
+    """Per-block factories; each returns a module (forward(x, T)) or None for "nothing here".
+    ``stem`` is called once with the network (its stages built) and returns the stem module."""
 
-    temporal: Optional[Factory] = None
+    shift: Optional[Factory] = None
     conv2: Optional[Factory] = None
-    calibrator: Optional[Factory] = None
+    calib: Optional[Factory] = None
     calib_at: Union[str, Callable[[BlockCtx], str]] = "bn2"
     mid: Optional[Factory] = None
+    stem: Optional[Callable[[nn.Module], nn.Module]] = None
 
     def __post_init__(self):
         if not callable(self.calib_at):
@@ -105,7 +115,7 @@ class Bottleneck(_Block):
     def __init__(self, ctx: BlockCtx, slots: Slots):
         super().__init__()
         w = ctx.width
-        self.shift = _make(slots.temporal, ctx)
+        self.shift = _make(slots.shift, ctx)
         self.conv1 = nn.Conv2d(ctx.in_channels, w, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
         self.mid = _make(slots.mid, ctx)
@@ -114,7 +124,7 @@ class Bottleneck(_Block):
         # plain convs take x only; slot convs also take T
         self._conv2_takes_t = mid is not None
         self.bn2 = nn.BatchNorm2d(w)
-        self.calib = _make(slots.calibrator, ctx)
+        self.calib = _make(slots.calib, ctx)
         self.calib_at = slots.calib_position(ctx)
         self.conv3 = nn.Conv2d(w, ctx.out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(ctx.out_channels)
@@ -146,7 +156,7 @@ class BasicBlock(_Block):
     def __init__(self, ctx: BlockCtx, slots: Slots):
         super().__init__()
         w = ctx.width
-        self.shift = _make(slots.temporal, ctx)
+        self.shift = _make(slots.shift, ctx)
         mid = _make(slots.conv2, ctx)
         self.conv1 = mid if mid is not None else nn.Conv2d(ctx.in_channels, w, 3, ctx.stride, 1, bias=False)
         self._conv1_takes_t = mid is not None
@@ -154,7 +164,7 @@ class BasicBlock(_Block):
         self.mid = _make(slots.mid, ctx)
         self.conv2 = nn.Conv2d(w, w, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(w)
-        self.calib = _make(slots.calibrator, ctx)
+        self.calib = _make(slots.calib, ctx)
         self.calib_at = slots.calib_position(ctx)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -259,6 +269,8 @@ class VideoResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch, num_classes)
         self._init_weights(zero_init_residual)
+        # last: a stem slot may copy the initialised stages and initialises itself
+        self.stem = slots.stem(self) if slots.stem is not None else None
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # Backbone init as torchvision; slot modules then re-initialise themselves the way
@@ -293,8 +305,9 @@ class VideoResNet(nn.Module):
     def forward_stem(self, x: torch.Tensor, T: int) -> torch.Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def forward_stages(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+    def forward_stages(self, x: torch.Tensor, T: int, start: int = 0) -> torch.Tensor:
+        """Stages ``start``.. (0 = layer1) on frame-folded features."""
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4)[start:]:
             for block in layer:
                 x = block(x, T)
         return x
@@ -306,8 +319,12 @@ class VideoResNet(nn.Module):
         several frames). Average over dim 1 for one clip embedding."""
         self.check_input(x)
         B = x.shape[0]
-        frames, T = self.to_frames(x)
-        f = self.forward_stages(self.forward_stem(frames, T), T)
+        if self.stem is None:
+            frames, T = self.to_frames(x)
+            f = self.forward_stages(self.forward_stem(frames, T), T)
+        else:
+            f, T = self.stem(x, self)
+            f = self.forward_stages(f, T, self.stem.stages)
         f = F.adaptive_avg_pool2d(f, 1).flatten(1)
         return f.view(B, T, -1)
 

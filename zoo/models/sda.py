@@ -457,8 +457,8 @@ def sda_slot(dependencies=DEFAULT_DEPENDENCIES, aggregation="sec", reduction=4, 
 def _sda_builder(temporal: bool):
     def build(num_classes, num_frames, dropout=0.5, dependencies=DEFAULT_DEPENDENCIES,
               aggregation="sec", reduction=4, chunk=None):
-        slots = Slots(temporal=shift_slot(8) if temporal else None,
-                      calibrator=sda_slot(dependencies, aggregation, reduction, chunk), calib_at="bn2")
+        slots = Slots(shift=shift_slot(8) if temporal else None,
+                      calib=sda_slot(dependencies, aggregation, reduction, chunk), calib_at="bn2")
         return VideoResNet(50, num_classes, slots, dropout=dropout, num_frames=num_frames)
 
     base = "TSM (residual shift of 1/8 of the channels each way)" if temporal else "TSN"

@@ -58,6 +58,7 @@ Differences between the paper's text and the code, all following the code (check
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from typing import Optional, Sequence
 
@@ -71,7 +72,7 @@ from .gc import CALIBRATORS, check_gc, gc_rules, gc_slot
 from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
-__all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots",
+__all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "DifferenceStem", "TDNResNet", "tdn_slots",
            "tdn_fusion", "FRAMES_PER_SEGMENT"]
 
 FRAMES_PER_SEGMENT = 5
@@ -217,10 +218,11 @@ def tdn_fusion(num_frames: int, fusion: Optional[Sequence[float]] = None) -> tup
 
 def tdn_slots(calibrator=None, reduction: int = 16, fold_div: int = 8) -> Slots:
     """TDN's blocks: ``mid`` (motion excitation + shift conv) in layer2-4; a calibrator, if any,
-    after bn1 in those blocks and after bn2 in the plain layer1 blocks (GC-TDN's placement)."""
+    after bn1 in those blocks and after bn2 in the plain layer1 blocks (GC-TDN's placement).
+    :class:`TDNResNet` fills the ``stem`` slot with :class:`DifferenceStem`."""
     return Slots(
         mid=lambda ctx: MotionShift(ctx.width, reduction, fold_div) if ctx.stage > 0 else None,
-        calibrator=calibrator,
+        calib=calibrator,
         calib_at=lambda ctx: "bn1" if ctx.stage > 0 else "bn2",
     )
 
@@ -239,52 +241,35 @@ def _init_fb(module: nn.Module) -> None:
             m.init_weights()
 
 
-class TDNResNet(VideoResNet):
-    """The video ResNet with TDN's two-stream stem and mid-block motion modules.
+class DifferenceStem(nn.Module):
+    """TDN's short-term difference module, the ResNet's ``stem`` slot.
 
-    Takes ``(B, 3, 5*T, H, W)``; ``forward_features`` gives ``(B, T, C)`` per segment. Extra
-    modules over :class:`VideoResNet`: ``diff_conv1``/``diff_bn1`` (difference stem),
-    ``diff_layer1`` (the difference stream's layer1, built like ``layer1``) and ``conv1_temp``
-    (kept for checkpoint compatibility, never called). ``fusion``: see :func:`tdn_fusion`."""
+    Takes the clip ``(B, 3, 5*T, H, W)``, runs the network's own stem on each segment's centre
+    frame and ``conv1`` (12 -> 64, no bias) + ``bn1`` + the network's ReLU and max pool on the 4
+    frame differences, fuses them (``a*rgb + b*diff``), runs the network's ``layer1`` and its own
+    copy ``layer1`` on the difference stream and fuses again: the output enters layer2
+    (``stages = 1``). ``conv1_temp`` is the authors' unused conv, kept (never called) so that
+    checkpoints load strictly; ``conv1`` is initialised from it (averaged over RGB, x12)."""
 
-    frames_per_segment = FRAMES_PER_SEGMENT
+    stages = 1
 
-    def __init__(self, depth: int = 50, num_classes: int = 400, slots: Optional[Slots] = None,
-                 dropout: float = 0.5, num_frames: int = 8,
-                 fusion: Optional[Sequence[float]] = None):
-        if depth not in DEPTHS or DEPTHS[depth][0] is not Bottleneck:
-            raise ValueError(f"TDN is built on bottleneck ResNets: depth must be 50 or 101, got {depth}")
-        super().__init__(depth, num_classes, tdn_slots() if slots is None else slots, dropout=dropout,
-                         num_frames=num_frames, conv_bias=True)
-        self.fusion = tdn_fusion(num_frames, fusion)
+    def __init__(self, net: nn.Module, fusion: tuple[float, float]):
+        super().__init__()
+        self.fusion = fusion
         self.conv1_temp = nn.Conv2d(3, 64, 7, 2, 3)
-        self.diff_conv1 = nn.Conv2d(4 * 3, 64, 7, 2, 3, bias=False)
-        self.diff_bn1 = nn.BatchNorm2d(64)
-        self.diff_layer1 = copy.deepcopy(self.layer1)
-        for m in (self.conv1_temp, self.diff_conv1, self.diff_bn1, self.diff_layer1):
-            _init_fb(m)
+        self.conv1 = nn.Conv2d(4 * 3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = copy.deepcopy(net.layer1)
+        _init_fb(self)
         with torch.no_grad():
             w = self.conv1_temp.weight.mean(1, keepdim=True)
-            self.diff_conv1.weight.copy_(w.expand_as(self.diff_conv1.weight))
+            self.conv1.weight.copy_(w.expand_as(self.conv1.weight))
 
-    def check_input(self, x: torch.Tensor) -> None:
-        what = "(B, 3, 5*T, H, W)"
-        check_clip(x, what=what)
-        if x.shape[2] % FRAMES_PER_SEGMENT:
-            raise ValueError(
-                f"TDN takes clips {what}: T segments of 5 consecutive frames, segment t at frame "
-                f"indices 5t..5t+4 (zoo.sampling.sample('tdn', ...) samples them); got {x.shape[2]} "
-                "frames, not a multiple of 5")
-
-    def to_frames(self, x: torch.Tensor):
-        """(B, 3, 5T, H, W) -> ((B, 3, T, 5, H, W) view, T); the stem splits it."""
+    def forward(self, x: torch.Tensor, net: nn.Module):
+        """(B, 3, 5T, H, W) clip -> (fused layer1 output (B*T, C, h, w), T)."""
         B, C, N, H, W = x.shape
         T = N // FRAMES_PER_SEGMENT
-        return x.view(B, C, T, FRAMES_PER_SEGMENT, H, W), T
-
-    def forward_stem(self, x: torch.Tensor, T: int):
-        """Both streams' stems and the first fusion -> (fused (B*T, 64, h, w), diff stream)."""
-        B, C, _, _, H, W = x.shape
+        x = x.view(B, C, T, FRAMES_PER_SEGMENT, H, W)
         rgb = x[:, :, :, 2].transpose(1, 2).reshape(B * T, C, H, W)
         fast = inference()
         if fast:
@@ -298,9 +283,14 @@ class TDNResNet(VideoResNet):
             # 4 consecutive differences, channels difference-major: (B*T, 4*3, H, W)
             d = (x[:, :, :, 1:] - x[:, :, :, :-1]).permute(0, 2, 3, 1, 4, 5).reshape(B * T, 4 * C, H, W)
             d = F.avg_pool2d(d, 2)
-        d = self.maxpool(self.relu(self.diff_bn1(self.diff_conv1(d))))
-        out = self.maxpool(self.relu(self.bn1(self.conv1(rgb))))
-        return self._fuse(out, d, fast), d
+        d = net.maxpool(net.relu(self.bn1(self.conv1(d))))
+        out = net.maxpool(net.relu(net.bn1(net.conv1(rgb))))
+        x = self._fuse(out, d, fast)
+        for block in net.layer1:
+            x = block(x, T)
+        for block in self.layer1:
+            d = block(d, T)
+        return self._fuse(x, d, inference()), T
 
     def _fuse(self, x: torch.Tensor, d: torch.Tensor, fast: bool) -> torch.Tensor:
         """a*x + b*d (d resized to x's size by nearest); at inference in place on ``x``, a
@@ -310,27 +300,54 @@ class TDNResNet(VideoResNet):
             return x.mul_(a).add_(d, alpha=b)
         return a * x + b * F.interpolate(d, size=x.shape[-2:])
 
-    def forward_stages(self, stem, T: int) -> torch.Tensor:
-        x, d = stem
-        for block in self.layer1:
-            x = block(x, T)
-        for block in self.diff_layer1:
-            d = block(d, T)
-        x = self._fuse(x, d, inference())
-        for layer in (self.layer2, self.layer3, self.layer4):
-            for block in layer:
-                x = block(x, T)
-        return x
+    def extra_repr(self) -> str:
+        return f"fusion={self.fusion}"
+
+
+class TDNResNet(VideoResNet):
+    """The video ResNet with TDN's difference stem (the ``stem`` slot) and mid-block motion modules.
+
+    Takes ``(B, 3, 5*T, H, W)``; ``forward_features`` gives ``(B, T, C)`` per segment. Extra
+    modules over :class:`VideoResNet`: ``stem`` (:class:`DifferenceStem`: ``stem.conv1``/``stem.bn1``
+    the difference stem, ``stem.layer1`` the difference stream's layer1, built like ``layer1``, and
+    ``stem.conv1_temp``, kept for checkpoint compatibility, never called). ``fusion``: see
+    :func:`tdn_fusion`."""
+
+    frames_per_segment = FRAMES_PER_SEGMENT
+
+    def __init__(self, depth: int = 50, num_classes: int = 400, slots: Optional[Slots] = None,
+                 dropout: float = 0.5, num_frames: int = 8,
+                 fusion: Optional[Sequence[float]] = None):
+        if depth not in DEPTHS or DEPTHS[depth][0] is not Bottleneck:
+            raise ValueError(f"TDN is built on bottleneck ResNets: depth must be 50 or 101, got {depth}")
+        weights = tdn_fusion(num_frames, fusion)
+        slots = tdn_slots() if slots is None else slots
+        if slots.stem is None:
+            slots = dataclasses.replace(slots, stem=lambda net: DifferenceStem(net, weights))
+        super().__init__(depth, num_classes, slots, dropout=dropout, num_frames=num_frames, conv_bias=True)
+
+    @property
+    def fusion(self) -> tuple[float, float]:
+        return self.stem.fusion
+
+    def check_input(self, x: torch.Tensor) -> None:
+        what = "(B, 3, 5*T, H, W)"
+        check_clip(x, what=what)
+        if x.shape[2] % FRAMES_PER_SEGMENT:
+            raise ValueError(
+                f"TDN takes clips {what}: T segments of 5 consecutive frames, segment t at frame "
+                f"indices 5t..5t+4 (zoo.sampling.sample('tdn', ...) samples them); got {x.shape[2]} "
+                "frames, not a multiple of 5")
 
     def load_imagenet_state_dict(self, src: dict) -> dict:
-        """ImageNet init as the code does it: both ResNets get the weights (so ``diff_layer1`` and
-        ``conv1_temp`` copy ``layer1`` and ``conv1``), and the difference stem's conv is ``conv1``
+        """ImageNet init as the code does it: both ResNets get the weights (so ``stem.layer1`` and
+        ``stem.conv1_temp`` copy ``layer1`` and ``conv1``), and the difference stem's conv is ``conv1``
         averaged over RGB and repeated for the 12 difference channels. The code's file
         (resnet50-19c8e357.pth) is torchvision's ResNet-50, which has no conv biases: they keep
         their init. Returns {our key: source key}."""
         mapped = {k: k for k in src}
-        mapped.update({"diff_" + k: k for k in src if k.startswith("layer1.")})
-        mapped["conv1_temp.weight"] = "conv1.weight"
+        mapped.update({"stem." + k: k for k in src if k.startswith("layer1.")})
+        mapped["stem.conv1_temp.weight"] = "conv1.weight"
         own = self.state_dict()
         bad = [f"{k} <- {s} {tuple(src[s].shape)}" for k, s in mapped.items()
                if k not in own or own[k].shape != src[s].shape]
@@ -339,9 +356,9 @@ class TDNResNet(VideoResNet):
         with torch.no_grad():
             for k, s in mapped.items():
                 own[k].copy_(src[s])
-            w = self.conv1_temp.weight.mean(1, keepdim=True)
-            self.diff_conv1.weight.copy_(w.expand_as(self.diff_conv1.weight))
-        mapped["diff_conv1.weight"] = "conv1.weight (mean over RGB, x12)"
+            w = self.stem.conv1_temp.weight.mean(1, keepdim=True)
+            self.stem.conv1.weight.copy_(w.expand_as(self.stem.conv1.weight))
+        mapped["stem.conv1.weight"] = "conv1.weight (mean over RGB, x12)"
         return mapped
 
     def extra_repr(self) -> str:
@@ -390,9 +407,10 @@ register_arch("gc_tdn_r50", family="tdn", sampling="tdn", check=_check)(_gc_tdn(
 
 TDN_RULES = [
     (r"^layer(\d)_bak\.", r"layer\1."),
-    (r"^resnext_layer1\.", "diff_layer1."),
-    (r"^conv1_5\.0\.", "diff_conv1."),
-    (r"^conv1_5\.1\.", "diff_bn1."),
+    (r"^resnext_layer1\.", "stem.layer1."),
+    (r"^conv1_5\.0\.", "stem.conv1."),
+    (r"^conv1_5\.1\.", "stem.bn1."),
+    (r"^conv1_temp\.", "stem.conv1_temp."),
     (r"\.mse\.", ".mid.mse."),
     (r"\.mid\.mse\.conv3_smallscale2\.", ".mid.mse.conv_half."),
     (r"\.mid\.mse\.bn3_smallscale2\.", ".mid.mse.bn_half."),
@@ -405,9 +423,9 @@ TDN_RULES = [
 @register_converter("tdn")
 def convert_tdn(sd: dict) -> dict:
     """TDN (MCG-NJU/TDN, or the GC repository's ops_tdn models_org) and GC-TDN (models_gc):
-    ``base_model.`` prefix, ``layerN_bak`` -> ``layerN``, ``resnext_layer1`` -> ``diff_layer1``,
-    ``conv1_5`` -> ``diff_conv1``/``diff_bn1``, mSE/shift into the ``mid`` slot, GC's ``eft1..4``
-    as for GC-TSN; ``conv1_temp`` is kept. An early TDN_Net registered the same stem conv a second
+    ``base_model.`` prefix, ``layerN_bak`` -> ``layerN``, ``resnext_layer1`` -> ``stem.layer1``,
+    ``conv1_5`` -> ``stem.conv1``/``stem.bn1``, ``conv1_temp`` -> ``stem.conv1_temp`` (kept),
+    mSE/shift into the ``mid`` slot, GC's ``eft1..4`` as for GC-TSN. An early TDN_Net registered the same stem conv a second
     time as ``conv1_temp1``; that duplicate is dropped."""
     sd = {k: v for k, v in sd.items() if not re.match(r"^(base_model\.)?conv1_temp1\.", k)}
     return gc_rules(rename(sd, COMMON_RULES + TDN_RULES))

@@ -23,7 +23,7 @@ def _tsn(depth):
 
 def _tsm(depth):
     def build(num_classes, num_frames, dropout=0.5, shift_div=8, calibrator=None):
-        slots = Slots(temporal=shift_slot(shift_div), **calibrator_slots(calibrator))
+        slots = Slots(shift=shift_slot(shift_div), **calibrator_slots(calibrator))
         return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
     build.__doc__ = f"""TSM with a ResNet-{depth} backbone: residual temporal shift of 1/shift_div
     of the channels each way in every block, average consensus; ``calibrator`` names an
