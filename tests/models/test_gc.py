@@ -176,30 +176,10 @@ def _gc_names():
     return sorted(names)
 
 
-def test_every_gc_name_builds_and_runs():
-    """Every GC name resolves; each distinct network (arch + kwargs; the head size aside) is built
-    through one of its names and run at 8 frames (archs also at 4: T comes from the input)."""
-    torch.set_num_threads(1)
-    x8, x4 = torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 4, 64, 64)
-    seen = set()
-    for name in _gc_names():
-        info = zoo.model_info(name)
-        if info["kind"] == "ensemble":
-            first = next(iter(info["members"].values()))
-            key = ("ensemble", first["arch"])
-        else:
-            key = (info.get("arch", name), repr(sorted(info["kwargs"].items())) if info["kind"] == "variant" else "")
-        if key in seen:
-            continue
-        seen.add(key)
-        m = zoo.create_model(name).eval()
-        n_cls = m.pretrained_cfg["num_classes"]
-        with torch.no_grad():
-            out = m(x8)
-            assert out.shape == (2, n_cls) and torch.isfinite(out).all(), name
-            if info["kind"] == "arch":
-                assert m(x4).shape == (2, n_cls)
-    assert len(seen) > 20
+def test_gc_names_resolve():
+    # building and running every name is tests/test_all_models.py's job; GC's archs also take T=4 there
+    kinds = {zoo.model_info(n)["kind"] for n in _gc_names()}
+    assert kinds == {"arch", "variant", "ensemble"} and len(_gc_names()) > 20
 
 
 def test_params_of_every_gc_row():

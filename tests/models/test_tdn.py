@@ -45,21 +45,12 @@ def test_input_T_is_free_and_traces(arch, Ts):
         assert torch.allclose(torch.jit.trace(m, x)(x), m(x), atol=1e-5)
 
 
-def test_every_registered_name_builds_and_runs(monkeypatch):
+def test_registered_names():
+    # building and running every name is tests/test_all_models.py's job
     names = zoo.list_models(["tdn_*", "gc_tdn_*"])
     assert {"tdn_r50", "gc_tdn_r50", "tdn_r50_ssv1_8f", "gc_tdn_r50_ssv1_8f", "gc_tdn_r50_k400_8f16f"} <= set(names)
-    # random inits dominate the build time; an averaging constant keeps this check quick
-    def fill(t, *a, **k):
-        return t.detach().fill_(1.0 / t[0].numel() if t.dim() > 1 else 0.01)
-    for fn in ("kaiming_uniform_", "kaiming_normal_", "xavier_normal_", "normal_", "uniform_"):
-        monkeypatch.setattr(torch.nn.init, fn, fill)
     ensembles = zoo.list_models(["tdn_*", "gc_tdn_*"], kind="ensemble")
-    for name in [n for n in names if n not in ensembles] + ensembles[:1]:
-        m = zoo.create_model(name).eval()
-        with torch.no_grad():
-            out = m(small(1, B=1))
-        assert out.shape[0] == 1 and torch.isfinite(out).all(), name
-    for name in ensembles:  # each member was built above
+    for name in ensembles:
         assert set(zoo.model_info(name)["members"]) <= set(names), name
 
 

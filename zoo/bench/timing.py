@@ -74,13 +74,17 @@ def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=N
         for k in labels:
             timed(fns[k])
     out = {k: [] for k in labels}
-    for r in range(repeats):
+    rounds = range(repeats)
+    if log:  # a bar on a terminal, a line now and then in a log
+        from ..progress import progress
+
+        rounds = progress(rounds, desc="timed rounds", unit="rounds",
+                          describe=lambda r: ", ".join(f"{k} {out[k][-1]:.0f} ms" for k in labels[:3] if out[k])
+                          + (" ..." if len(labels) > 3 else ""))
+    for r in rounds:
         order = labels[r % len(labels):] + labels[:r % len(labels)] if labels else []
         for k in order:
             out[k].append(timed(fns[k]))
-        if log:
-            log(f"  round {r + 1}/{repeats}: " + ", ".join(f"{k} {out[k][-1]:.0f}" for k in labels[:4])
-                + (" ..." if len(labels) > 4 else ""))
     return out
 
 
