@@ -28,16 +28,19 @@ def test_wheel_lists_models_from_outside_the_repo(tmp_path):
                    check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import zoo, json; from zoo.registry import data_root; "
-            "print(json.dumps([str(data_root()), zoo.list_models()]))")
+    code = ("import zoo, json; from zoo.registry import data_root; from zoo.bench.targets import TARGETS; "
+            "print(json.dumps([str(data_root()), zoo.list_models(), len(TARGETS)]))")
     r = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
                        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     import json
 
-    root, names = json.loads(r.stdout)
+    root, names, targets = json.loads(r.stdout)
     assert root == str(target / "zoo" / "_data")
     assert names == zoo.list_models()
+    from zoo.bench.targets import TARGETS
+
+    assert targets == len(TARGETS) > 0    # the benchmark targets (package data) travel with the wheel
 
 
 def test_source_checkout_reads_the_repository_root():
