@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CPU/GPU latency benchmark; the same as ``zoo bench`` (see zoo/bench.py and benchmarks/README.md).
+"""CPU/GPU latency benchmark; the same as ``zoo bench`` (see zoo/bench/ and benchmarks/README.md).
 
     python benchmarks/latency.py --preset main --threads 2 --out benchmarks/results
 """

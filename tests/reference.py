@@ -51,15 +51,18 @@ def assert_logits_close(out: torch.Tensor, expected, rtol: float = 1e-4) -> None
 
 def check_reference_logits(fx_name: str, arch: str, converter=None, frames_per_segment: int = 1, **kwargs) -> dict:
     """The fixture's network: ``arch`` at its classes and segments has its parameter count, loads
-    its original-layout weights strictly and reproduces its reference logits at 112. Returns
-    the fixture."""
+    its original-layout weights strictly and reproduces its reference logits at 112, under
+    torch.no_grad and with autograd on. Returns the fixture."""
     import zoo
 
     fx = fixture(fx_name)
     m = zoo.create_model(arch, num_classes=fx["num_classes"], num_frames=fx["num_segments"], **kwargs)
     assert sum(p.numel() for p in m.parameters()) == fx["params"]
     zoo.load_original(m, original_state_dict(fx), converter=converter)
-    with torch.no_grad():
-        out = m.eval()(reference_input(fx["num_segments"], 112, frames_per_segment))
-    assert_logits_close(out, fx["reference"]["logits"])
+    x = reference_input(fx["num_segments"], 112, frames_per_segment)
+    # both grad modes: eval without autograd may take other kernels than training and export do
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            out = m.eval()(x)
+        assert_logits_close(out.detach(), fx["reference"]["logits"])
     return fx

@@ -2,11 +2,14 @@
 No timing assertions (timings are benchmark figures, not unit tests)."""
 import csv
 import io
+import sys
+import types
 
 import pytest
 
 from zoo import bench
 from zoo.bench import BenchResult, Spec, baseline_of, parse_spec, time_models
+from zoo.bench import profiling as bench_profiling, run as bench_run
 from zoo.cli import main as zoo_main
 from zoo.registry import archs
 
@@ -142,6 +145,8 @@ def test_run_bench_adds_baselines_and_cli(tmp_path, capsys):
 def test_cli_errors(capsys):
     assert zoo_main(["bench", "nosuch_r50", "--no-probe"]) == 2
     assert "unknown architecture" in capsys.readouterr().err
+    assert zoo_main(["bench", "tsm_r50_ssv1_8f16f", "--no-probe"]) == 2
+    assert "is an ensemble" in capsys.readouterr().err
 
 
 def test_probe_cache_reused(tmp_path, monkeypatch):
@@ -153,7 +158,7 @@ def test_probe_cache_reused(tmp_path, monkeypatch):
         return {s.label: {"spec": s.label, "params": 1, "flops": 2, "peak_mb": 3.0, "model_mb": 4.0,
                           "memory_how": "fake"} for s in specs}
 
-    monkeypatch.setattr(bench, "run_probes", fake)
+    monkeypatch.setattr(bench_run, "run_probes", fake)
     kw = dict(frames=2, size=32, threads=1, repeats=1, warmup=0, probe_cache=str(cache))
     bench.run_bench(["tsm_r18"], **kw)
     run = bench.run_bench(["tsm_r18", "tsm_r34"], **kw)
@@ -164,7 +169,7 @@ def test_probe_cache_reused(tmp_path, monkeypatch):
 def test_explain_lists_operators(monkeypatch):
     fake = {"gc_tsn_r50": {"aten::conv": 100.0, "aten::cat": 7.0, "aten::mul": 3.0},
             "tsn_r50": {"aten::conv": 99.0}}
-    monkeypatch.setattr(bench, "op_times", lambda n, *a, **k: fake[n])
+    monkeypatch.setattr(bench_profiling, "op_times", lambda n, *a, **k: fake[n])
     text = bench.explain(_fake_run())
     assert "**gc_tsn_r50** vs tsn_r50" in text and "`aten::cat` +7.0 ms" in text
     assert "tsn_r50** vs" not in text.replace("gc_tsn_r50** vs", "")
@@ -181,3 +186,65 @@ def test_render_again_from_json(tmp_path):
     assert bench.main(["--from-json", str(js), "--notes", str(notes), "--out", str(out)]) == 0
     md = next(out.glob("*.md")).read_text()
     assert "## Notes\nnew" in md and "Where the time goes" in md and "| gc_tsn_r50 | tsn_r50 |" in md
+
+
+def test_variant_names_and_their_targets(capsys):
+    assert parse_spec("tsm_r50_ssv1_8f").name == "tsm_r50_ssv1_8f"
+    assert baseline_of("gc_tsm_r50_ssv1_8f") == "tsm_r50" and baseline_of("tdn_r50_ssv1_8f") == "tv_resnet50"
+    assert bench.target_of("gc_tsm_r50_ssv1_8f") == bench.TARGETS["gc_tsm_r50"]
+    assert bench.target_of("tsm_r50:shift_div=4") is None
+    m = bench.build(parse_spec("tsm_r50_ssv1_8f"), num_frames=2)
+    assert m.num_classes == 174 and m.pretrained_cfg["name"] == "tsm_r50_ssv1_8f"
+
+
+def test_targets_are_the_projects_data():
+    t = bench.TARGETS["aia_tsn_r50:attention=st"]
+    assert t.baseline == "tsn_r50" and t.limit == pytest.approx(1 + (1.41 / 1.02 - 1) / 2)
+    assert bench.TARGETS["gc_tdn_r50"].authors == pytest.approx(1.62 / 1.48)
+    md = bench.render_md(_fake_run())
+    assert "issue" not in md.lower() and "the project's limit" in md
+
+
+def test_few_repeats_warn():
+    with pytest.warns(UserWarning, match="interquartile"):
+        bench.run_bench(["tsn_r18"], frames=2, size=32, threads=1, repeats=3, warmup=0, probes=False,
+                        add_baselines=False)
+    run = _fake_run()
+    assert "not a spread" in bench.render_md(run)       # 3 rounds
+    run["settings"]["repeats"] = 20
+    assert "not a spread" not in bench.render_md(run)
+
+
+def test_results_name_the_machine(tmp_path):
+    from zoo.bench.machine import cpu_info, machine
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nphysical id\t: 0\ncore id\t: 0\n"
+                    "flags\t\t: fpu sse avx2 avx512f amx_tile amx_bf16\n\nprocessor\t: 1\nphysical id\t: 0\n"
+                    "core id\t: 1\nflags\t\t: fpu sse avx2 avx512f amx_tile amx_bf16\n")
+    assert cpu_info(str(info)) == {"cpu": "Test CPU 9000", "vector": ["avx2", "avx512f", "amx_tile", "amx_bf16"],
+                                   "cores": 2}
+    m = machine(bandwidth=False)
+    import torch
+
+    assert m["torch"] == torch.__version__ and "vector" in m and "onednn_version" in m and "mkl_version" in m
+    run = _fake_run()
+    run["machine"].update(vector=["avx2", "avx512f"], cores=2, onednn_version="3.1", mkl_version="2024.2")
+    md = bench.render_md(run)
+    assert "Test CPU (AVX2, AVX512F; 2 cores" in md and "oneDNN 3.1, MKL 2024.2" in md
+    rows = list(csv.DictReader(io.StringIO(bench.render_csv(run))))
+    assert rows[0]["cpu"] == "Test CPU" and rows[0]["vector"] == "avx2 avx512f" and rows[0]["onednn"] == "3.1"
+
+
+def test_deploy_option(monkeypatch, capsys):
+    args = ["bench", "tsn_r18", "--frames", "2", "--size", "32", "--threads", "1", "--repeats", "1",
+            "--warmup", "0", "--no-probe", "-q", "--deploy"]
+    monkeypatch.setitem(sys.modules, "zoo.deploy", None)     # not installed: one clear line
+    assert zoo_main(args) == 2
+    assert "--deploy needs zoo.deploy" in capsys.readouterr().err
+    seen = []
+    fake = types.ModuleType("zoo.deploy")
+    fake.deploy = lambda model, x: seen.append(tuple(x.shape)) or model
+    monkeypatch.setitem(sys.modules, "zoo.deploy", fake)
+    assert zoo_main(args) == 0
+    assert seen == [(1, 3, 2, 32, 32)] * 2      # tsn_r18 and its torchvision backbone

@@ -20,7 +20,7 @@ import re
 import pytest
 import torch
 
-from zoo.bench import baseline_of, build, parse_spec
+import zoo
 from zoo.registry import archs
 
 from .reference import rule_tensor
@@ -38,8 +38,8 @@ def _cases():
     reg = archs()
     best = {}
     for name, a in reg.items():
-        b = baseline_of(name)
-        bfam = reg[b].family if b in reg and name.split("_", 1)[1] == b else None
+        rest = name.partition("_")[2]  # gc_tsm_r50 -> tsm_r50: the backbone a calibrator family sits on
+        bfam = reg[rest].family if rest in reg else None
         bfam = "tsm" if bfam == "tsn" else bfam
         key = (a.family, bfam)
         rank = (_depth(name), "tsm" not in name, name)
@@ -60,7 +60,7 @@ def _randomize(model):
 
 def _setup(name):
     torch.manual_seed(0)
-    model = _randomize(build(parse_spec(name), num_classes=10, num_frames=T))
+    model = _randomize(zoo.create_model(name, num_classes=10, num_frames=T))
     fps = getattr(model, "frames_per_segment", 1)
     g = torch.Generator().manual_seed(1)
     x1 = torch.randn(2, 3, T * fps, SIZE, SIZE, generator=g)

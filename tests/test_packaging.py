@@ -29,16 +29,20 @@ def test_wheel_lists_models_from_outside_the_repo(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = ("import zoo, json; from zoo.registry import data_root; from zoo.labels import label_names; "
-            "print(json.dumps([str(data_root()), zoo.list_models(), label_names('k400')]))")
+            "from zoo.bench.targets import TARGETS; "
+            "print(json.dumps([str(data_root()), zoo.list_models(), label_names('k400'), len(TARGETS)]))")
     r = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True,
                        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
     import json
 
-    root, names, k400 = json.loads(r.stdout)
+    root, names, k400, targets = json.loads(r.stdout)
     assert root == str(target / "zoo" / "_data")
     assert k400 is not None and len(k400) == 400 and k400[0] == "abseiling"   # the lists ship as package data
     assert names == zoo.list_models()
+    from zoo.bench.targets import TARGETS
+
+    assert targets == len(TARGETS) > 0    # the benchmark targets (package data) travel with the wheel
 
 
 def test_source_checkout_reads_the_repository_root():

@@ -80,10 +80,40 @@ PAPER = '[paper]\nid = "x"\ntitle = "t"\nauthors = "a"\nvenue = "v"\nyear = 2020
     ('[[complexity]]\ntable = "T"\nrow = "r"\narch = "se3d_r50"\nframes = 8\nparams = "23.9M"\n', "pending"),
     ('[[ensemble]]\nname = "tsm_r50_ssv1_8f16f"\nmembers = ["tsm_r50_ssv1_8f"]\n', "at least two"),
     ('[[ensemble]]\nname = "e_x"\nmembers = ["tsm_r50_ssv1_8f", "tsm_r50_k400_8f"]\n', "different datasets"),
+    # values are checked when the tables load, not when a model is built
+    ('[[variant]]\narch = "tsm_r50"\ndataset = "ssv1"\nframes = 0\n', "'frames' must be > 0"),
+    ('[[variant]]\narch = "tsm_r50"\ndataset = "ssv1"\nframes = 4\nnum_classes = -3\n', "'num_classes' must be > 0"),
+    ('[[complexity]]\ntable = "T"\nrow = "r"\narch = "tsm_r50"\nframes = -8\nparams = "23.9M"\n', "'frames' must be > 0"),
+    ('[[variant]]\narch = "tsm_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { shift_div = 0 }\n', "shift_div must be a positive"),
+    ('[[variant]]\narch = "tsm_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { dropout = 1.0 }\n', r"dropout must be in \[0, 1\)"),
+    ('[[variant]]\narch = "tsm_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { dropout = "0.5" }\n', "dropout must be a number"),
+    ('[[variant]]\narch = "gc_tsm_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { loop = 1 }\n', "loop must be True or False"),
+    ('[[variant]]\narch = "gc_tsm_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { calibrators = "xyz" }\n', "calibrators"),
+    ('[[variant]]\narch = "aia_tsn_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { attention = "nope" }\n', "unknown attention"),
+    ('[[variant]]\narch = "tsn_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { calibrator = "se9" }\n', "unknown calibrator"),
+    ('[[variant]]\narch = "tdn_r50"\ndataset = "ssv1"\nframes = 4\nkwargs = { fusion = [1.0] }\n', "fusion must be"),
+    ('[[variant]]\narch = "tsm_r50"\ndataset = "ssv1"\nframes = 4\nviews = "3by2"\n', "views must be"),
 ])
 def test_malformed_rows_fail_at_load(root, body, msg):
     _append(root, PAPER + body)
     with pytest.raises(RegistryError, match=msg):
+        Registry(root)
+
+
+def test_toml_syntax_error_names_the_file(root):
+    _append(root, PAPER + '[[variant]]\narch = "tsm_r50\n', name="broken.toml")
+    with pytest.raises(RegistryError, match=r"broken\.toml: TOML syntax error"):
+        Registry(root)
+
+
+def test_dataset_flip_and_protocols_are_data(root):
+    reg = Registry(root)
+    assert not reg.datasets["ssv1"].flip and not reg.datasets["ssv2"].flip and reg.datasets["k400"].flip
+    assert reg.protocols["tdn"].length == 5 and reg.protocols["dense"].kind == "dense"
+    assert all(reg.protocols[a.sampling] for a in reg.archs.values())
+    ds = root / "registry" / "datasets.toml"
+    ds.write_text(ds.read_text().replace("[ssv1]\nflip = false", "[ssv1]\nflip = \"no\""))
+    with pytest.raises(RegistryError, match="flip must be true or false"):
         Registry(root)
 
 

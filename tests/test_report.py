@@ -52,3 +52,19 @@ def test_pending_rows_are_not_built():
 def test_unknown_paper():
     with pytest.raises(ValueError, match="unknown paper"):
         build_report(["nope"])
+
+
+def test_cli_progress_in_a_log_is_lines(capsys, monkeypatch):
+    # the measurement is faked: this checks only what the command writes to a log
+    import types
+
+    import zoo.factory
+    import zoo.report
+    from zoo.cli import main
+
+    monkeypatch.setattr(zoo.report, "_MEASURED", {})
+    monkeypatch.setattr(zoo.factory, "create_model", lambda *a, **k: None)
+    monkeypatch.setattr(zoo.report, "complexity", lambda *a, **k: types.SimpleNamespace(params=1, flops=1))
+    assert main(["report", "--arch", "tsm_r50", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "complexity rows: 24/24 rows" in err and err.count("\n") <= 25

@@ -39,6 +39,29 @@ def test_tdn_takes_consecutive_frames():
     assert S.sample("tdn", 6, 8, "1clip").max() <= 5               # short video: clamped to the last frame
 
 
+def test_tdn_protocol_follows_the_authors_loader():
+    idx = S.sample("tdn", 100, 8, "1clip")[0].tolist()
+    runs = [idx[5 * t:5 * t + 5] for t in range(8)]
+    assert all(r == list(range(r[0], r[0] + 5)) for r in runs)
+    # each run starts at the middle of its segment of the 96 possible starts
+    assert [r[0] for r in runs] == [int(6 + 12 * t) for t in range(8)]
+    # TDN's test loader: a video of at most T + 4 frames starts every run at frame 0
+    assert S.sample("tdn", 19, 16, "1clip")[0].tolist() == [0, 1, 2, 3, 4] * 16
+    assert S.sample("tdn", 20, 16, "1clip")[0].tolist() == [0, 1, 2, 3, 4] * 16
+    assert S.sample("tdn", 21, 16, "1clip")[0, ::5].tolist() == [int(17 / 32 + 17 / 16 * t) for t in range(16)]
+    assert S.sample("tdn", 6, 4, "1clip")[0].tolist() == [0, 1, 2, 3, 4] * 4
+    assert S.sample("tdn", 3, 2, "1clip").max() == 2     # runs past the end repeat the last frame
+    tr = S.sample("tdn", 100, 8, "train", generator=torch.Generator().manual_seed(0))[0]
+    assert tr.shape == (40,) and all(12 * t <= tr[5 * t] < 12 * (t + 1) + 1 for t in range(8))
+    with pytest.raises(ValueError):
+        S.sample("tdn", 0, 8)
+
+
+def test_short_video_middle_frames_as_the_test_loaders():
+    assert S.segment_middle(8, 8).tolist() == [[0] * 8]       # n <= T: every segment at frame 0
+    assert S.segment_middle(9, 8).tolist() == [[int(9 / 16 + 9 / 8 * t) for t in range(8)]]
+
+
 def test_dense():
     d = S.dense_clips(300, 8, stride=8, clips=10)
     assert d.shape == (10, 8) and d[0, 0] == 0 and d[-1, 0] == 300 - 64     # evenly spaced over the video

@@ -55,6 +55,30 @@ def test_train_mode_and_flip_policy():
     assert zoo.create_transform("tsm_r18", train=True, size=32).views(_video(T=30)).shape == (1, 3, 8, 32, 32)
 
 
+def test_views_default_to_the_entrys_test_protocol():
+    reg = registry()
+    two = next(n for n, v in reg.variants.items() if v.views == "1x2")
+    ten = next(n for n, v in reg.variants.items() if v.views == "3x10")
+    video = _video(T=120)
+    tf = zoo.create_transform(two, size=32)
+    assert tf.clips == 2 and tf.views(video).shape == (2, 3, reg.variants[two].frames, 32, 32)
+    assert torch.equal(tf.views(video), tf.views(video, mode="2clips"))
+    tf = zoo.create_transform(ten, size=32, resize=40)
+    v = reg.variants[ten]
+    assert (tf.crops, tf.clips) == (3, 10)
+    g = torch.Generator().manual_seed(0)
+    assert tf.views(video, generator=g).shape == (30, 3, v.frames * 5, 40, 40)   # TDN: 5 frames per segment
+    assert zoo.create_transform("tdn_r50", size=32).protocol == "tdn"
+
+
+def test_float_frames_must_be_in_unit_range():
+    tf = VideoTransform(size=32, resize=36, mean=(0, 0, 0), std=(1, 1, 1))
+    u8 = torch.full((2, 3, 36, 36), 255, dtype=torch.uint8)
+    assert torch.allclose(tf(u8), tf(u8.float() / 255))
+    with pytest.raises(ValueError, match=r"float frames must be in \[0, 1\].*255"):
+        tf(u8.float())
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="colour channels"):
         VideoTransform(size=32)(torch.zeros(8, 4, 40, 40, dtype=torch.uint8))

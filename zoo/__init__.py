@@ -3,8 +3,9 @@ with a declarative, hub-style pretrained registry and complexity reports."""
 __version__ = "0.1.0"
 
 from .factory import EnsembleModel, create_model, model_info, param_groups  # noqa: E402
-from .registry import list_models, register_arch, registry  # noqa: E402
-from .convert import load_original, register_converter  # noqa: E402
+from .registration import register_arch, register_converter  # noqa: E402
+from .registry import list_models, registry  # noqa: E402
+from .convert import load_original  # noqa: E402
 from .complexity import complexity  # noqa: E402
 from .transforms import create_transform  # noqa: E402
 from .inference import Recognizer, predict  # noqa: E402

@@ -84,14 +84,6 @@ def _arch_paper(reg, arch: str) -> Optional[str]:
     return None
 
 
-def _frames_per_segment(family: str) -> int:
-    if family == "tdn":
-        from .models.tdn import FRAMES_PER_SEGMENT
-
-        return FRAMES_PER_SEGMENT
-    return 1
-
-
 def pretrained_cfg(name: str) -> dict:
     """The configuration of a registered name (variant, ensemble or architecture); see the
     module docstring for the keys. A fresh dict: callers may change it."""
@@ -108,7 +100,7 @@ def pretrained_cfg(name: str) -> dict:
     else:
         arch, size, mean, std = obj.name, DEFAULT_SIZE, DEFAULT_MEAN, DEFAULT_STD
         classes, frames, dataset, paper = DEFAULT_CLASSES, DEFAULT_FRAMES, None, _arch_paper(reg, obj.name)
-        sampling = "tdn" if obj.family == "tdn" else "uniform"
+        sampling = obj.sampling
         crops, clips = 1, 1
     full = math.floor(size / CROP_PCT)  # 3-crop testing takes full-resolution crops of the resized frame
     w = reg.weights(name) or {}
@@ -133,7 +125,7 @@ def pretrained_cfg(name: str) -> dict:
         "license": w.get("license") if hosted else None,
         **_paper(reg, paper),
         "num_frames": frames,
-        "frames_per_segment": _frames_per_segment(reg.archs[arch].family),
+        "frames_per_segment": reg.protocols[sampling].length,
         "sampling": sampling,
         "test_views": (crops, clips),
         "dataset": dataset,

@@ -58,17 +58,11 @@ def _cmd_report(a) -> int:
 
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
 
-    def progress(i, n, row):
-        if not a.quiet:
-            print(f"\r[{i + 1}/{n}] {row.paper} {row.table} {row.row}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
-
     if a.plot:
         from .plot import cmd_plot
 
         return cmd_plot(a)
-    results = build_report(a.paper or None, progress=progress, archs=a.arch or None, frames=a.frames)
-    if not a.quiet:
-        print(file=sys.stderr)
+    results = build_report(a.paper or None, progress=not a.quiet, archs=a.arch or None, frames=a.frames)
     text = render(results, a.format)
     if a.out:
         from .weights import atomic_write

@@ -50,7 +50,7 @@ class Complexity:
     params: int
     flops: int                 # per view, fvcore convention
     views: int
-    input_shape: tuple
+    input_shape: tuple         # an ensemble: one shape per member
     by_operator: dict          # counted FLOPs per operator
     by_module: dict            # counted FLOPs per module (depth <= 2)
     uncounted: dict            # op -> {"calls": n, "estimate": flops}
@@ -130,7 +130,10 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
 
     ``model_or_name``: a module, or any registered name (built with ``num_classes`` and
     ``kwargs``). Frames and input size default to the entry's (else 8 and 224). FLOPs are
-    for one clip; a view is one (crop, clip) pair of the test protocol."""
+    for one clip; a view is one (crop, clip) pair of the test protocol. An ensemble (name or
+    module) is the sum of its members, each measured at its own frame count."""
+    if _is_ensemble(model_or_name):
+        return _ensemble(model_or_name, num_frames, input_size, views, num_classes, batch, kwargs)
     if isinstance(model_or_name, str):
         from .factory import create_model
 
@@ -159,12 +162,9 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
     finally:
         model.train(was_training)
     by_op = {k: v for k, v in by_op_all.items() if not k.startswith(_MARK)}
-    # 1x1 convs that run as batched products (zoo.models.ops.pointwise) are reported as convs
-    from .models.conv3d import FrameConv3d
-    from .models.ops import Conv1x1
-
+    # convs that run as batched products (a module says so with ``bmm_is_conv``) are reported as convs
     as_conv = sum(by_mod_op.get(n, {}).get("bmm", 0) for n, m in model.named_modules()
-                  if isinstance(m, (Conv1x1, FrameConv3d)))
+                  if getattr(m, "bmm_is_conv", False))
     if as_conv:
         by_op["conv"] = by_op.get("conv", 0) + as_conv
         by_op["bmm"] -= as_conv
@@ -179,3 +179,54 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
     return Complexity(name=name, params=count_params(model), flops=int(flops), views=views,
                       input_shape=tuple(x.shape), by_operator=by_op, by_module=by_module,
                       uncounted=uncounted, unhandled=unsupported, uncalled_modules=uncalled)
+
+
+def _is_ensemble(model_or_name) -> bool:
+    if isinstance(model_or_name, str):
+        from .registry import registry
+
+        return model_or_name in registry().ensembles
+    return hasattr(model_or_name, "member_names") and hasattr(model_or_name, "members")
+
+
+def _ensemble(model_or_name, num_frames, input_size, views, num_classes, batch, kwargs) -> Complexity:
+    """Members measured one by one, each on its own frames, and summed (the papers' "(8+16)" rows)."""
+    if num_frames is not None or num_classes is not None or kwargs:
+        raise TypeError("an ensemble's members have fixed frames, classes and kwargs: measure the members "
+                        "to change them")
+    if isinstance(model_or_name, str):
+        from .registry import registry
+
+        name, members = model_or_name, list(registry().ensembles[model_or_name].members)
+    else:
+        name = (getattr(model_or_name, "pretrained_cfg", None) or {}).get("name", type(model_or_name).__name__)
+        members = list(zip(model_or_name.member_names, model_or_name.members))
+    parts = []
+    for m in members:
+        if isinstance(m, tuple):
+            label, module = m
+            c = complexity(module, input_size=input_size, batch=batch)
+            c.name = label
+        else:
+            c = complexity(m, input_size=input_size, batch=batch)
+        parts.append(c)
+
+    def add(dicts):
+        out: dict = {}
+        for d in dicts:
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    out[k] = {f: out.get(k, {}).get(f, 0) + x for f, x in v.items()}
+                else:
+                    out[k] = out.get(k, 0) + v
+        return out
+
+    by_module = {}
+    for c in parts:
+        by_module.update({f"{c.name}.{k}" if k != "(total)" else c.name: v for k, v in c.by_module.items()})
+    by_module["(total)"] = sum(c.flops for c in parts)
+    return Complexity(name=name, params=sum(c.params for c in parts), flops=sum(c.flops for c in parts),
+                      views=views, input_shape=tuple(c.input_shape for c in parts),
+                      by_operator=add(c.by_operator for c in parts), by_module=by_module,
+                      uncounted=add(c.uncounted for c in parts), unhandled=add(c.unhandled for c in parts),
+                      uncalled_modules=[f"{c.name}.{m}" for c in parts for m in c.uncalled_modules])

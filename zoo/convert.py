@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Iterable, Mapping, Optional, Union
+from typing import Iterable, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
+
+from .registration import Converter, converters, register_converter
 
 __all__ = ["register_converter", "converters", "load_original", "read_checkpoint", "rename", "fit_problems",
            "COMMON_RULES", "ConversionError"]
@@ -20,9 +22,6 @@ __all__ = ["register_converter", "converters", "load_original", "read_checkpoint
 class ConversionError(ValueError):
     """An original state dict that does not fit the model."""
 
-
-Converter = Callable[[dict], dict]
-_CONVERTERS: dict[str, Converter] = {}
 
 # base_model.* is the backbone of every TSN-style wrapper; new_fc is its classifier; the TSM
 # authors' own repo wraps conv1 in the shift module, giving conv1.net.weight.
@@ -44,24 +43,6 @@ def rename(sd: Mapping[str, torch.Tensor], rules: Iterable[tuple[str, str]]) -> 
             raise ConversionError(f"two original keys map to {k!r}")
         out[k] = v
     return out
-
-
-def register_converter(name: str):
-    """Register ``fn(state_dict) -> state_dict`` as the converter ``name``."""
-
-    def deco(fn: Converter) -> Converter:
-        if name in _CONVERTERS:
-            raise ValueError(f"converter {name!r} registered twice")
-        _CONVERTERS[name] = fn
-        return fn
-
-    return deco
-
-
-def converters() -> dict[str, Converter]:
-    from . import models  # noqa: F401  (families register their converters on import)
-
-    return _CONVERTERS
 
 
 @register_converter("tsn")

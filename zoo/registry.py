@@ -1,7 +1,7 @@
 """The registry: architectures (code) and the declarative tables (data).
 
-Architectures are builder functions registered with :func:`register_arch` in each family's
-module. Everything else - named variants with their dataset, frames, protocol, paper claims and
+Architectures are builder functions registered with ``zoo.registration.register_arch`` in each
+family's module (importing this module imports every family). Everything else - named variants with their dataset, frames, protocol, paper claims and
 weights source, ensembles, and the papers' params/FLOPs rows - is data in ``registry/*.toml``
 (one file per paper, plus ``datasets.toml``), validated as a whole the first time it is read.
 """
@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import inspect
 import json
 import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
+
+from . import models  # noqa: F401  (importing the families registers their architectures)
+from .registration import Arch, archs, register_arch
 
 __all__ = [
-    "register_arch", "data_root", "registry", "Arch", "Variant", "Ensemble", "ComplexityRow",
-    "Claim", "Paper", "Dataset", "RegistryError", "UnknownModelError",
+    "register_arch", "archs", "data_root", "registry", "Arch", "Variant", "Ensemble", "ComplexityRow",
+    "Claim", "Paper", "Dataset", "Protocol", "RegistryError", "UnknownModelError",
 ]
 
 
@@ -33,43 +35,6 @@ class UnknownModelError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
-
-
-# -- architectures (code) ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Arch:
-    name: str
-    builder: Callable[..., Any]
-    family: str
-    defaults: dict
-    doc: str
-
-
-_ARCHS: dict[str, Arch] = {}
-
-
-def register_arch(name: str, family: str, **defaults):
-    """Register ``fn(num_classes, num_frames, **kwargs) -> nn.Module`` as architecture ``name``.
-
-    ``defaults`` are the public kwargs with their default values; unknown kwargs are refused
-    at ``create_model`` time with the list of accepted ones."""
-
-    def deco(fn):
-        if name in _ARCHS:
-            raise RegistryError(f"architecture {name!r} registered twice")
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-            raise RegistryError(f"architecture name {name!r} must be lowercase snake_case")
-        _ARCHS[name] = Arch(name, fn, family, dict(defaults), inspect.cleandoc(fn.__doc__ or ""))
-        return fn
-
-    return deco
-
-
-def archs() -> dict[str, Arch]:
-    from . import models  # noqa: F401  (importing the families registers them)
-
-    return _ARCHS
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -103,6 +68,18 @@ class Dataset:
     url: str = ""
     note: str = ""
     labels: Optional[dict] = None   # class-name list: {list, order, source} (zoo.labels)
+    flip: bool = True      # training may mirror frames (False where labels name a direction)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A sampling protocol of datasets.toml [sampling]: which frames make a clip."""
+
+    key: str
+    kind: str              # "segment" | "dense"
+    description: str
+    length: int = 1        # consecutive frames per segment (TDN: 5)
+    stride: int = 8        # dense: frame step
 
 
 @dataclass(frozen=True)
@@ -208,6 +185,24 @@ def _need(obj: dict, key: str, typ, where: str):
     return val
 
 
+def _positive(obj: dict, key: str, where: str, default: Optional[int] = None) -> int:
+    """An integer field that must be > 0 (frames, classes, sizes); ``default`` when absent and allowed."""
+    if key not in obj and default is not None:
+        return default
+    val = _need(obj, key, int, where)
+    if val < 1:
+        raise RegistryError(f"{where}: field {key!r} must be > 0, got {val}")
+    return val
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise RegistryError(f"{path}: TOML syntax error: {e}") from None
+
+
+_VIEWS = re.compile(r"[1-9][0-9]*x[1-9][0-9]*")
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)([MG])")
 
 
@@ -227,7 +222,8 @@ class Registry:
         self.root = root
         self.archs = archs()
         self.datasets: dict[str, Dataset] = {}
-        self.sampling: dict[str, str] = {}
+        self.sampling: dict[str, str] = {}       # protocol key -> description
+        self.protocols: dict[str, Protocol] = {}
         self.papers: dict[str, Paper] = {}
         self.variants: dict[str, Variant] = {}
         self.ensembles: dict[str, Ensemble] = {}
@@ -238,19 +234,27 @@ class Registry:
     # -- loading ------------------------------------------------------------------------
     def _load(self) -> None:
         tables = self.root / "registry"
-        ds = tomllib.loads((tables / "datasets.toml").read_text())
-        self.sampling = {k: v for k, v in ds.pop("sampling", {}).items()}
+        ds = _read_toml(tables / "datasets.toml")
+        for key, d in ds.pop("sampling", {}).items():
+            self._add_protocol(key, d, f"datasets.toml [sampling.{key}]")
         for key, d in ds.items():
             where = f"datasets.toml [{key}]"
-            _check_keys(d, {"title", "num_classes", "mean", "std", "url", "note", "labels"}, where)
+            _check_keys(d, {"title", "num_classes", "mean", "std", "url", "note", "flip", "labels"}, where)
             _check_keys(d.get("labels", {}), _LABEL_KEYS, f"{where} labels")
-            self.datasets[key] = Dataset(key, _need(d, "title", str, where), _need(d, "num_classes", int, where),
+            flip = d.get("flip", True)
+            if not isinstance(flip, bool):
+                raise RegistryError(f"{where}: flip must be true or false, got {flip!r}")
+            self.datasets[key] = Dataset(key, _need(d, "title", str, where), _positive(d, "num_classes", where),
                                          tuple(_need(d, "mean", list, where)), tuple(_need(d, "std", list, where)),
-                                         d.get("url", ""), d.get("note", ""), d.get("labels"))
+                                         d.get("url", ""), d.get("note", ""), d.get("labels"), flip)
+        for a in self.archs.values():
+            if a.sampling not in self.protocols:
+                raise RegistryError(f"architecture {a.name}: unknown sampling {a.sampling!r}; "
+                                    f"datasets.toml [sampling] has {sorted(self.protocols)}")
         files = sorted(p for p in tables.glob("*.toml") if p.name != "datasets.toml")
         pending_claims, pending_ens, docs = [], [], []
         for path in files:
-            doc = tomllib.loads(path.read_text())
+            doc = _read_toml(path)
             where = path.name
             _check_keys(doc, {"paper", "variant", "claim", "ensemble", "complexity"}, where)
             p = doc.get("paper")
@@ -296,6 +300,19 @@ class Registry:
             raise RegistryError(f"{mf} is not a valid weights manifest ({e}); restore it "
                                 "(git checkout weights_manifest.json, or reinstall the package)") from e
 
+    def _add_protocol(self, key: str, d, where: str) -> None:
+        if not isinstance(d, dict):
+            raise RegistryError(f"{where}: a protocol is a table with kind, description (and length, stride)")
+        _check_keys(d, {"kind", "description", "length", "stride"}, where)
+        kind = _need(d, "kind", str, where)
+        if kind not in ("segment", "dense"):
+            raise RegistryError(f"{where}: kind must be 'segment' or 'dense', got {kind!r}")
+        length, stride = _positive(d, "length", where, 1), _positive(d, "stride", where, 8)
+        if kind == "dense" and length != 1:
+            raise RegistryError(f"{where}: a dense protocol takes one frame per position (length 1)")
+        self.protocols[key] = Protocol(key, kind, _need(d, "description", str, where), length, stride)
+        self.sampling[key] = self.protocols[key].description
+
     def _claim(self, c: dict, paper: str, where: str, variant: str) -> Claim:
         _check_keys(c, _CLAIM_KEYS, where)
         metrics = {k: c[k] for k in _METRICS if k in c}
@@ -314,7 +331,7 @@ class Registry:
         dkey = _need(v, "dataset", str, where)
         if dkey not in self.datasets:
             raise RegistryError(f"{where}: unknown dataset {dkey!r}; known: {sorted(self.datasets)}")
-        frames = _need(v, "frames", int, where)
+        frames = _positive(v, "frames", where)
         name = v.get("name") or f"{arch}_{dkey}_{frames}f"
         where = f"{where} ({name})"
         if not _NAME.fullmatch(name) or not name.startswith(arch + "_"):
@@ -331,10 +348,13 @@ class Registry:
             _check_keys(src, _SOURCE_KEYS, f"{where} source")
         _check_keys(v.get("labels", {}), _LABEL_KEYS, f"{where} labels")
         ds = self.datasets[dkey]
+        views = v.get("views", "1x1")
+        if not isinstance(views, str) or not _VIEWS.fullmatch(views):
+            raise RegistryError(f"{where}: views must be '<crops>x<clips>' (e.g. '1x1', '3x2'), got {views!r}")
         var = Variant(name=name, arch=arch, paper=paper, dataset=dkey, frames=frames,
-                      num_classes=v.get("num_classes", ds.num_classes), kwargs=kwargs,
-                      input_size=v.get("input_size", 224), mean=ds.mean, std=ds.std, sampling=sampling,
-                      views=v.get("views", "1x1"), source=src, note=v.get("note", ""),
+                      num_classes=_positive(v, "num_classes", where, ds.num_classes), kwargs=kwargs,
+                      input_size=_positive(v, "input_size", where, 224), mean=ds.mean, std=ds.std,
+                      sampling=sampling, views=views, source=src, note=v.get("note", ""),
                       labels=v.get("labels", ds.labels))
         for i, c in enumerate(v.get("claims", [])):
             var.claims.append(self._claim(c, paper, f"{where} claim #{i + 1}", name))
@@ -384,17 +404,17 @@ class Registry:
             raise RegistryError(f"{where}: a complexity row needs params or flops")
         self.complexity.append(ComplexityRow(
             paper=paper, table=_need(r, "table", str, where), row=_need(r, "row", str, where), arch=arch,
-            kwargs=kwargs, frames=_need(r, "frames", int, where), num_classes=r.get("num_classes", 174),
-            input_size=r.get("input_size", 224), params=params, flops=flops, views=r.get("views", 1),
+            kwargs=kwargs, frames=_positive(r, "frames", where), num_classes=_positive(r, "num_classes", where, 174),
+            input_size=_positive(r, "input_size", where, 224), params=params, flops=flops, views=r.get("views", 1),
             cause=r.get("cause", ""), pending=pending, note=r.get("note", "")))
 
     def _check_kwargs(self, arch: str, kwargs: dict, where: str) -> None:
         if not isinstance(kwargs, dict):
             raise RegistryError(f"{where}: kwargs must be a table")
-        bad = set(kwargs) - set(self.archs[arch].defaults)
-        if bad:
-            raise RegistryError(f"{where}: {arch} has no kwarg(s) {sorted(bad)}; "
-                                f"accepted: {sorted(self.archs[arch].defaults)}")
+        try:
+            self.archs[arch].validate(kwargs)
+        except (TypeError, ValueError) as e:
+            raise RegistryError(f"{where}: kwargs: {e}") from None
 
     # -- queries ------------------------------------------------------------------------
     def names(self) -> list[str]:

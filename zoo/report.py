@@ -78,7 +78,8 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
                  archs: Optional[Iterable[str]] = None, frames: Optional[int] = None) -> list[RowResult]:
     """Measure every complexity row of the given papers (default: all), optionally only rows
     whose architecture matches one of the fnmatch patterns ``archs`` and with ``frames`` frames.
-    Identical configurations are built and traced once per process."""
+    Identical configurations are built and traced once per process. ``progress``: True shows
+    it on stderr (:func:`zoo.progress.progress`), or a callback ``fn(i, n, row)``."""
     reg = registry()
     wanted = set(papers) if papers else None
     if wanted:
@@ -95,9 +96,14 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
         rows = [r for r in rows if r.frames == frames]
     cache = _MEASURED
     out = []
-    for i, r in enumerate(rows):
-        if progress:
-            progress(i, len(rows), r)
+    if progress is True:  # the command line: a bar on a terminal, plain lines in a log
+        from .progress import progress as show
+
+        rows = show(rows, total=len(rows), desc="complexity rows", unit="rows",
+                    describe=lambda r: f"{r.paper} {r.table} {r.row}")
+    elif progress:
+        rows = _call_back(rows, progress)
+    for r in rows:
         if r.pending or r.arch not in reg.archs:
             out.append(RowResult(r, None, None, "not built" if r.params else "-", "not built" if r.flops else "-",
                                  r.cause or f"architecture not in the zoo yet ({r.pending})"))
@@ -117,6 +123,12 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
             cause = "cause unknown"
         out.append(RowResult(r, c.params, c.flops, pv, fv, cause))
     return out
+
+
+def _call_back(rows: list, fn):
+    for i, r in enumerate(rows):
+        fn(i, len(rows), r)
+        yield r
 
 
 def _config(r: RowResult) -> str:

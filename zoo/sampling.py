@@ -3,7 +3,9 @@
 Every function takes the number of frames ``n`` of the decoded video and the number of segments
 ``T`` the model sees, and returns a LongTensor of frame indices of shape ``(clips, T * length)``;
 ``video[idx[c]]`` is clip ``c``. ``length`` > 1 takes that many consecutive frames per segment
-(TDN: 5). Random protocols take a ``torch.Generator`` for reproducibility.
+(TDN: 5). Random protocols take a ``torch.Generator`` for reproducibility. The protocols
+themselves (kind, frames per segment, dense stride) are data: ``[sampling]`` in
+registry/datasets.toml, read by :func:`sample`.
 
 Segment-based ("uniform", TSN, Wang et al. ECCV 2016; used for Something-Something, Diving48,
 EGTEA and EPIC by GC, AIA, SDA, STC, GST and TSM): the usable range ``n - length + 1`` is cut into
@@ -11,7 +13,8 @@ EGTEA and EPIC by GC, AIA, SDA, STC, GST and TSM): the usable range ``n - length
 
 * :func:`segment_train` - one random frame per segment (TSN training).
 * :func:`segment_middle` - the middle frame of each segment: 1 clip, the papers' "1 clip" /
-  "x1" test (TSN/TSM test scripts, GC/AIA/SDA "1x1" rows).
+  "x1" test (TSN/TSM/TDN test loaders, GC/AIA/SDA "1x1" rows). As those loaders, a video of at
+  most ``T + length - 1`` frames gives every segment position 0.
 * :func:`segment_two_clips` - the first and the middle frame of each segment: 2 clips, TSM's
   "2 clips" test for Something-Something (the "3x2" views of TSM, GC and AIA rows).
 * :func:`segment_random_clips` - ``clips`` independent training-style draws (10 for the
@@ -23,8 +26,9 @@ Dense ("dense", I3D / Non-local style; TSM and GC-TSM on Kinetics-400): ``T`` fr
 * :func:`dense_train` - one window at a random start.
 * :func:`dense_clips` - ``clips`` windows (10) with evenly spaced starts over the video.
 
-Short videos: when a segment or window does not fit, indices repeat (segments) or wrap around
-(dense windows), so every protocol returns ``T`` segments for any ``n >= 1``.
+Short videos: when a segment or window does not fit, indices repeat (segments; runs of
+``length`` frames that pass the end repeat the last frame) or wrap around (dense windows), so
+every protocol returns ``T`` segments for any ``n >= 1``.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from typing import Optional
 import torch
 
 __all__ = ["segment_train", "segment_middle", "segment_two_clips", "segment_random_clips", "dense_train",
-           "dense_clips", "sample", "PROTOCOLS"]
+           "dense_clips", "sample", "SAMPLERS", "MODES"]
 
 
 def _check(n: int, T: int, length: int) -> int:
@@ -61,8 +65,11 @@ def segment_train(n: int, T: int, length: int = 1, generator: Optional[torch.Gen
 
 
 def segment_middle(n: int, T: int, length: int = 1) -> torch.Tensor:
-    """1 test clip: the middle of each segment. (1, T*length)."""
+    """1 test clip: the middle of each segment; all at 0 when ``n <= T + length - 1`` (the
+    authors' test loaders). (1, T*length)."""
     usable = _check(n, T, length)
+    if n <= T + length - 1:
+        return _expand(torch.zeros(1, T, dtype=torch.long), n, length)
     tick = usable / T
     pos = (tick / 2 + tick * torch.arange(T, dtype=torch.float64)).long()
     return _expand(pos.unsqueeze(0), n, length)
@@ -99,35 +106,39 @@ def dense_clips(n: int, T: int, stride: int = 8, clips: int = 10) -> torch.Tenso
     return (starts.unsqueeze(1) + stride * torch.arange(T)) % n
 
 
-# protocol key of registry/datasets.toml [sampling] -> per-mode samplers
-PROTOCOLS = {
-    "uniform": {"train": segment_train, "1clip": segment_middle, "2clips": segment_two_clips,
+# protocol kind (registry/datasets.toml [sampling.<key>] kind) -> per-mode samplers
+SAMPLERS = {
+    "segment": {"train": segment_train, "1clip": segment_middle, "2clips": segment_two_clips,
                 "clips": segment_random_clips},
-    "tdn": {"train": segment_train, "1clip": segment_middle, "2clips": segment_two_clips,
-            "clips": segment_random_clips},
-    "dense": {"train": dense_train, "clips": dense_clips},
+    "dense": {"train": dense_train, "1clip": dense_clips, "clips": dense_clips},
 }
+MODES = ("train", "1clip", "2clips", "clips")
 
 
 def sample(protocol: str, n: int, T: int, mode: str = "1clip", clips: int = 10,
-           generator: Optional[torch.Generator] = None, stride: int = 8) -> torch.Tensor:
+           generator: Optional[torch.Generator] = None, stride: Optional[int] = None) -> torch.Tensor:
     """Frame indices (clips, T * length) for a registry sampling protocol and a mode.
 
     ``mode``: "train", "1clip", "2clips" or "clips" (``clips`` clips: random segment draws for
-    segment protocols, evenly spaced windows for dense). "tdn" takes 5 frames per segment."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown sampling protocol {protocol!r}; known: {sorted(PROTOCOLS)}")
-    modes = PROTOCOLS[protocol]
-    if mode == "1clip" and protocol == "dense":
-        return dense_clips(n, T, stride, clips=1)
+    segment protocols, evenly spaced windows for dense). The protocol's entry in the registry
+    gives its kind, its frames per segment (``length``: TDN's 5) and the dense ``stride``."""
+    from .registry import registry
+
+    table = registry().protocols
+    if protocol not in table:
+        raise ValueError(f"unknown sampling protocol {protocol!r}; known: {sorted(table)}")
+    p = table[protocol]
+    modes = SAMPLERS[p.kind]
     if mode not in modes:
         raise ValueError(f"protocol {protocol!r} has modes {sorted(modes)}, got {mode!r}")
     fn = modes[mode]
-    if protocol == "dense":
-        return fn(n, T, stride, generator=generator) if mode == "train" else fn(n, T, stride, clips=clips)
-    length = 5 if protocol == "tdn" else 1
+    if p.kind == "dense":
+        stride = p.stride if stride is None else stride
+        if mode == "train":
+            return fn(n, T, stride, generator=generator)
+        return fn(n, T, stride, clips=1 if mode == "1clip" else clips)
     if mode == "train":
-        return fn(n, T, length, generator=generator)
+        return fn(n, T, p.length, generator=generator)
     if mode == "clips":
-        return fn(n, T, clips, length, generator=generator)
-    return fn(n, T, length)
+        return fn(n, T, clips, p.length, generator=generator)
+    return fn(n, T, p.length)

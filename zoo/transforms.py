@@ -10,14 +10,16 @@
   ``resize``: the TSM authors' "full resolution" 3-crop test (256x256 crops), which GC and AIA
   follow for their 3-crop rows; pass ``crop=size`` for 224 crops.
 * training (``train=True``): random resized crop to ``size`` (area 25-100 %, aspect 3/4-4/3, an
-  approximation of TSN's multi-scale corner crops) and a horizontal flip except for
-  Something-Something, whose labels name directions ("left to right").
+  approximation of TSN's multi-scale corner crops) and a horizontal flip unless the dataset's
+  entry says ``flip = false`` (Something-Something, whose labels name directions).
 
 Then float in [0, 1], normalise, and lay out as the models want: one view is (3, T, H, W),
-several views are (views, 3, T, H, W). Input: a decoded clip as a uint8 or float tensor
+several views are (views, 3, T, H, W). Input: a decoded clip as a uint8 tensor, a float tensor
+in [0, 1] (float frames with values above 1 are refused: scale them to [0, 1] first), both
 (T, 3, H, W) or (T, H, W, 3) (torchvision.io / decord layouts), or a list of PIL images.
 ``VideoTransform.views(video)`` combines sampling (zoo.sampling, the entry's protocol) and the
-transform into the full test input of one video: (crops * clips, 3, T, H, W).
+transform into the full test input of one video: (crops * clips, 3, T, H, W), by default the
+entry's own test views (its ``views`` "CxK": C crops, K clips).
 """
 from __future__ import annotations
 
@@ -32,7 +34,6 @@ from .cfg import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = ["create_transform", "VideoTransform", "DEFAULT_MEAN", "DEFAULT_STD"]
 
-NO_FLIP = {"ssv1", "ssv2"}
 
 
 def _as_video(frames) -> torch.Tensor:
@@ -49,6 +50,10 @@ def _as_video(frames) -> torch.Tensor:
         frames = frames.permute(0, 3, 1, 2)
     if frames.shape[1] != 3:
         raise ValueError(f"expected 3 colour channels in (T, 3, H, W) or (T, H, W, 3), got {tuple(frames.shape)}")
+    if frames.is_floating_point() and frames.numel() and float(frames.max()) > 1.0 + 1e-3:
+        # normalising 0-255 values as if they were 0-1 gives garbage without an error
+        raise ValueError(f"float frames must be in [0, 1], got values up to {float(frames.max()):g}; "
+                         "pass uint8 frames or divide by 255 first")
     return frames
 
 
@@ -76,7 +81,8 @@ class VideoTransform(nn.Module):
 
     def __init__(self, size: int = 224, resize: Optional[int] = None, crops: int = 1, crop: Optional[int] = None,
                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, train: bool = False,
-                 flip: bool = True, frames: int = 8, protocol: str = "uniform", interpolation: str = "bilinear"):
+                 flip: bool = True, frames: int = 8, protocol: str = "uniform", interpolation: str = "bilinear",
+                 clips: int = 1):
         super().__init__()
         from torchvision.transforms import v2
 
@@ -92,6 +98,7 @@ class VideoTransform(nn.Module):
         self.protocol = protocol
         self.interpolation = interpolation
         mode = v2.InterpolationMode(interpolation)
+        self.clips = clips   # clips of the entry's test protocol: views() samples as many by default
         if train:
             ops = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), interpolation=mode, antialias=True)]
             if flip:
@@ -115,30 +122,36 @@ class VideoTransform(nn.Module):
         x = self.normalize(x.as_subclass(torch.Tensor))
         return x.transpose(-4, -3).contiguous()                # (..., C, T, h, w)
 
-    def views(self, video, mode: Optional[str] = None, clips: int = 10,
+    def views(self, video, mode: Optional[str] = None, clips: Optional[int] = None,
               generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """All views of one decoded video: sample the entry's protocol, transform every clip.
 
-        ``mode`` defaults to "train" for a training transform, else "1clip"; see
-        :func:`zoo.sampling.sample`. Returns (clips * crops, 3, T, H, W), clip-major."""
+        ``mode`` defaults to "train" for a training transform, else to the entry's test clips
+        (``self.clips``: 1 -> "1clip", 2 -> "2clips" on segment protocols, more -> "clips" with
+        that many); see :func:`zoo.sampling.sample`. Returns (clips * crops, 3, T, H, W), clip-major."""
         video = _as_video(video)
-        mode = mode or ("train" if self.train_mode else "1clip")
+        if mode is None:
+            mode = "train" if self.train_mode else {1: "1clip", 2: "2clips"}.get(self.clips, "clips")
+            if mode == "2clips" and self.protocol == "dense":
+                mode = "clips"
+        clips = self.clips if clips is None else clips
         idx = sampling.sample(self.protocol, video.shape[0], self.frames, mode, clips=clips, generator=generator)
         out = [self(video[i]) for i in idx]
         return torch.cat([o if o.dim() == 5 else o.unsqueeze(0) for o in out])
 
     def extra_repr(self) -> str:
         return (f"size={self.size}, resize={self.resize}, crops={self.crops}, crop={self.crop}, train={self.train_mode}, "
-                f"mean={self.mean}, std={self.std}, frames={self.frames}, protocol={self.protocol!r}")
+                f"mean={self.mean}, std={self.std}, frames={self.frames}, protocol={self.protocol!r}, clips={self.clips}")
 
 
 def create_transform(name: str, train: bool = False, crops: Optional[int] = None, **overrides) -> VideoTransform:
     """The preprocessing of a registered name (variant, ensemble member or architecture).
 
     ``crops`` defaults to the crops of the entry's main test protocol (its ``views``, "3x2" ->
-    3). The values are the name's ``pretrained_cfg`` (zoo.cfg): size, resize = floor(size /
-    crop_pct), interpolation, mean, std, frames, sampling. ``overrides``: size, resize, crop, mean,
-    std, flip, frames, protocol, interpolation."""
+    3), and ``views()`` samples its clips (2). The values are the name's ``pretrained_cfg``
+    (zoo.cfg): size, resize = floor(size / crop_pct), interpolation, mean, std, frames, sampling
+    (an architecture takes its registered protocol: TDN 5 frames per segment), the dataset's flip
+    policy. ``overrides``: size, resize, crop, mean, std, flip, frames, protocol, interpolation, clips."""
     from .registry import registry
 
     from .cfg import pretrained_cfg
@@ -149,10 +162,11 @@ def create_transform(name: str, train: bool = False, crops: Optional[int] = None
         name = obj.members[0]
     c = pretrained_cfg(name)    # the values model.pretrained_cfg and timm's resolve_data_config see
     size = c["input_size"][-1]
+    crops_default, clips = c["test_views"]
     cfg = {"size": size, "resize": math.floor(size / c["crop_pct"]), "interpolation": c["interpolation"],
            "mean": c["mean"], "std": c["std"], "frames": c["num_frames"], "protocol": c["sampling"],
-           "flip": c["dataset"] not in NO_FLIP}
+           "flip": reg.datasets[c["dataset"]].flip if c["dataset"] else True, "clips": clips}
     cfg.update(overrides)
     if "size" in overrides and "resize" not in overrides:   # the resize follows an overridden size
         cfg["resize"] = math.floor(cfg["size"] / c["crop_pct"])
-    return VideoTransform(train=train, crops=c["test_views"][0] if crops is None else crops, **cfg)
+    return VideoTransform(train=train, crops=crops_default if crops is None else crops, **cfg)

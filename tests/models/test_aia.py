@@ -70,27 +70,18 @@ def test_every_configuration_builds_runs_and_converts(attention):
         assert model(x[:, :, :4]).shape == (2, 10)
 
 
-def test_every_registered_name_builds():
+def test_registry_covers_every_layout():
+    # building and running every name is tests/test_all_models.py's job
     reg = registry()
     names = [n for n, v in reg.variants.items() if reg.archs[v.arch].family == "aia"]
     names += [n for n, e in reg.ensembles.items() if reg.archs[reg.variants[e.members[0]].arch].family == "aia"]
     assert len(names) >= 50
-    for n in names:
-        assert zoo.model_info(n)["kind"] in ("variant", "ensemble")
-    # one build + forward per distinct network (names differ otherwise only in frames / classes)
-    seen = {}
-    for n, v in reg.variants.items():
-        if reg.archs[v.arch].family == "aia":
-            seen.setdefault((v.arch, v.kwargs.get("attention", "cinst>stinc")), n)
+    seen = {(v.arch, v.kwargs.get("attention", "cinst>stinc")) for v in reg.variants.values()
+            if reg.archs[v.arch].family == "aia"}
     assert len(seen) == 2 * len(ATTENTIONS)
-    x = torch.randn(2, 3, 8, 64, 64)
-    for n in ("aia_tsn_r50_ssv1_8f", "aia_tsm_r50_epic55noun_8f", "aia_tsn_r50_cinstplusstinc_ssv1_8f"):
-        m = create_model(n).eval()
-        with torch.no_grad():
-            assert m(x).shape == (2, reg.variants[n].num_classes)
     ens = create_model("aia_tsm_r50_ssv1_8f16f").eval()
     with torch.no_grad():
-        assert ens([x, torch.randn(2, 3, 16, 64, 64)]).shape == (2, 174)
+        assert ens([torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 16, 64, 64)]).shape == (2, 174)
 
 
 def test_combinations_are_their_parts():

@@ -37,7 +37,7 @@ def _naive(gc: GC, x: torch.Tensor, T: int) -> torch.Tensor:
     out = torch.zeros_like(x)
     done = set()
     for i, k in enumerate(gc.calibrators):
-        g = (gc.shift + i) % n
+        g = (gc.group_offset + i) % n
         sl = slice(g * c, (g + 1) * c)
         v = x[:, sl].reshape(-1, T, c, *x.shape[2:])
         out[:, sl] = getattr(gc, k)(v).reshape(-1, c, *x.shape[2:])
@@ -53,7 +53,7 @@ def _naive(gc: GC, x: torch.Tensor, T: int) -> torch.Tensor:
 @pytest.mark.parametrize("clips", [1, 2])
 def test_groups_match_slice_assignment(ratio, calibrators, shift, clips):
     torch.manual_seed(0)
-    gc = GC(64, ratio, calibrators, shift=shift).eval()
+    gc = GC(64, ratio, calibrators, group_offset=shift).eval()
     for m in gc.modules():  # non-trivial BN statistics
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.normal_()
@@ -76,14 +76,14 @@ def test_group_plan_code_order_and_loop():
     def owners(gc):
         return {k: a // (gc.channels // gc.groups) for k, a, b in gc.plan if k}
     assert owners(GC(64)) == {"l": 0, "t": 1, "s": 2, "g": 3}           # code order, not the paper's
-    assert owners(GC(64, shift=1)) == {"l": 1, "t": 2, "s": 3, "g": 0}
+    assert owners(GC(64, group_offset=1)) == {"l": 1, "t": 2, "s": 3, "g": 0}
     assert GC(64, 0.5).plan[-1] == ("", 32, 64)                          # untouched half in one slice
     assert owners(GC(64, 0.5, "t")) == {"t": 0}
     m = zoo.create_model("gc_tsn_r50", num_classes=10, loop=True)
     # ORIGINAL_CODE.md: layer1.0 -> 0,1,2,3; layer1.1 -> 1,2,3,0; layer2.0 -> 3,0,1,2; layer4.2 -> 3,0,1,2
     assert owners(m.layer1[1].calib) == {"l": 1, "t": 2, "s": 3, "g": 0}
     assert owners(m.layer2[0].calib)["l"] == 3 and owners(m.layer4[2].calib)["l"] == 3
-    assert all(b.calib.shift == 0 for b in zoo.create_model("gc_tsn_r50", num_classes=10).modules()
+    assert all(b.calib.group_offset == 0 for b in zoo.create_model("gc_tsn_r50", num_classes=10).modules()
                if isinstance(b, torch.nn.Module) and isinstance(getattr(b, "calib", None), GC))
 
 
@@ -94,7 +94,7 @@ def test_r101_even_blocks_of_layer3_and_loop_counter():
     assert gc_index(ctx, counts) == 3 + 4 + 12
     m = zoo.create_model("gc_tsn_r101", num_classes=10, loop=True)
     assert m.layer3[1].calib is None and m.layer3[22].calib is not None
-    assert m.layer4[0].calib.shift == (3 + 4 + 12) % 4
+    assert m.layer4[0].calib.group_offset == (3 + 4 + 12) % 4
     with pytest.raises(ValueError, match="blocks per stage"):
         gc_index(ctx, (3, 4, 6, 3))  # R101's layer4 with R50's counts
 
@@ -117,7 +117,7 @@ def test_trace_and_onnx(tmp_path):
         ref = m(x)
         traced = torch.jit.trace(m, x)
         torch.testing.assert_close(traced(x), ref)
-    gc = _WithT(GC(32, 0.5, shift=5), 4).eval()
+    gc = _WithT(GC(32, 0.5, group_offset=5), 4).eval()
     y = torch.randn(8, 32, 6, 6)
     with torch.no_grad():
         ref = gc(y)
@@ -176,30 +176,10 @@ def _gc_names():
     return sorted(names)
 
 
-def test_every_gc_name_builds_and_runs():
-    """Every GC name resolves; each distinct network (arch + kwargs; the head size aside) is built
-    through one of its names and run at 8 frames (archs also at 4: T comes from the input)."""
-    torch.set_num_threads(1)
-    x8, x4 = torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 4, 64, 64)
-    seen = set()
-    for name in _gc_names():
-        info = zoo.model_info(name)
-        if info["kind"] == "ensemble":
-            first = next(iter(info["members"].values()))
-            key = ("ensemble", first["arch"])
-        else:
-            key = (info.get("arch", name), repr(sorted(info["kwargs"].items())) if info["kind"] == "variant" else "")
-        if key in seen:
-            continue
-        seen.add(key)
-        m = zoo.create_model(name).eval()
-        n_cls = m.pretrained_cfg["num_classes"]
-        with torch.no_grad():
-            out = m(x8)
-            assert out.shape == (2, n_cls) and torch.isfinite(out).all(), name
-            if info["kind"] == "arch":
-                assert m(x4).shape == (2, n_cls)
-    assert len(seen) > 20
+def test_gc_names_resolve():
+    # building and running every name is tests/test_all_models.py's job; GC's archs also take T=4 there
+    kinds = {zoo.model_info(n)["kind"] for n in _gc_names()}
+    assert kinds == {"arch", "variant", "ensemble"} and len(_gc_names()) > 20
 
 
 def test_params_of_every_gc_row():

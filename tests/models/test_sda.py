@@ -76,14 +76,6 @@ def cheap_init(monkeypatch):
         monkeypatch.setattr(torch.nn.init, fn, fill)
 
 
-@pytest.mark.parametrize("name", sorted(set(NAMES)))
-def test_every_name_builds_and_runs(name, cheap_init):
-    m = zoo.create_model(name).eval()
-    with torch.no_grad():
-        out = m(torch.randn(1, 3, 8, 32, 32))
-    assert out.shape == (1, m.pretrained_cfg["num_classes"]) and torch.isfinite(out).all()
-
-
 def test_frames_come_from_the_input():
     m = zoo.create_model("sda_tsm_r50", num_classes=5, dependencies=list(BRANCHES)[:6]).eval()
     with torch.no_grad():

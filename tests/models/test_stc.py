@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo.complexity import count_params
-from zoo.factory import create_model, model_info
+from zoo.factory import create_model
 from zoo.models.conv3d import C3DConv, P3DConv
 from zoo.models.gst import GSTConv
 from zoo.models.stc import STCConv, stc_conv2
@@ -119,8 +119,6 @@ def test_every_name_builds_and_runs():
         with torch.no_grad():
             for T in (8, 5):
                 assert model(torch.randn(2, 3, T, 64, 64)).shape == (2, 5)
-    for name in names:  # the rest resolve to these archs with checked kwargs; slot-level runs above
-        assert model_info(name)["kind"] in ("arch", "variant", "ensemble")
     for kw in ({"alpha": 0.0}, {"alpha": 1.0}, {"equal": True}, {"shift": False}, {"tr": False, "sr": False}):
         stc_conv2(**kw)  # every switch builds
 

@@ -49,8 +49,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, register_converter, rename
-from ..registry import register_arch
+from ..convert import COMMON_RULES, rename
+from ..registration import register_arch, register_converter
 from .ops import cached, fold_bn, inference
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
@@ -265,14 +265,18 @@ def aia_slot(attention: str = "cinst>stinc"):
     return lambda ctx: AIACombo(parts[0], parts[1], how, inplace=True)
 
 
+def _check(attention="cinst>stinc", **_):
+    parse_attention(attention)
+
+
 def _build(temporal):
     def build(num_classes, num_frames, attention="cinst>stinc", dropout=0.5):
-        slots = Slots(temporal=temporal, calibrator=aia_slot(attention), calib_at="bn2")
+        slots = Slots(shift=temporal, calib=aia_slot(attention), calib_at="bn2")
         return VideoResNet(50, num_classes, slots, dropout=dropout, num_frames=num_frames)
     return build
 
 
-@register_arch("aia_tsn_r50", family="aia", attention="cinst>stinc", dropout=0.5)
+@register_arch("aia_tsn_r50", family="aia", check=_check)
 def aia_tsn_r50(num_classes, num_frames, attention="cinst>stinc", dropout=0.5):
     """AIA(TSN): ResNet-50 TSN with an AIA module after bn2 of every bottleneck.
 
@@ -282,7 +286,7 @@ def aia_tsn_r50(num_classes, num_frames, attention="cinst>stinc", dropout=0.5):
     return _build(None)(num_classes, num_frames, attention=attention, dropout=dropout)
 
 
-@register_arch("aia_tsm_r50", family="aia", attention="cinst>stinc", dropout=0.5)
+@register_arch("aia_tsm_r50", family="aia", check=_check)
 def aia_tsm_r50(num_classes, num_frames, attention="cinst>stinc", dropout=0.5):
     """AIA(TSM): ResNet-50 TSM (residual shift of 1/8 of the channels each way, as the AIA code
     hard-codes) with an AIA module after bn2 of every bottleneck.

@@ -47,7 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, register_converter, rename
+from ..convert import COMMON_RULES, rename
+from ..registration import register_converter
 from .calibrators import register_calibrator
 from .resnet import BlockCtx
 

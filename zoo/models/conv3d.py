@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..registry import register_arch
+from ..registration import register_arch
 from .ops import cached, inference, may_overwrite, pointwise, taps_of, temporal_conv
 from .resnet import BlockCtx, Slots, VideoResNet
 
@@ -40,6 +40,8 @@ def slot_in(ctx: BlockCtx) -> int:
 class FrameConv3d(nn.Conv3d):
     """``Conv3d(in, out, (kt, kh, kw), stride=(1, s, s), padding=(kt//2, kh//2, kw//2))`` on
     frames: ``forward(x, T)`` with x of shape (B*T, C, H, W). Weight (out, in/groups, kt, kh, kw)."""
+
+    bmm_is_conv = True  # zoo.complexity: the batched products it may run count as this conv
 
     def __init__(self, in_channels: int, out_channels: int, kernel=(3, 3, 3), stride: int = 1,
                  groups: int = 1):
@@ -171,5 +173,5 @@ def _p3d(depth):
 
 
 for _d in (18, 34, 50):
-    register_arch(f"c3d_r{_d}", family="c3d", groups=1, dropout=0.5)(_c3d(_d))
-    register_arch(f"p3d_r{_d}", family="p3d", dropout=0.5)(_p3d(_d))
+    register_arch(f"c3d_r{_d}", family="c3d")(_c3d(_d))
+    register_arch(f"p3d_r{_d}", family="p3d")(_p3d(_d))

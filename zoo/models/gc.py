@@ -67,15 +67,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, ConversionError, register_converter, rename
-from ..registry import register_arch
+from ..convert import COMMON_RULES, ConversionError, rename
+from ..registration import register_arch, register_converter
 from .conv3d import FrameConv3d
 from .gst import convert_gst, gst_slots
 from .ops import cached, fold_bn, inference, may_overwrite, series_conv, taps_of, temporal_conv
 from .resnet import DEPTHS, BlockCtx, Slots, VideoResNet
 from .temporal import shift_slot
 
-__all__ = ["ECalL", "ECalT", "ECalS", "ECalG", "GC", "gc_slot", "gc_index", "has_gc", "CALIBRATORS"]
+__all__ = ["ECalL", "ECalT", "ECalS", "ECalG", "GC", "gc_slot", "gc_index", "has_gc", "check_gc", "CALIBRATORS"]
 
 CODE_ORDER = "ltsg"     # the code's channel-group order: eft1..eft4
 CALIBRATORS = "gstl"    # the public default: all four
@@ -217,13 +217,13 @@ def _kinds(calibrators: str) -> str:
 class GC(nn.Module):
     """Group contextualization of a (B*T, C, H, W) feature: ECals on groups of p*C/4 channels.
 
-    ``shift`` is the loop version's group offset (0 for the standard version): calibrator slot
-    i (in the code's order L, T, S, G among the chosen ones) takes group (shift + i) mod 4/p.
+    ``group_offset`` is the loop version's rotation (0 for the standard version): calibrator
+    i (in the code's order L, T, S, G among the chosen ones) takes group (group_offset + i) mod 4/p.
     ``bn=False`` gives GC-GST's calibrators (no BatchNorm anywhere). ``inplace=True`` (what the
     slot builds: the block hands over a temporary) gates ``x`` in place when nothing needs its
     old values (see ``may_overwrite``): no per-group products and no joining copy."""
 
-    def __init__(self, channels: int, ratio: float = 1.0, calibrators: str = CALIBRATORS, shift: int = 0,
+    def __init__(self, channels: int, ratio: float = 1.0, calibrators: str = CALIBRATORS, group_offset: int = 0,
                  bn: bool = True, inplace: bool = False):
         super().__init__()
         n = _groups(ratio)
@@ -231,11 +231,11 @@ class GC(nn.Module):
         if channels % n:
             raise ValueError(f"GC needs channels divisible by 4/p = {n}, got {channels}")
         c = channels // n
-        self.channels, self.ratio, self.calibrators, self.shift, self.groups = channels, ratio, kinds, shift % n, n
+        self.channels, self.ratio, self.calibrators, self.group_offset, self.groups = channels, ratio, kinds, group_offset % n, n
         self.inplace = inplace
         for k in kinds:
             self.add_module(k, _ECALS[k](c, bn))
-        owner = {(self.shift + i) % n: k for i, k in enumerate(kinds)}
+        owner = {(self.group_offset + i) % n: k for i, k in enumerate(kinds)}
         # static plan: (calibrator or "" for pass-through, first channel, end channel), in
         # channel order, neighbouring pass-through groups merged into one slice
         plan: list[tuple[str, int, int]] = []
@@ -284,7 +284,7 @@ class GC(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, ratio={self.ratio}, calibrators={self.calibrators!r}, "
-                f"shift={self.shift}, plan={self.plan}")
+                f"group_offset={self.group_offset}, plan={self.plan}")
 
 
 def has_gc(index: int, blocks: int) -> bool:
@@ -317,15 +317,16 @@ def gc_slot(ratio: float = 1.0, loop: bool = False, calibrators: str = CALIBRATO
     def make(ctx: BlockCtx):
         if not has_gc(ctx.index, ctx.blocks):
             return None
-        shift = gc_index(ctx, counts) + offset if loop else 0
-        return GC(ctx.width, ratio, calibrators, shift=shift, bn=bn, inplace=True)
+        group_offset = gc_index(ctx, counts) + offset if loop else 0
+        return GC(ctx.width, ratio, calibrators, group_offset=group_offset, bn=bn, inplace=True)
 
     return make
 
 
 # -- architectures ---------------------------------------------------------------------------------
 
-def _check_common(ratio, loop, calibrators):
+def check_gc(ratio=1.0, loop=False, calibrators=CALIBRATORS, **_):
+    """Refuse GC kwargs a builder cannot use (eagerly, for the registry tables as for builders)."""
     _groups(ratio)
     _kinds(calibrators)
     if not isinstance(loop, bool):
@@ -334,9 +335,9 @@ def _check_common(ratio, loop, calibrators):
 
 def _gc_tsn(depth: int, shift: bool):
     def build(num_classes, num_frames, ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5):
-        _check_common(ratio, loop, calibrators)
-        slots = Slots(temporal=shift_slot(8) if shift else None,
-                      calibrator=gc_slot(ratio, loop, calibrators, bn=True, depth=depth), calib_at="bn2")
+        check_gc(ratio, loop, calibrators)
+        slots = Slots(shift=shift_slot(8) if shift else None,
+                      calib=gc_slot(ratio, loop, calibrators, bn=True, depth=depth), calib_at="bn2")
         return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
 
     base = "TSM (residual shift of 1/8 of the channels each way)" if shift else "TSN"
@@ -348,15 +349,14 @@ def _gc_tsn(depth: int, shift: bool):
 
 
 for _d in (50, 101):
-    _kw = dict(ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5)
-    register_arch(f"gc_tsn_r{_d}", family="gc", **_kw)(_gc_tsn(_d, False))
-    register_arch(f"gc_tsm_r{_d}", family="gc", **_kw)(_gc_tsn(_d, True))
+    register_arch(f"gc_tsn_r{_d}", family="gc", check=check_gc)(_gc_tsn(_d, False))
+    register_arch(f"gc_tsm_r{_d}", family="gc", check=check_gc)(_gc_tsn(_d, True))
 
 
 def _gc_gst(depth: int):
     def build(num_classes, num_frames, ratio=1.0, loop=True, calibrators=CALIBRATORS, dropout=0.5):
-        _check_common(ratio, loop, calibrators)
-        slots = gst_slots(0.25, 0.5, calibrator=gc_slot(ratio, loop, calibrators, bn=False, depth=depth),
+        check_gc(ratio, loop, calibrators)
+        slots = gst_slots(0.25, 0.5, calib=gc_slot(ratio, loop, calibrators, bn=False, depth=depth),
                           calib_at="conv2")
         return VideoResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames)
 
@@ -367,7 +367,7 @@ def _gc_gst(depth: int):
     return build
 
 
-register_arch("gc_gst_r50", family="gc", ratio=1.0, loop=True, calibrators=CALIBRATORS, dropout=0.5)(_gc_gst(50))
+register_arch("gc_gst_r50", family="gc", check=check_gc)(_gc_gst(50))
 
 
 # -- converter -------------------------------------------------------------------------------------

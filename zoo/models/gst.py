@@ -35,8 +35,8 @@ import re
 import torch
 import torch.nn as nn
 
-from ..convert import COMMON_RULES, ConversionError, register_converter, rename
-from ..registry import register_arch
+from ..convert import COMMON_RULES, ConversionError, rename
+from ..registration import register_arch, register_converter
 from .conv3d import FrameConv3d, slot_in
 from .resnet import BlockCtx, Slots, VideoResNet
 
@@ -100,7 +100,7 @@ def gst_conv2(alpha: float = 0.25, beta: float = 0.5):
 
 
 def gst_slots(alpha: float = 0.25, beta: float = 0.5, **slots) -> Slots:
-    """GST's slots; extra keywords (``calibrator``, ``calib_at``, ...) are passed to :class:`Slots`."""
+    """GST's slots; extra keywords (``calib``, ``calib_at``, ...) are passed to :class:`Slots`."""
     return Slots(conv2=gst_conv2(alpha, beta), **slots)
 
 
@@ -116,8 +116,8 @@ def _gst(depth, large):
 
 
 for _d in (18, 34, 50):
-    register_arch(f"gst_r{_d}", family="gst", alpha=0.25, beta=0.5, dropout=0.3)(_gst(_d, False))
-register_arch("gst_large_r50", family="gst", alpha=0.25, beta=1.0, dropout=0.3)(_gst(50, True))
+    register_arch(f"gst_r{_d}", family="gst")(_gst(_d, False))
+register_arch("gst_large_r50", family="gst")(_gst(50, True))
 
 
 # -- the authors' checkpoints ------------------------------------------------------------------

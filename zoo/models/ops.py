@@ -54,6 +54,8 @@ class Conv1x1(nn.Conv2d):
     """``nn.Conv2d(in, out, 1, stride, bias=bias)`` (same parameters and state dict) whose
     forward is :func:`pointwise`."""
 
+    bmm_is_conv = True  # zoo.complexity: the batched product it may run counts as this conv
+
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, bias: bool = False):
         super().__init__(in_channels, out_channels, 1, stride, bias=bias)
 

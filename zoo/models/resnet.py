@@ -1,11 +1,12 @@
 """One video ResNet with slots.
 
-Every network in the zoo is this ResNet with up to three per-block slots filled:
+Every network in the zoo is this ResNet with some of its slots filled. A slot is named after
+the attribute its module lands in (so ``Slots.calib`` fills ``layerN.M.calib``). Per block:
 
-* ``temporal``  - applied to the block input on the residual branch only, before ``conv1``
+* ``shift``     - applied to the block input on the residual branch only, before ``conv1``
   (TSM's "blockres" shift).
 * ``conv2``     - replaces the middle 3x3 conv (GST's split conv, STC's S_T/T_S, C3D, P3D, ...).
-* ``calibrator`` - a feature re-weighting module (GC, AIA, SDA, comparators) placed at ``calib_at``:
+* ``calib``     - a feature re-weighting module (GC, AIA, SDA, comparators) placed at ``calib_at``:
   ``"bn2"`` after conv2+bn2 (GC/AIA/SDA on TSN/TSM), ``"conv2"`` directly after the middle conv
   and before bn2 (GC-GST), ``"bn1"`` after conv1+bn1 (GC-TDN's shift blocks), ``"bn3"`` at the
   end of the residual branch, before the addition (SE/GE/CBAM-ResNet's place; channels
@@ -14,6 +15,15 @@ Every network in the zoo is this ResNet with up to three per-block slots filled:
   ``BlockCtx`` when the position differs between blocks.
 * ``mid``       - applied after the ReLU that follows bn1, before ``conv2`` (TDN's motion
   excitation and temporal conv shift).
+
+Once per network:
+
+* ``stem``      - a module that turns the clip (B, 3, T', H, W) into the state entering layer1
+  and the number of segments: ``stem(x, net) -> (state, T)``. A stem that carries a second
+  stream through the first stages (TDN's difference stream, fused after the stem and after
+  layer1) runs those stages itself: ``stem.stages`` of them, through
+  ``stem.forward_stage(i, state, T, net)``, and ``stem.stage_map(state)`` is the map a state
+  holds. Empty: frames are folded into the batch and run through ``conv1`` ... ``maxpool``.
 
 Frames are folded into the batch: activations are (B*T, C, H, W) with frame index b*T + t, and
 every slot receives ``T`` at call time, so no module bakes in the number of frames. Parameter
@@ -29,6 +39,8 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..registration import CALIB_AT
 
 __all__ = ["BlockCtx", "Slots", "CALIB_AT", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip",
            "add_conv_bias", "DropPath", "FeatureInfo"]
@@ -49,18 +61,19 @@ class BlockCtx:
 
 
 Factory = Callable[[BlockCtx], Optional[nn.Module]]
-CALIB_AT = ("bn1", "conv2", "bn2", "bn3", "out")
 
 
 @dataclass(frozen=True)
 class Slots:
-    """Per-block factories; each returns a module (forward(x, T)) or None for "nothing here"."""
+    """Per-block factories; each returns a module (forward(x, T)) or None for "nothing here".
+    ``stem`` is called once with the network (its stages built) and returns the stem module."""
 
-    temporal: Optional[Factory] = None
+    shift: Optional[Factory] = None
     conv2: Optional[Factory] = None
-    calibrator: Optional[Factory] = None
+    calib: Optional[Factory] = None
     calib_at: Union[str, Callable[[BlockCtx], str]] = "bn2"
     mid: Optional[Factory] = None
+    stem: Optional[Callable[[nn.Module], nn.Module]] = None
 
     def __post_init__(self):
         if not callable(self.calib_at):
@@ -111,7 +124,7 @@ class Bottleneck(_Block):
     def __init__(self, ctx: BlockCtx, slots: Slots):
         super().__init__()
         w = ctx.width
-        self.shift = _make(slots.temporal, ctx)
+        self.shift = _make(slots.shift, ctx)
         self.conv1 = nn.Conv2d(ctx.in_channels, w, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
         self.mid = _make(slots.mid, ctx)
@@ -120,7 +133,7 @@ class Bottleneck(_Block):
         # plain convs take x only; slot convs also take T
         self._conv2_takes_t = mid is not None
         self.bn2 = nn.BatchNorm2d(w)
-        self.calib = _make(slots.calibrator, ctx)
+        self.calib = _make(slots.calib, ctx)
         self.calib_at = slots.calib_position(ctx)
         self.conv3 = nn.Conv2d(w, ctx.out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(ctx.out_channels)
@@ -152,7 +165,7 @@ class BasicBlock(_Block):
     def __init__(self, ctx: BlockCtx, slots: Slots):
         super().__init__()
         w = ctx.width
-        self.shift = _make(slots.temporal, ctx)
+        self.shift = _make(slots.shift, ctx)
         mid = _make(slots.conv2, ctx)
         self.conv1 = mid if mid is not None else nn.Conv2d(ctx.in_channels, w, 3, ctx.stride, 1, bias=False)
         self._conv1_takes_t = mid is not None
@@ -160,7 +173,7 @@ class BasicBlock(_Block):
         self.mid = _make(slots.mid, ctx)
         self.conv2 = nn.Conv2d(w, w, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(w)
-        self.calib = _make(slots.calibrator, ctx)
+        self.calib = _make(slots.calib, ctx)
         self.calib_at = slots.calib_position(ctx)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
@@ -344,6 +357,8 @@ class VideoResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch, num_classes) if num_classes else nn.Identity()
         self._init_weights(zero_init_residual)
+        # a stem slot may copy the initialised stages and initialises itself
+        self.stem = slots.stem(self) if slots.stem is not None else None
         self.set_drop_path(drop_path_rate)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -380,11 +395,17 @@ class VideoResNet(nn.Module):
         B, C, T, H, W = x.shape
         return x.transpose(1, 2).reshape(B * T, C, H, W), T
 
-    def forward_stem(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    def forward_stem(self, x: torch.Tensor):
+        """Clip batch (B, 3, T', H, W) -> (the state entering layer1, T segments)."""
+        if self.stem is not None:
+            return self.stem(x, self)
+        frames, T = self.to_frames(x)
+        return self.maxpool(self.relu(self.bn1(self.conv1(frames)))), T
 
     def forward_stage(self, i: int, x, T: int):
         """Stage ``i`` (1-4: layer1-4) on the state the previous stage left."""
+        if i <= getattr(self.stem, "stages", 0):
+            return self.stem.forward_stage(i, x, T, self)
         layer = getattr(self, f"layer{i}")
         if layer is None:
             raise RuntimeError(f"layer{i} was pruned (features_only / prune_intermediate_layers)")
@@ -394,7 +415,7 @@ class VideoResNet(nn.Module):
 
     def stage_map(self, state) -> torch.Tensor:
         """The (B*T, C, h, w) feature map a stage's state holds."""
-        return state
+        return self.stem.stage_map(state) if hasattr(self.stem, "stage_map") else state
 
     def _stage(self, i: int, state, T: int):
         if self.grad_checkpointing and torch.is_grad_enabled():
@@ -435,8 +456,8 @@ class VideoResNet(nn.Module):
         self.check_input(x)
         if x.shape[0] == 0:
             return self._empty(self.forward_features, x)
-        frames, T = self.to_frames(x)
-        return self._clip_map(self.stage_map(self.forward_stages(self.forward_stem(frames, T), T)), x.shape[0])
+        state, T = self.forward_stem(x)
+        return self._clip_map(self.stage_map(self.forward_stages(state, T)), x.shape[0])
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, C, T, h, w) maps (or per-frame pooled features (B, T, C)) -> (B, num_classes).
@@ -497,8 +518,7 @@ class VideoResNet(nn.Module):
             return self._empty(lambda y: self.forward_intermediates(y, take, stop_early=stop_early,
                                                                     intermediates_only=intermediates_only), x)
         B = x.shape[0]
-        frames, T = self.to_frames(x)
-        state = self.forward_stem(frames, T)
+        state, T = self.forward_stem(x)
         maps = [self._clip_map(self.stage_map(state), B)] if 0 in take else []
         last = max(take) if stop_early or intermediates_only else self.stages
         for i in range(1, last + 1):
@@ -543,7 +563,7 @@ class VideoResNet(nn.Module):
         n = sum(counts)
         for name, m in self.named_modules():
             if isinstance(m, _Block):
-                # layerS.I, or a copy of a stage such as TDN's diff_layer1.I
+                # layerS.I, or a copy of a stage such as TDN's stem.layer1.I
                 stage, index = (int(v) for v in name.rsplit("layer", 1)[1].split("."))
                 p = rate * (starts[stage - 1] + index) / max(n - 1, 1)
                 m.drop_path = DropPath(p) if p > 0 else None

@@ -72,8 +72,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, register_converter, rename
-from ..registry import register_arch
+from ..convert import COMMON_RULES, rename
+from ..registration import register_arch, register_converter
 from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn, series_conv, taps_of, temporal_conv
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
@@ -457,8 +457,8 @@ def sda_slot(dependencies=DEFAULT_DEPENDENCIES, aggregation="sec", reduction=4, 
 def _sda_builder(temporal: bool):
     def build(num_classes, num_frames, dropout=0.5, dependencies=DEFAULT_DEPENDENCIES,
               aggregation="sec", reduction=4, chunk=None):
-        slots = Slots(temporal=shift_slot(8) if temporal else None,
-                      calibrator=sda_slot(dependencies, aggregation, reduction, chunk), calib_at="bn2")
+        slots = Slots(shift=shift_slot(8) if temporal else None,
+                      calib=sda_slot(dependencies, aggregation, reduction, chunk), calib_at="bn2")
         return VideoResNet(50, num_classes, slots, dropout=dropout, num_frames=num_frames)
 
     base = "TSM (residual shift of 1/8 of the channels each way)" if temporal else "TSN"
@@ -471,9 +471,8 @@ def _sda_builder(temporal: bool):
     return build
 
 
-_KW = dict(dropout=0.5, dependencies=DEFAULT_DEPENDENCIES, aggregation="sec", reduction=4, chunk=None)
-register_arch("sda_tsn_r50", family="sda", **_KW)(_sda_builder(False))
-register_arch("sda_tsm_r50", family="sda", **_KW)(_sda_builder(True))
+register_arch("sda_tsn_r50", family="sda")(_sda_builder(False))
+register_arch("sda_tsm_r50", family="sda")(_sda_builder(True))
 
 
 _RULES = COMMON_RULES + [

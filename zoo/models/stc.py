@@ -44,7 +44,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..registry import register_arch
+from ..registration import register_arch
 from .conv3d import FrameConv3d, slot_in
 from .ops import inference, series_conv
 from .resnet import BlockCtx, Slots, VideoResNet
@@ -206,7 +206,7 @@ def stc_slots(alpha: float = 0.75, reduction: Optional[int] = None, shift: bool 
     return Slots(conv2=stc_conv2(alpha, reduction, shift, tr, sr, equal), **slots)
 
 
-@register_arch("stc_r50", family="stc", alpha=0.75, shift=True, tr=True, sr=True, equal=False, dropout=0.5)
+@register_arch("stc_r50", family="stc")
 def stc_r50(num_classes, num_frames, alpha=0.75, shift=True, tr=True, sr=True, equal=False, dropout=0.5):
     """STC on ResNet-50: every block's middle conv split into S_T (``alpha`` of the channels:
     temporal shift, 3x3 conv, temporal refinement) and T_S (the rest: 3x1x1 conv, spatial
@@ -216,8 +216,7 @@ def stc_r50(num_classes, num_frames, alpha=0.75, shift=True, tr=True, sr=True, e
                        num_frames=num_frames)
 
 
-@register_arch("stc_light_r50", family="stc", alpha=0.75, reduction=4, shift=True, tr=True, sr=True,
-               equal=False, dropout=0.5)
+@register_arch("stc_light_r50", family="stc")
 def stc_light_r50(num_classes, num_frames, alpha=0.75, reduction=4, shift=True, tr=True, sr=True, equal=False,
                   dropout=0.5):
     """STC-Light on ResNet-50: STC whose refinement blocks first reduce the channels to

@@ -2,7 +2,7 @@
 follows GC-TSN"), built as a configuration of the one video ResNet.
 
 Input layout. A TDN clip is ``(B, 3, 5*T, H, W)``: T segments of 5 consecutive frames, segment t
-at frame indices 5t .. 5t+4 (:func:`tdn_indices` samples them from a video). ``num_frames`` in
+at frame indices 5t .. 5t+4 (``zoo.sampling.sample("tdn", n, T)`` samples them from a video). ``num_frames`` in
 names and in the registry counts segments, so ``tdn_r50_ssv1_8f`` reads 40 frames.
 
 The network (the authors' code, ops/tdn_net.py and ops/base_module.py of MCG-NJU/TDN, as copied
@@ -58,21 +58,21 @@ Differences between the paper's text and the code, all following the code (check
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..convert import COMMON_RULES, register_converter, rename
-from ..registry import register_arch
-from .gc import CALIBRATORS, _check_common, gc_rules, gc_slot
+from ..convert import COMMON_RULES, rename
+from ..registration import register_arch, register_converter
+from .gc import CALIBRATORS, check_gc, gc_rules, gc_slot
 from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
-__all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slots", "tdn_indices",
+__all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "DifferenceStem", "TDNResNet", "tdn_slots",
            "tdn_fusion", "FRAMES_PER_SEGMENT"]
 
 FRAMES_PER_SEGMENT = 5
@@ -219,10 +219,11 @@ def tdn_fusion(num_frames: int, fusion: Optional[Sequence[float]] = None) -> tup
 
 def tdn_slots(calibrator=None, reduction: int = 16, fold_div: int = 8) -> Slots:
     """TDN's blocks: ``mid`` (motion excitation + shift conv) in layer2-4; a calibrator, if any,
-    after bn1 in those blocks and after bn2 in the plain layer1 blocks (GC-TDN's placement)."""
+    after bn1 in those blocks and after bn2 in the plain layer1 blocks (GC-TDN's placement).
+    :class:`TDNResNet` fills the ``stem`` slot with :class:`DifferenceStem`."""
     return Slots(
         mid=lambda ctx: MotionShift(ctx.width, reduction, fold_div) if ctx.stage > 0 else None,
-        calibrator=calibrator,
+        calib=calibrator,
         calib_at=lambda ctx: "bn1" if ctx.stage > 0 else "bn2",
     )
 
@@ -241,57 +242,36 @@ def _init_fb(module: nn.Module) -> None:
             m.init_weights()
 
 
-class TDNResNet(VideoResNet):
-    """The video ResNet with TDN's two-stream stem and mid-block motion modules.
+class DifferenceStem(nn.Module):
+    """TDN's short-term difference module, the ResNet's ``stem`` slot.
 
-    Takes ``(B, 3, 5*T, H, W)``; feature maps are ``(B, C, T, h, w)``, one step per segment. Extra
-    modules over :class:`VideoResNet`: ``diff_conv1``/``diff_bn1`` (difference stem),
-    ``diff_layer1`` (the difference stream's layer1, built like ``layer1``) and ``conv1_temp``
-    (kept for checkpoint compatibility, never called). ``fusion``: see :func:`tdn_fusion`."""
+    Takes the clip ``(B, 3, 5*T, H, W)``, runs the network's own stem on each segment's centre
+    frame and ``conv1`` (12 -> 64, no bias) + ``bn1`` + the network's ReLU and max pool on the 4
+    frame differences and fuses them (``a*rgb + b*diff``); the state entering layer1 is the pair
+    (fused map, difference stream). Stage 1 (``stages = 1``) runs the network's ``layer1`` on the
+    fused map and this module's copy ``layer1`` on the difference stream and fuses again.
+    ``conv1_temp`` is the authors' unused conv, kept (never called) so that checkpoints load
+    strictly; ``conv1`` is initialised from it (averaged over RGB, x12)."""
 
-    frames_per_segment = FRAMES_PER_SEGMENT
+    stages = 1
 
-    def __init__(self, depth: int = 50, num_classes: int = 400, slots: Optional[Slots] = None,
-                 dropout: float = 0.5, num_frames: int = 8,
-                 fusion: Optional[Sequence[float]] = None):
-        if depth not in DEPTHS or DEPTHS[depth][0] is not Bottleneck:
-            raise ValueError(f"TDN is built on bottleneck ResNets: depth must be 50 or 101, got {depth}")
-        super().__init__(depth, num_classes, tdn_slots() if slots is None else slots, dropout=dropout,
-                         num_frames=num_frames, conv_bias=True)
-        self.fusion = tdn_fusion(num_frames, fusion)
+    def __init__(self, net: nn.Module, fusion: tuple[float, float]):
+        super().__init__()
+        self.fusion = fusion
         self.conv1_temp = nn.Conv2d(3, 64, 7, 2, 3)
-        self.diff_conv1 = nn.Conv2d(4 * 3, 64, 7, 2, 3, bias=False)
-        self.diff_bn1 = nn.BatchNorm2d(64)
-        self.diff_layer1 = copy.deepcopy(self.layer1)
-        for m in (self.conv1_temp, self.diff_conv1, self.diff_bn1, self.diff_layer1):
-            _init_fb(m)
+        self.conv1 = nn.Conv2d(4 * 3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = copy.deepcopy(net.layer1)
+        _init_fb(self)
         with torch.no_grad():
             w = self.conv1_temp.weight.mean(1, keepdim=True)
-            self.diff_conv1.weight.copy_(w.expand_as(self.diff_conv1.weight))
+            self.conv1.weight.copy_(w.expand_as(self.conv1.weight))
 
-    def check_input(self, x: torch.Tensor) -> None:
-        what = "(B, 3, 5*T, H, W)"
-        check_clip(x, what=what)
-        if x.shape[2] % FRAMES_PER_SEGMENT:
-            raise ValueError(
-                f"TDN takes clips {what}: T segments of 5 consecutive frames, segment t at frame "
-                f"indices 5t..5t+4 (zoo.models.tdn.tdn_indices samples them); got {x.shape[2]} "
-                "frames, not a multiple of 5")
-        if min(x.shape[-2:]) < MIN_SIZE:
-            raise ValueError(
-                f"TDN needs frames of at least {MIN_SIZE}x{MIN_SIZE} pixels (its motion excitation pools "
-                f"layer4's H/32 x W/32 map 2x, so that map must be at least 2x2); got "
-                f"{x.shape[-2]}x{x.shape[-1]}")
-
-    def to_frames(self, x: torch.Tensor):
-        """(B, 3, 5T, H, W) -> ((B, 3, T, 5, H, W) view, T); the stem splits it."""
+    def forward(self, x: torch.Tensor, net: nn.Module):
+        """(B, 3, 5T, H, W) clip -> ((fused stem map (B*T, 64, h, w), difference stream), T)."""
         B, C, N, H, W = x.shape
         T = N // FRAMES_PER_SEGMENT
-        return x.view(B, C, T, FRAMES_PER_SEGMENT, H, W), T
-
-    def forward_stem(self, x: torch.Tensor, T: int):
-        """Both streams' stems and the first fusion -> (fused (B*T, 64, h, w), diff stream)."""
-        B, C, _, _, H, W = x.shape
+        x = x.view(B, C, T, FRAMES_PER_SEGMENT, H, W)
         rgb = x[:, :, :, 2].transpose(1, 2).reshape(B * T, C, H, W)
         fast = inference()
         if fast:
@@ -305,9 +285,22 @@ class TDNResNet(VideoResNet):
             # 4 consecutive differences, channels difference-major: (B*T, 4*3, H, W)
             d = (x[:, :, :, 1:] - x[:, :, :, :-1]).permute(0, 2, 3, 1, 4, 5).reshape(B * T, 4 * C, H, W)
             d = F.avg_pool2d(d, 2)
-        d = self.maxpool(self.relu(self.diff_bn1(self.diff_conv1(d))))
-        out = self.maxpool(self.relu(self.bn1(self.conv1(rgb))))
-        return self._fuse(out, d, fast), d
+        d = net.maxpool(net.relu(self.bn1(self.conv1(d))))
+        out = net.maxpool(net.relu(net.bn1(net.conv1(rgb))))
+        return (self._fuse(out, d, fast), d), T
+
+    def forward_stage(self, i: int, state, T: int, net: nn.Module) -> torch.Tensor:
+        """Stage 1: both streams' layer1, fused."""
+        x, d = state
+        for block in net.layer1:
+            x = block(x, T)
+        for block in self.layer1:
+            d = block(d, T)
+        return self._fuse(x, d, inference())
+
+    @staticmethod
+    def stage_map(state) -> torch.Tensor:
+        return state[0] if isinstance(state, tuple) else state
 
     def _fuse(self, x: torch.Tensor, d: torch.Tensor, fast: bool) -> torch.Tensor:
         """a*x + b*d (d resized to x's size by nearest); at inference in place on ``x``, a
@@ -317,35 +310,65 @@ class TDNResNet(VideoResNet):
             return x.mul_(a).add_(d, alpha=b)
         return a * x + b * F.interpolate(d, size=x.shape[-2:])
 
-    def forward_stage(self, i: int, state, T: int):
-        """Stage 1 runs both streams' layer1 and fuses them; the state before it is the pair
-        (fused stem map, difference stream)."""
-        if i != 1:
-            return super().forward_stage(i, state, T)
-        x, d = state
-        x = super().forward_stage(1, x, T)
-        for block in self.diff_layer1:
-            d = block(d, T)
-        return self._fuse(x, d, inference())
+    def extra_repr(self) -> str:
+        return f"fusion={self.fusion}"
 
-    def stage_map(self, state) -> torch.Tensor:
-        return state[0] if isinstance(state, tuple) else state
+
+class TDNResNet(VideoResNet):
+    """The video ResNet with TDN's difference stem (the ``stem`` slot) and mid-block motion modules.
+
+    Takes ``(B, 3, 5*T, H, W)``; feature maps are ``(B, C, T, h, w)``, one step per segment. Extra
+    modules over :class:`VideoResNet`: ``stem`` (:class:`DifferenceStem`: ``stem.conv1``/``stem.bn1``
+    the difference stem, ``stem.layer1`` the difference stream's layer1, built like ``layer1``, and
+    ``stem.conv1_temp``, kept for checkpoint compatibility, never called). ``fusion``: see
+    :func:`tdn_fusion`."""
+
+    frames_per_segment = FRAMES_PER_SEGMENT
+
+    def __init__(self, depth: int = 50, num_classes: int = 400, slots: Optional[Slots] = None,
+                 dropout: float = 0.5, num_frames: int = 8,
+                 fusion: Optional[Sequence[float]] = None):
+        if depth not in DEPTHS or DEPTHS[depth][0] is not Bottleneck:
+            raise ValueError(f"TDN is built on bottleneck ResNets: depth must be 50 or 101, got {depth}")
+        weights = tdn_fusion(num_frames, fusion)
+        slots = tdn_slots() if slots is None else slots
+        if slots.stem is None:
+            slots = dataclasses.replace(slots, stem=lambda net: DifferenceStem(net, weights))
+        super().__init__(depth, num_classes, slots, dropout=dropout, num_frames=num_frames, conv_bias=True)
+
+    @property
+    def fusion(self) -> tuple[float, float]:
+        return self.stem.fusion
+
+    def check_input(self, x: torch.Tensor) -> None:
+        what = "(B, 3, 5*T, H, W)"
+        check_clip(x, what=what)
+        if x.shape[2] % FRAMES_PER_SEGMENT:
+            raise ValueError(
+                f"TDN takes clips {what}: T segments of 5 consecutive frames, segment t at frame "
+                f"indices 5t..5t+4 (zoo.sampling.sample('tdn', ...) samples them); got {x.shape[2]} "
+                "frames, not a multiple of 5")
+        if min(x.shape[-2:]) < MIN_SIZE:
+            raise ValueError(
+                f"TDN needs frames of at least {MIN_SIZE}x{MIN_SIZE} pixels (its motion excitation pools "
+                f"layer4's H/32 x W/32 map 2x, so that map must be at least 2x2); got "
+                f"{x.shape[-2]}x{x.shape[-1]}")
 
     def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> list[int]:
         take = super().prune_intermediate_layers(indices, prune_norm, prune_head)
         if self.stages == 0:
-            self.diff_layer1 = None
+            self.stem.layer1 = None
         return take
 
     def load_imagenet_state_dict(self, src: dict) -> dict:
-        """ImageNet init as the code does it: both ResNets get the weights (so ``diff_layer1`` and
-        ``conv1_temp`` copy ``layer1`` and ``conv1``), and the difference stem's conv is ``conv1``
+        """ImageNet init as the code does it: both ResNets get the weights (so ``stem.layer1`` and
+        ``stem.conv1_temp`` copy ``layer1`` and ``conv1``), and the difference stem's conv is ``conv1``
         averaged over RGB and repeated for the 12 difference channels. The code's file
         (resnet50-19c8e357.pth) is torchvision's ResNet-50, which has no conv biases: they keep
         their init. Returns {our key: source key}."""
         mapped = {k: k for k in src}
-        mapped.update({"diff_" + k: k for k in src if k.startswith("layer1.")})
-        mapped["conv1_temp.weight"] = "conv1.weight"
+        mapped.update({"stem." + k: k for k in src if k.startswith("layer1.")})
+        mapped["stem.conv1_temp.weight"] = "conv1.weight"
         own = self.state_dict()
         bad = [f"{k} <- {s} {tuple(src[s].shape)}" for k, s in mapped.items()
                if k not in own or own[k].shape != src[s].shape]
@@ -354,43 +377,13 @@ class TDNResNet(VideoResNet):
         with torch.no_grad():
             for k, s in mapped.items():
                 own[k].copy_(src[s])
-            w = self.conv1_temp.weight.mean(1, keepdim=True)
-            self.diff_conv1.weight.copy_(w.expand_as(self.diff_conv1.weight))
-        mapped["diff_conv1.weight"] = "conv1.weight (mean over RGB, x12)"
+            w = self.stem.conv1_temp.weight.mean(1, keepdim=True)
+            self.stem.conv1.weight.copy_(w.expand_as(self.stem.conv1.weight))
+        mapped["stem.conv1.weight"] = "conv1.weight (mean over RGB, x12)"
         return mapped
 
     def extra_repr(self) -> str:
         return f"frames_per_segment={self.frames_per_segment}, fusion={self.fusion}"
-
-
-def tdn_indices(num_video_frames: int, num_segments: int, train: bool = False,
-                rng: Optional[np.random.Generator] = None, length: int = FRAMES_PER_SEGMENT) -> list[int]:
-    """0-based frame indices of a TDN clip: ``num_segments`` runs of ``length`` consecutive frames,
-    segment t at positions length*t .. length*t+length-1 of the result (the model's input layout).
-
-    As the TDN code's loader: testing centres each run's start in its segment of the
-    ``n - length + 1`` possible starts (all starts 0 when the video is too short); training draws
-    the start uniformly inside each segment (sorted random starts, or 0, for short videos). Runs
-    that pass the last frame repeat it."""
-    n, T = num_video_frames, num_segments
-    if n < 1 or T < 1:
-        raise ValueError(f"need at least one frame and one segment, got {n} frames, {T} segments")
-    span = n - length + 1
-    if train:
-        rng = rng if rng is not None else np.random.default_rng()
-        avg = span // T
-        if avg > 0:
-            starts = np.arange(T) * avg + rng.integers(0, avg, size=T)
-        elif n > T:
-            starts = np.sort(rng.integers(0, max(span, 1), size=T))
-        else:
-            starts = np.zeros(T, dtype=int)
-    elif n > T + length - 1:
-        tick = span / T
-        starts = np.array([int(tick / 2 + tick * t) for t in range(T)])
-    else:
-        starts = np.zeros(T, dtype=int)
-    return [int(min(s + k, n - 1)) for s in starts for k in range(length)]
 
 
 # -- registry -------------------------------------------------------------------------------------
@@ -409,7 +402,7 @@ def _tdn(depth: int):
 def _gc_tdn(depth: int):
     def build(num_classes, num_frames, ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5,
               fusion=None):
-        _check_common(ratio, loop, calibrators)
+        check_gc(ratio, loop, calibrators)
         slots = tdn_slots(calibrator=gc_slot(ratio, loop, calibrators, bn=True, depth=depth))
         return TDNResNet(depth, num_classes, slots, dropout=dropout, num_frames=num_frames, fusion=fusion)
     build.__doc__ = f"""GC-TDN ResNet-{depth}: TDN with a GC module in every bottleneck of both layer1 copies
@@ -420,19 +413,25 @@ def _gc_tdn(depth: int):
     return build
 
 
+def _check(fusion=None, **kw):
+    tdn_fusion(8, fusion)
+    if "ratio" in kw:
+        check_gc(**kw)
+
+
 for _d in (50, 101):
-    register_arch(f"tdn_r{_d}", family="tdn", dropout=0.5, fusion=None)(_tdn(_d))
-register_arch("gc_tdn_r50", family="tdn", ratio=1.0, loop=False, calibrators=CALIBRATORS, dropout=0.5,
-              fusion=None)(_gc_tdn(50))
+    register_arch(f"tdn_r{_d}", family="tdn", sampling="tdn", check=_check)(_tdn(_d))
+register_arch("gc_tdn_r50", family="tdn", sampling="tdn", check=_check)(_gc_tdn(50))
 
 
 # -- the authors' checkpoints -----------------------------------------------------------------------
 
 TDN_RULES = [
     (r"^layer(\d)_bak\.", r"layer\1."),
-    (r"^resnext_layer1\.", "diff_layer1."),
-    (r"^conv1_5\.0\.", "diff_conv1."),
-    (r"^conv1_5\.1\.", "diff_bn1."),
+    (r"^resnext_layer1\.", "stem.layer1."),
+    (r"^conv1_5\.0\.", "stem.conv1."),
+    (r"^conv1_5\.1\.", "stem.bn1."),
+    (r"^conv1_temp\.", "stem.conv1_temp."),
     (r"\.mse\.", ".mid.mse."),
     (r"\.mid\.mse\.conv3_smallscale2\.", ".mid.mse.conv_half."),
     (r"\.mid\.mse\.bn3_smallscale2\.", ".mid.mse.bn_half."),
@@ -445,9 +444,9 @@ TDN_RULES = [
 @register_converter("tdn")
 def convert_tdn(sd: dict) -> dict:
     """TDN (MCG-NJU/TDN, or the GC repository's ops_tdn models_org) and GC-TDN (models_gc):
-    ``base_model.`` prefix, ``layerN_bak`` -> ``layerN``, ``resnext_layer1`` -> ``diff_layer1``,
-    ``conv1_5`` -> ``diff_conv1``/``diff_bn1``, mSE/shift into the ``mid`` slot, GC's ``eft1..4``
-    as for GC-TSN; ``conv1_temp`` is kept. An early TDN_Net registered the same stem conv a second
+    ``base_model.`` prefix, ``layerN_bak`` -> ``layerN``, ``resnext_layer1`` -> ``stem.layer1``,
+    ``conv1_5`` -> ``stem.conv1``/``stem.bn1``, ``conv1_temp`` -> ``stem.conv1_temp`` (kept),
+    mSE/shift into the ``mid`` slot, GC's ``eft1..4`` as for GC-TSN. An early TDN_Net registered the same stem conv a second
     time as ``conv1_temp1``; that duplicate is dropped."""
     sd = {k: v for k, v in sd.items() if not re.match(r"^(base_model\.)?conv1_temp1\.", k)}
     return gc_rules(rename(sd, COMMON_RULES + TDN_RULES))

@@ -1,0 +1,102 @@
+"""The machine a run measured, for every results file: CPU model and vector extensions, cores,
+memory, torch and its oneDNN/MKL versions, load, copy bandwidth, GPU."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import time
+
+__all__ = ["machine", "cpu_info", "math_libraries", "copy_bandwidth", "describe"]
+
+# the vector extensions that decide which oneDNN/MKL kernels run
+_VECTOR = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> dict:
+    """{"cpu": model name, "vector": [extensions among AVX2/AVX-512/AMX], "cores": physical cores}."""
+    cpu, flags, cores = "", set(), set()
+    try:
+        with open(path) as f:
+            phys = None
+            for ln in f:
+                key, _, val = ln.partition(":")
+                key, val = key.strip(), val.strip()
+                if key == "model name" and not cpu:
+                    cpu = val
+                elif key == "flags" and not flags:
+                    flags = set(val.split())
+                elif key == "physical id":
+                    phys = val
+                elif key == "core id":
+                    cores.add((phys, val))
+    except OSError:
+        pass
+    return {"cpu": cpu or platform.processor(), "vector": [v for v in _VECTOR if v in flags], "cores": len(cores) or None}
+
+
+def math_libraries() -> dict:
+    """torch's oneDNN (MKL-DNN) and MKL versions, as its build configuration states them."""
+    import torch
+
+    text = torch.__config__.show()
+    out = {"mkldnn": torch.backends.mkldnn.is_available(), "mkl": torch.backends.mkl.is_available()}
+    m = re.search(r"MKL-DNN v([\w.]+)", text) or re.search(r"oneDNN v([\w.]+)", text)
+    out["onednn_version"] = m.group(1) if m else None
+    m = re.search(r"Math Kernel Library Version ([\d.]+)", text)
+    out["mkl_version"] = m.group(1) if m else None
+    m = re.search(r"CPU capability usage: (\w+)", text)
+    out["cpu_capability"] = m.group(1) if m else None
+    return out
+
+
+def copy_bandwidth(mb: int = 64, repeats: int = 7) -> float:
+    """GB/s of a large tensor copy (bytes read + bytes written), with the current threads: the
+    bound for memory-bound ops such as gates, pools and the TSM shift."""
+    import torch
+
+    x = torch.empty(mb * 2**18)
+    y = torch.empty_like(x)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        y.copy_(x)
+        ts.append(time.perf_counter() - t0)
+    return 2 * x.numel() * 4 / statistics.median(ts) / 1e9
+
+
+def machine(bandwidth: bool = True) -> dict:
+    """The machine, in words and numbers, for the results file."""
+    import torch
+
+    info = cpu_info()
+    d = {"cpu": info["cpu"], "vector": info["vector"], "cores": info["cores"], "logical_cpus": os.cpu_count(),
+         "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+         **math_libraries(), "load_avg": os.getloadavg()}
+    if bandwidth:
+        d["copy_gbps"] = round(copy_bandwidth(), 1)
+    try:
+        with open("/proc/meminfo") as f:
+            d["mem_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        d["gpu"] = torch.cuda.get_device_name(0)
+    return d
+
+
+def describe(m: dict) -> str:
+    """One sentence naming the machine (older results files lack some fields)."""
+    vec = m.get("vector")
+    parts = []
+    if vec is not None:
+        parts.append(", ".join(v.upper() for v in vec) if vec else "no AVX2/AVX-512/AMX")
+    if m.get("cores"):
+        parts.append(f"{m['cores']} cores")
+    parts.append(f"{m['logical_cpus']} logical CPUs")
+    if "mem_gb" in m:
+        parts.append(f"{m['mem_gb']} GB")
+    libs = [f"{n} {m[k]}" for k, n in (("onednn_version", "oneDNN"), ("mkl_version", "MKL")) if m.get(k)]
+    return (f"{m['cpu']} ({'; '.join(parts)}), {m['platform']}, Python {m['python']}, torch {m['torch']}"
+            + (f" ({', '.join(libs)})" if libs else "") + (f", GPU {m['gpu']}" if "gpu" in m else ""))

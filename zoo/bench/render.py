@@ -1,0 +1,151 @@
+"""The results of a run as rows, Markdown, CSV and JSON files."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+from .machine import describe
+from .spec import TV
+from .targets import AUTHORS_ACT_MB, target_of
+from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, quartiles
+
+__all__ = ["rows", "render_md", "render_csv", "load_run", "write_results"]
+
+
+def _pct(x: Optional[float]) -> str:
+    return "" if x is None or x != x else f"{(x - 1) * 100:+.1f}%"
+
+
+def rows(run: dict) -> list[dict]:
+    """One flat dict per model: what the CSV holds and the Markdown table shows."""
+    res = run["results"]
+    floor = next((r for k, r in res.items() if k.startswith(TV + "50")), None)
+    out = []
+    for label, r in res.items():
+        b = res.get(r.baseline) if r.baseline else None
+        ratio = rq1 = rq3 = None
+        if b and b.times_ms and r.times_ms:
+            # the median of per-round ratios: model and backbone ran in the same round, close in
+            # time, so a disturbed round (another job, a frequency change) cancels out; their
+            # quartiles show how far one round's ratio strays
+            if len(b.times_ms) == len(r.times_ms):
+                per_round = [x / y for x, y in zip(r.times_ms, b.times_ms)]
+                ratio = statistics.median(per_round)
+                rq1, rq3 = quartiles(per_round)
+            else:
+                ratio = r.median / b.median
+        fl = r.flops / b.flops if b and r.flops and b.flops else None
+        tgt = target_of(label)
+        met = None
+        if tgt and ratio is not None and tgt[0] == r.baseline:
+            met = ratio <= tgt[1]
+        q1, q3 = r.iqr
+        out.append({
+            "model": label, "baseline": r.baseline or "", "ms_per_clip": r.ms_per_clip,
+            "ms_q1": q1 / r.batch, "ms_q3": q3 / r.batch, "clips_per_s": r.clips_per_s,
+            "n": len(r.times_ms), "latency_ratio": ratio, "latency_q1": rq1, "latency_q3": rq3, "flops_ratio": fl,
+            "ratio_to_r50": r.median / floor.median if floor and floor.times_ms and r.times_ms else None,
+            "gflops": r.flops / 1e9 / r.batch if r.flops else None, "params_m": r.params / 1e6 if r.params else None,
+            "peak_act_mb": r.peak_mb, "model_mb": r.model_mb,
+            "target": tgt[1] if tgt and tgt[0] == r.baseline else None,
+            "authors_ratio": tgt[2] if tgt and tgt[0] == r.baseline else None,
+            "met": met, "error": r.error,
+        })
+    return out
+
+
+def render_csv(run: dict) -> str:
+    """One row per model; the last columns name the machine and its math libraries, so a CSV
+    read alone still says where it was measured."""
+    m = run["machine"]
+    where = {"cpu": m.get("cpu", ""), "vector": " ".join(m.get("vector") or []), "cores": m.get("cores") or "",
+             "torch": m.get("torch", ""), "onednn": m.get("onednn_version") or "", "mkl": m.get("mkl_version") or ""}
+    rs = [{**r, **where} for r in rows(run)]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rs[0]) if rs else ["model", *where])
+    w.writeheader()
+    for r in rs:
+        w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _f(v, fmt):
+    return "" if v is None or v != v else format(v, fmt)
+
+
+def _spread(r: dict) -> str:
+    if r.get("latency_q1") is None:
+        return ""
+    return f" [{_pct(r['latency_q1'])}, {_pct(r['latency_q3'])}]"
+
+
+def _tgt(t) -> str:
+    return "" if t is None else "<= " + _pct(t)
+
+
+def render_md(run: dict, notes: str = "") -> str:
+    m, s = run["machine"], run["settings"]
+    lines = [f"# Latency, {s['device']}, torch {m['torch']}", "",
+             f"Machine: {describe(m)}; load average at the end "
+             + "/".join(f"{v:.2f}" for v in m["load_avg"])
+             + (f"; tensor copy bandwidth {m['copy_gbps']} GB/s (read + write)" if "copy_gbps" in m else "") + ".",
+             f"Settings: {s['threads']} thread(s), batch {s['batch']} clip(s) of {s['frames']} frames at "
+             f"{s['size']}x{s['size']}, {s['dtype']}, eval, inference_mode"
+             + (", channels_last" if s["channels_last"] else "") + (", zoo.deploy" if s.get("deploy") else "")
+             + (", torch.compile" if s["compile"] else "")
+             + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model, models alternated "
+             "(order rotated each round) in one process"
+             + (f"; allocator: {s['malloc']}" if s.get("malloc") and s["device"] == "cpu" else "") + ".",
+             "Latency: median ms per clip [interquartile range]; latency = the median over rounds of "
+             "(this model's time / its backbone's time in the same round) [their interquartile range]. FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
+             + s.get("memory_how", "not measured") + ", in a fresh process per model.", "",
+             "| model | vs | ms/clip [IQR] | clips/s | latency | FLOPs | x R50 | GFLOPs | params | peak act. MB | target | authors | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows(run):
+        if r["error"]:
+            lines.append(f"| {r['model']} | {r['baseline']} | error: {r['error'][:120]} |" + " |" * 10)
+            continue
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        lines.append(
+            f"| {r['model']} | {r['baseline']} | {_f(r['ms_per_clip'], '.1f')} [{_f(r['ms_q1'], '.1f')}-{_f(r['ms_q3'], '.1f')}] "
+            f"| {_f(r['clips_per_s'], '.2f')} | {_pct(r['latency_ratio'])}{_spread(r)} | {_pct(r['flops_ratio'])} "
+            f"| {_f(r['ratio_to_r50'], '.3f')} | {_f(r['gflops'], '.2f')} | {_f(r['params_m'], '.2f')}M "
+            f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r['target'])} "
+            f"| {_pct(r['authors_ratio'])} | {met} |")
+    lines += ["", "`target`: the project's limit on the latency overhead over the backbone (at least twice as "
+              "good as the authors' code on every overhead; zoo/bench/targets.toml); `authors`: the authors' code "
+              "measured the same way (their ratios to torchvision ResNet-50 divided by their backbone's). Peak "
+              f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB."]
+    if 0 < s.get("repeats", 0) < MIN_ROUNDS_FOR_IQR:
+        lines += ["", f"**{s['repeats']} timed round(s) only: the interquartile ranges above are not a spread.**"]
+    if notes:
+        lines += ["", notes.rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def load_run(path: str) -> dict:
+    """A run saved by :func:`write_results` (the ``.json``), to render again."""
+    raw = json.loads(Path(path).read_text())
+    raw["results"] = {k: BenchResult(**v) for k, v in raw["results"].items()}
+    return raw
+
+
+def write_results(run: dict, out_dir: str, notes: str = "") -> list[Path]:
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = run["settings"]["device"].split(":")[0]
+    stem = out / f"latency-{dev}-{torch.__version__.split('+')[0]}"
+    paths = [stem.with_suffix(".md"), stem.with_suffix(".csv")]
+    paths[0].write_text(render_md(run, notes))
+    paths[1].write_text(render_csv(run))
+    raw = {"machine": run["machine"], "settings": run["settings"], "explain": run.get("explain", ""),
+           "results": {k: asdict(v) for k, v in run["results"].items()}}
+    stem.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    return paths + [stem.with_suffix(".json")]

@@ -1,0 +1,133 @@
+"""One benchmark run: probes (memory, FLOPs) in child processes, then every model timed in this
+process against its backbone."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Optional
+
+from .machine import machine
+from .probe import MMAP_THRESHOLD, run_probes
+from .spec import DTYPES, baseline_of, build, clip_shape, parse_spec, prepare
+from .targets import target_of
+from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, time_models
+
+__all__ = ["run_bench", "deploy_function"]
+
+
+def deploy_function():
+    """``zoo.deploy.deploy``, or a ValueError saying that this installation lacks it."""
+    try:
+        from ..deploy import deploy
+    except ImportError as e:
+        raise ValueError("--deploy needs zoo.deploy (deploy(model, example_input)), which this installation "
+                         f"does not have ({e}); run without --deploy") from None
+    return deploy
+
+
+def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "cpu", threads: int = 2,
+              batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
+              channels_last: bool = False, compile: bool = False, deploy: bool = False, repeats: int = 10,
+              warmup: int = 2, probes: bool = True, jobs: int = 1, add_baselines: bool = True,
+              probe_cache: Optional[str] = None, log=None, malloc: str = "keep") -> dict:
+    """Benchmark ``names`` (and their backbones) in one process; returns the run as a dict
+    (``machine``, ``settings``, ``results``: {label: BenchResult}).
+
+    ``probe_cache``: a JSON file of earlier probe results (memory, FLOPs) for the same settings;
+    models found there are not probed again (memory and FLOPs do not depend on machine load, so
+    they can be measured while the machine is busy and the timing run kept short).
+
+    ``malloc``: "keep" (CPU: :func:`keep_heap` before the models are built) or "default".
+    ``deploy``: time each model as ``zoo.deploy.deploy(model, example_input)`` returns it (before
+    ``compile``, when both are set)."""
+    import torch
+
+    if malloc not in ("keep", "default"):
+        raise ValueError(f"malloc must be 'keep' or 'default', got {malloc!r}")
+    to_deploy = deploy_function() if deploy else None
+    if repeats < MIN_ROUNDS_FOR_IQR:
+        msg = (f"{repeats} timed round(s): the interquartile ranges of so few rounds are not a spread "
+               f"(use --repeats {MIN_ROUNDS_FOR_IQR} or more; the committed runs use 20)")
+        if log:
+            log("warning: " + msg)
+        else:
+            warnings.warn(msg, stacklevel=2)
+    heap = "glibc default"
+    if malloc == "keep" and not device.startswith("cuda"):
+        heap = ("glibc heap kept (mmap threshold 32 MiB, no trimming)" if keep_heap()
+                else "default (could not keep the heap: not glibc)")
+
+    torch.set_num_threads(threads)
+    specs = [parse_spec(n) for n in names]
+    bases = {}
+    for s in specs:
+        tgt = target_of(s.label)
+        b = baseline if baseline is not None else (tgt.baseline if tgt else baseline_of(s.name))
+        if b == s.label:
+            b = None
+        bases[s.label] = b
+    if add_baselines:
+        have = {s.label for s in specs}
+        for b in list(bases.values()):
+            if b and b not in have:
+                s = parse_spec(b)
+                specs.append(s)
+                have.add(s.label)
+                bases[s.label] = None if baseline is not None else baseline_of(s.name)
+                if bases[s.label] and bases[s.label] not in have:
+                    bases[s.label] = None  # compare only with what is in the run
+    settings = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
+                "dtype": dtype, "channels_last": channels_last, "compile": compile, "deploy": deploy, "repeats": repeats,
+                "warmup": warmup, "malloc": heap}
+    results = {s.label: BenchResult(s.label, bases.get(s.label), batch=batch) for s in specs}
+    if probes:
+        if log:
+            log(f"memory and FLOPs: {len(specs)} child processes, {jobs} at a time")
+        cfg = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
+               "dtype": dtype, "channels_last": channels_last, "mmap_threshold": MMAP_THRESHOLD}
+        found = {}
+        if probe_cache and Path(probe_cache).is_file():
+            saved = json.loads(Path(probe_cache).read_text())
+            if saved.get("settings") == cfg:
+                found = {k: v for k, v in saved["results"].items() if "error" not in v}
+        todo = [s for s in specs if s.label not in found]
+        if log and found:
+            log(f"  {len(specs) - len(todo)} probe(s) from {probe_cache}")
+        found.update(run_probes(todo, cfg, jobs=jobs, log=log))
+        if probe_cache:
+            Path(probe_cache).write_text(json.dumps({"settings": cfg, "results": found}, indent=1))
+        for label, r in ((s.label, found[s.label]) for s in specs):
+            res = results[label]
+            if "error" in r:
+                res.error = r["error"]
+                continue
+            res.params, res.flops, res.peak_mb, res.model_mb = r["params"], r["flops"], r["peak_mb"], r["model_mb"]
+            settings["memory_how"] = r["memory_how"]
+    fns = {}
+    for s in specs:
+        if results[s.label].error:
+            continue
+        try:
+            model = build(s, num_frames=frames)
+            if results[s.label].params is None:
+                results[s.label].params = sum(p.numel() for p in model.parameters())
+            x = torch.randn(clip_shape(model, batch, frames, size)).to(device, DTYPES[dtype])
+            model = prepare(model, device, dtype, channels_last)
+            if to_deploy is not None:
+                model = to_deploy(model, x)
+            if compile:
+                model = torch.compile(model)
+        except Exception as e:
+            results[s.label].error = f"{type(e).__name__}: {e}"
+            continue
+
+        def fn(model=model, x=x):
+            with torch.inference_mode():
+                model(x)
+        fns[s.label] = fn
+    if log:
+        log(f"timing {len(fns)} models: {warmup} warm-up + {repeats} timed rounds, alternated")
+    for label, t in time_models(fns, repeats, warmup, device, log=log).items():
+        results[label].times_ms = t
+    return {"machine": machine(), "settings": settings, "results": results}

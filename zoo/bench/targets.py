@@ -1,0 +1,61 @@
+"""The project's latency targets and model presets, read from ``targets.toml`` beside this file."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["Target", "TARGETS", "PRESETS", "AUTHORS_ACT_MB", "load_targets", "target_of"]
+
+FILE = Path(__file__).with_name("targets.toml")
+
+
+class Target(NamedTuple):
+    baseline: str
+    limit: float      # largest accepted latency ratio model / baseline
+    authors: float    # the authors' code's ratio for the same comparison (nan: no code)
+
+
+def load_targets(path: Path = FILE) -> tuple[dict, dict, tuple]:
+    """-> ({model label: Target}, {preset: [labels]}, (authors' activation MB low, high))."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: TOML syntax error: {e}") from None
+    targets = {}
+    for i, t in enumerate(doc.get("target", [])):
+        where = f"{path.name} target #{i + 1}"
+        extra = set(t) - {"model", "baseline", "limit", "authors", "authors_backbone"}
+        if extra or not {"model", "baseline", "limit"} <= set(t):
+            raise ValueError(f"{where}: needs model, baseline, limit (and optional authors, authors_backbone); "
+                             f"unknown: {sorted(extra)}")
+        authors = t["authors"] / t.get("authors_backbone", 1.0) if "authors" in t else float("nan")
+        limit = t["limit"]
+        if limit == "half":  # half the authors' overhead
+            if authors != authors:
+                raise ValueError(f"{where}: limit = 'half' needs the authors' figure")
+            limit = 1 + (authors - 1) / 2
+        elif not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            raise ValueError(f"{where}: limit must be a positive ratio or 'half', got {limit!r}")
+        targets[t["model"]] = Target(t["baseline"], float(limit), authors)
+    return targets, dict(doc.get("presets", {})), tuple(doc.get("authors_activation_mb", (float("nan"),) * 2))
+
+
+TARGETS, PRESETS, AUTHORS_ACT_MB = load_targets()
+
+
+def target_of(label: str):
+    """The target of a model label; a variant name without kwargs takes its architecture's."""
+    if label in TARGETS:
+        return TARGETS[label]
+    if ":" in label or label.startswith("tv_"):
+        return None
+    from .spec import arch_of
+
+    try:
+        from ..registry import registry
+
+        v = registry().variants.get(label)
+    except Exception:  # a saved run rendered where the registry is not at hand
+        return None
+    return TARGETS.get(arch_of(label)) if v is not None and not v.kwargs else None

@@ -1,0 +1,123 @@
+"""Timing: every model in ONE process, alternated A B C A B C ... (the order rotated each round)
+so that drift of the machine (turbo, other load, thermal) hits all of them alike; per-model
+statistics; glibc heap settings that make a forward's cost independent of what ran before.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+__all__ = ["BenchResult", "quartiles", "time_models", "keep_heap", "MIN_ROUNDS_FOR_IQR"]
+
+# below this many rounds the quartiles are the extremes or two of four values: no spread to speak of
+MIN_ROUNDS_FOR_IQR = 8
+
+
+@dataclass
+class BenchResult:
+    label: str
+    baseline: Optional[str]
+    times_ms: list = field(default_factory=list)
+    batch: int = 1
+    params: Optional[int] = None
+    flops: Optional[int] = None
+    peak_mb: Optional[float] = None
+    model_mb: Optional[float] = None
+    error: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times_ms) if self.times_ms else float("nan")
+
+    @property
+    def iqr(self) -> tuple:
+        return quartiles(self.times_ms) if self.times_ms else (float("nan"), float("nan"))
+
+    @property
+    def ms_per_clip(self) -> float:
+        return self.median / self.batch
+
+    @property
+    def clips_per_s(self) -> float:
+        return 1000.0 * self.batch / self.median if self.times_ms else float("nan")
+
+
+def _timer(device: str):
+    import torch
+
+    if device.startswith("cuda"):
+        def timed(fn):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            return a.elapsed_time(b)
+    else:
+        def timed(fn):
+            t0 = time.perf_counter()
+            fn()
+            return (time.perf_counter() - t0) * 1000.0
+    return timed
+
+
+def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=None) -> dict:
+    """``{label: zero-arg callable}`` -> ``{label: [ms, ...]}``, alternating the callables.
+
+    Round r runs the labels rotated by r (A B C, B C A, C A B, ...), so each model follows each
+    other equally often and drift spreads evenly."""
+    timed = _timer(device)
+    labels = list(fns)
+    for _ in range(warmup):
+        for k in labels:
+            timed(fns[k])
+    out = {k: [] for k in labels}
+    rounds = range(repeats)
+    if log:  # a bar on a terminal, a line now and then in a log
+        from ..progress import progress
+
+        rounds = progress(rounds, desc="timed rounds", unit="rounds",
+                          describe=lambda r: ", ".join(f"{k} {out[k][-1]:.0f} ms" for k in labels[:3] if out[k])
+                          + (" ..." if len(labels) > 3 else ""))
+    for r in rounds:
+        order = labels[r % len(labels):] + labels[:r % len(labels)] if labels else []
+        for k in order:
+            out[k].append(timed(fns[k]))
+    return out
+
+
+HEAP_MMAP_THRESHOLD = 32 << 20  # glibc's largest
+
+
+def keep_heap() -> bool:
+    """Make glibc keep freed activations in its heap for reuse: serve every allocation up to
+    32 MiB from the heap (no mmap) and never trim it.
+
+    With the defaults, whether a forward's buffers come back from the heap or as fresh pages
+    that the kernel must fault in and zero depends on what ran before in the process: the same
+    ResNet-50 forward took 0 or 71,000 page faults (0 or ~290 MB) in one process, 500 or 610
+    ms. Timing that measures heap luck, not the model; a kept heap (what jemalloc/tcmalloc or
+    a caching allocator give) makes every model pay nothing. Returns False where it cannot
+    (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)) and \
+            bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+
+
+def quartiles(values: list) -> tuple:
+    """(first, third) quartile; the extremes when there are fewer than 4 values."""
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
