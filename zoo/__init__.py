@@ -1,6 +1,6 @@
 """zoo: efficient video action-recognition networks (GC, AIA, STC, GST, SDA, TSN/TSM, TDN)
 with a declarative, hub-style pretrained registry and complexity reports."""
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 from .factory import EnsembleModel, create_model, model_info, param_groups  # noqa: E402
 from .registration import register_arch, register_converter  # noqa: E402

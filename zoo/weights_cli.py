@@ -29,7 +29,7 @@ def convert(name: str, checkpoint: str, out: str, trust_pickle: bool = False, co
             force: bool = False) -> dict:
     """Convert an authors' checkpoint of variant ``name`` into ``out``; returns the manifest entry.
     Existing model files in ``out`` are replaced only with ``force``."""
-    from . import __version__
+    from .version import __version__
     from .convert import load_original, read_checkpoint
     from .factory import create_model
 

@@ -36,7 +36,7 @@ def label_fields(label_names: Optional[Sequence[str]], num_classes: int) -> dict
 def model_card(name: str, sha: str = "", source_file: str = "", label_names: Optional[Sequence[str]] = None) -> str:
     """A Hub model card (README.md with YAML metadata) for a variant, claims from the registry.
     With ``label_names`` the card lists the classes (and its YAML carries them)."""
-    from .. import __version__
+    from ..version import __version__
 
     reg = registry()
     v = variant(name)
@@ -95,7 +95,7 @@ def model_card(name: str, sha: str = "", source_file: str = "", label_names: Opt
 def model_config(name: str, label_names: Optional[Sequence[str]] = None) -> dict:
     """config.json of a variant: what ``create_model("local-dir:...")`` / ``"hf-hub:..."`` rebuild from
     (``arch``, ``kwargs``, ``num_classes``, ``frames``; timm's ``architecture`` / ``num_frames`` too)."""
-    from .. import __version__
+    from ..version import __version__
     from ..labels import label_names as bundled
 
     reg = registry()

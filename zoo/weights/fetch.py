@@ -154,7 +154,7 @@ def hub_download(repo_id: str, filename: str, revision: Optional[str], what: str
     from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
-    from .. import __version__
+    from ..version import __version__
 
     where = f"{repo_id}@{(revision or 'main')[:12]}/{filename}"
     endpoint = endpoint or _endpoint()

@@ -178,7 +178,7 @@ def save_pretrained(model: nn.Module, folder: Union[str, os.PathLike], name: Opt
                     label_names: Optional[Sequence[str]] = None, force: bool = False) -> dict:
     """Write ``model`` (built by ``create_model``) as a model folder that ``create_model("local-dir:...")``
     reads back and ``zoo publish`` uploads. ``name``: the variant it is, if registered."""
-    from .. import __version__
+    from ..version import __version__
     from ..registry import registry
     from .card import label_fields, model_card, model_config
 
