@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import sampling
+from ..registry import registry
 from .lists import DataError, Sample
 
 __all__ = ["VideoDataset", "MODES", "views_mode"]
@@ -51,8 +52,9 @@ class VideoDataset(Dataset):
                  seed: int = 0, backend: Optional[str] = None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if protocol not in sampling.PROTOCOLS:
-            raise ValueError(f"unknown sampling protocol {protocol!r}; known: {sorted(sampling.PROTOCOLS)}")
+        protocols = registry().protocols
+        if protocol not in protocols:
+            raise ValueError(f"unknown sampling protocol {protocol!r}; known: {sorted(protocols)}")
         self.samples = list(samples)
         self.frames, self.protocol, self.mode, self.clips = frames, protocol, mode, clips
         self.transform, self.template, self.stride = transform, template, stride
