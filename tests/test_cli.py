@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -108,11 +109,14 @@ def test_unexpected_error_and_interrupt(monkeypatch, capsys):
 
 
 def test_closed_pipe_is_quiet():
-    """`zoo list | head -1`: the reader leaves early; no BrokenPipeError traceback."""
-    p = subprocess.Popen([sys.executable, "-m", "zoo", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    p.stdout.readline()
-    p.stdout.close()
-    err = p.stderr.read().decode()
-    p.wait(60)
+    """`zoo list | head -1`: the reader leaves early; no BrokenPipeError traceback. The read end
+    is closed before the command starts, so its first write fails whatever the timing."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "zoo", "list"], stdout=w, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(w)
+    err = p.stderr.decode()
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert p.returncode != 0
