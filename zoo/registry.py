@@ -243,7 +243,7 @@ class Registry:
             self.datasets[key] = Dataset(key, _need(d, "title", str, where), _need(d, "num_classes", int, where),
                                          tuple(_need(d, "mean", list, where)), tuple(_need(d, "std", list, where)),
                                          d.get("url", ""), d.get("note", ""))
-        files = sorted(p for p in tables.glob("*.toml") if p.name != "datasets.toml")
+        files = sorted(p for p in tables.glob("*.toml") if p.name not in ("datasets.toml", "recipes.toml"))
         pending_claims, pending_ens, docs = [], [], []
         for path in files:
             doc = tomllib.loads(path.read_text())
