@@ -54,6 +54,10 @@ def _cmd_report(a) -> int:
         if not a.quiet:
             print(f"\r[{i + 1}/{n}] {row.paper} {row.table} {row.row}"[:100].ljust(100), end="", file=sys.stderr, flush=True)
 
+    if a.plot:
+        from .plot import cmd_plot
+
+        return cmd_plot(a)
     results = build_report(a.paper or None, progress=progress, archs=a.arch or None, frames=a.frames)
     if not a.quiet:
         print(file=sys.stderr)
@@ -94,6 +98,10 @@ def main(argv=None) -> int:
     s.add_argument("--out", help="write into this directory instead of stdout")
     s.add_argument("--threads", type=int, default=0)
     s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--plot", metavar="OUT.svg|png", help="draw claimed accuracy vs measured GFLOPs per dataset (zoo.plot)")
+    s.add_argument("--dataset", action="append", help="--plot: only this dataset (repeatable), e.g. ssv1")
+    s.add_argument("--results", nargs="+", help="--plot: zoo eval summary JSON files drawn beside the claims")
+    s.add_argument("--flops-cache", help="--plot: JSON file keeping measured GFLOPs between runs")
     s.set_defaults(fn=_cmd_report)
 
     for mod in _EXTRA_COMMANDS:
@@ -108,7 +116,7 @@ def main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench"]
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.eval_cli"]
 
 if __name__ == "__main__":
     sys.exit(main())
