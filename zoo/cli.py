@@ -38,8 +38,10 @@ def _cmd_info(a) -> int:
         print(json.dumps(info, indent=1, default=str))
     else:
         from .hub import describe
+        from .train.recipes import recipe_text
 
         print(describe(a.name))
+        print(recipe_text(a.name))
     return 0
 
 
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.eval_cli"]
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.eval_cli", "zoo.train.cli"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@ the recipes' train transform and flip, and a synthetic temporal-order dataset.
 
 Reproducibility does not depend on workers or on where a run was resumed: the order of an
 epoch is a function of (seed, epoch), the random draws of sample ``i`` in epoch ``e`` come
-from a generator seeded with (seed, e, i), and the flip of batch ``k`` from (seed, e, k, rank).
+from a generator seeded with (seed, e, i), and its flip from (seed, e, i, 3).
 """
 from __future__ import annotations
 
@@ -149,20 +149,21 @@ class TrainTransform(nn.Module):
         return (x - self.mean) / self.std
 
 
-def flip_batch(x: torch.Tensor, y: torch.Tensor, flip, swap: dict, generator: torch.Generator):
-    """Flip each clip of (B, 3, T, H, W) horizontally with probability 1/2; with ``flip="swap"``
-    a flipped clip whose label is in ``swap`` takes the mirrored label."""
+def flip_batch(x: torch.Tensor, y: torch.Tensor, flip, swap: dict, keys: Sequence[int]):
+    """Flip each clip of (B, 3, T, H, W) horizontally with probability 1/2, the coin of clip ``b``
+    drawn from the seed ``keys[b]`` (so a sample's flip does not depend on its batch or rank);
+    with ``flip="swap"`` a flipped clip whose label is in ``swap`` takes the mirrored label."""
     if flip is False or flip is None:
         return x, y
-    pick = torch.rand(x.shape[0], generator=generator) < 0.5
-    if not pick.any():
+    pick = [bool(torch.rand((), generator=torch.Generator().manual_seed(k)) < 0.5) for k in keys]
+    if not any(pick):
         return x, y
     x = x.clone()
-    idx = pick.nonzero().flatten().to(x.device)
+    idx = torch.tensor([i for i, p in enumerate(pick) if p], device=x.device)
     x[idx] = x[idx].flip(-1)
     if flip == "swap" and swap:
         y = y.clone()
-        for i in pick.nonzero().flatten().tolist():
+        for i in idx.tolist():
             y[i] = swap.get(int(y[i]), int(y[i]))
     return x, y
 

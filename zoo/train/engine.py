@@ -253,48 +253,26 @@ class _Board:
 
 # -- validation --------------------------------------------------------------------------------
 
-def _collate_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if x.dim() == 6:  # (B, views, 3, T, H, W): average the views' scores, as the papers' tests
-        B, V = x.shape[:2]
-        return F.softmax(model(x.flatten(0, 1)).float(), -1).view(B, V, -1).mean(1)
-    return F.softmax(model(x).float(), -1)
-
-
 def validate(model: nn.Module, dataset, *, batch: int, device: torch.device, amp: Optional[str],
              rank: int = 0, world: int = 1, workers: int = 0) -> dict:
-    """Top-1/top-5 over ``dataset`` (items {"video", "label", "id"}), sharded over the ranks.
+    """Top-1/top-5/mean-class accuracy over ``dataset`` with ``zoo eval``'s code path
+    (:func:`zoo.eval.evaluate`: views' logits averaged, each rank a contiguous shard, every video
+    once); every rank gets the metrics."""
+    from torch.utils.data import Subset
 
-    The ranks' per-video scores are gathered and de-duplicated by id, so every video counts
-    once whatever the number of ranks."""
-    sampler = EpochSampler(len(dataset), batch, rank=rank, world=world, shuffle=False, drop_last=False)
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers)
+    from ..eval import evaluate, shard_range
+
+    loader = DataLoader(Subset(dataset, shard_range(len(dataset), rank, world)), batch_size=batch,
+                        num_workers=workers, shuffle=False)
     was = model.training
-    model.eval()
-    scores = {}
-    with torch.no_grad(), _autocast(device, amp):
-        for b in loader:
-            s = _collate_scores(model, b["video"].to(device, non_blocking=True)).cpu()
-            for i, vid in enumerate(b["id"]):
-                scores[str(vid)] = (s[i], int(b["label"][i]))
+    result = evaluate(model, loader, device=device, amp=amp, world=world)
     model.train(was)
-    merged = {}
-    for part in _gather(scores, world):
-        merged.update(part)
-    return _metrics(merged)
-
-
-def _metrics(scores: dict) -> dict:
-    if not scores:
-        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan"), "videos": 0}
-    s = torch.stack([v[0] for v in scores.values()])
-    y = torch.tensor([v[1] for v in scores.values()])
-    k = min(5, s.shape[1])
-    top = s.topk(k, 1).indices
-    top1 = (top[:, 0] == y).float()
-    top5 = (top == y[:, None]).any(1).float()
-    per_class = [top1[y == c].mean() for c in y.unique()]
-    return {"top1": 100 * top1.mean().item(), "top5": 100 * top5.mean().item(),
-            "mean_class": 100 * torch.stack(per_class).mean().item(), "videos": len(scores)}
+    m = None if result is None else {**result["metrics"], "videos": len(result["ids"])}
+    if world > 1:
+        box = [m]
+        dist.broadcast_object_list(box, src=0)
+        m = box[0]
+    return m
 
 
 def _autocast(device: torch.device, amp: Optional[str]):
@@ -387,6 +365,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
 
         board = _Board(out, rank == 0)
         seeded = Seeded(train_set, cfg.seed)
+        swap = recipe.swap_map()
         total_steps = epoch * steps_per_epoch + step
         stop = False
 
@@ -411,8 +390,8 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
             for b in loader:
                 x = b["video"].to(device, non_blocking=True)
                 y = torch.as_tensor(b["label"]).to(device, non_blocking=True)
-                g = torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, step, rank, 3))
-                x, y = flip_batch(x, y, recipe.flip, recipe.swap_map(), g)
+                keys = [mix_seed(cfg.seed, epoch, int(i), 3) for i in b["index"]]
+                x, y = flip_batch(x, y, recipe.flip, swap, keys)
                 with _autocast(device, cfg.amp):
                     loss = F.cross_entropy(net(x), y)
                 opt.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from typing import Optional
 
 from ..registry import RegistryError, Variant, data_root, registry
 
-__all__ = ["Recipe", "recipe_for", "recipes", "describe_recipe", "RECIPE_FILE"]
+__all__ = ["Recipe", "recipe_for", "recipes", "describe_recipe", "recipe_text", "RECIPE_FILE"]
 
 RECIPE_FILE = "recipes.toml"
 _CROPS = ("multiscale", "center")
@@ -199,3 +199,11 @@ def describe_recipe(r: Recipe) -> str:
     if r.cite:
         lines.append("  source: " + " ".join(r.cite.split()))
     return "\n".join(lines)
+
+
+def recipe_text(name: str) -> str:
+    """What ``zoo info NAME`` prints about training NAME (one line when no recipe applies)."""
+    try:
+        return describe_recipe(recipe_for(name))
+    except ValueError as e:
+        return f"Training recipe: none ({e})"
