@@ -16,7 +16,7 @@ from typing import Optional
 
 from ..registry import RegistryError, Variant, data_root, registry
 
-__all__ = ["Recipe", "recipe_for", "recipes", "describe_recipe", "recipe_text", "RECIPE_FILE"]
+__all__ = ["Recipe", "recipe_for", "all_recipes", "describe_recipe", "recipe_text", "RECIPE_FILE"]
 
 RECIPE_FILE = "recipes.toml"
 _CROPS = ("multiscale", "center")
@@ -137,7 +137,7 @@ def _merged(rid: str, raw: dict, whens: dict, seen=()) -> tuple[dict, list]:
     return dict(r), list(whens[rid])
 
 
-def recipes() -> dict[str, Recipe]:
+def all_recipes() -> dict[str, Recipe]:
     """Every recipe by id, before dataset / frames rows."""
     raw, whens = _load(_path())
     return {rid: Recipe(**_freeze(_merged(rid, raw, whens)[0])) for rid in raw}
