@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 import zoo
 from tests.data.synth import write_frame_dirs, write_list

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from zoo.train.checkpoint import LAST, load_checkpoint
 

@@ -63,9 +63,11 @@ def build_model(name: str, recipe, *, num_classes=None, frames=None, init=None, 
     raise ValueError(f"--init must be imagenet, pretrained or none, got {init!r}")
 
 
-def _num_classes(a, variant, samples) -> int:
+def _num_classes(a, variant, samples, names) -> int:
     if a.num_classes:
         return a.num_classes
+    if names:
+        return len(names)
     if variant is not None and a.recipe == "paper":
         return variant.num_classes
     labels = [s.label for s in samples if s.label is not None]
@@ -101,7 +103,10 @@ def run_train(a) -> int:
     val_samples = read_samples(a.val_list, fmt=a.format, **common) if a.val_list else None
     if not train_samples:
         raise DataError(f"{a.train_list}: no usable videos")
-    classes = _num_classes(a, variant, train_samples)
+    from ..data import resolve_labels
+
+    names = resolve_labels(a.labels)[0] if a.labels else None
+    classes = _num_classes(a, variant, train_samples, names)
     frames = a.frames or (variant.frames if variant else 8)
     model, start = build_model(a.name, recipe, num_classes=classes, frames=frames, init=a.init,
                                weights_dir=a.weights_dir, checkpoint=a.checkpoint, seed=a.seed)
@@ -118,12 +123,8 @@ def run_train(a) -> int:
         raise ValueError(f"{a.name}: this model has no set_grad_checkpointing(); --grad-checkpointing needs it")
     info = {"trained_on": str(a.train_list), "num_classes": classes, "frames": frames, "input_size": size,
             "init": start}
-    if isinstance(labels, str) and Path(labels).is_file():
-        from ..data import resolve_labels
-
-        names, _ = resolve_labels(labels)
-        if names:
-            info["labels"] = list(names)
+    if names:
+        info["labels"] = list(names)
     cfg = TrainConfig(out=a.out, recipe=recipe, batch=a.batch, epochs=a.epochs, lr=a.lr, amp=a.amp,
                       grad_checkpointing=a.grad_checkpointing, sync_bn=a.sync_bn, freeze_bn=a.freeze_bn,
                       val_every=a.val_every, save_every=a.save_every, seed=a.seed, workers=a.workers,
