@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 import zoo
 from tests.data.synth import write_frame_dirs, write_list
@@ -55,3 +56,21 @@ def test_refuses_a_folder_it_did_not_create(data, tmp_path, capsys):
 def test_show_recipe(capsys):
     assert main(["train", "gc_tdn_r50_ssv1_8f", "--show-recipe"]) == 0
     assert "TDN's protocol" in capsys.readouterr().out
+
+
+def test_finetune_starts_from_the_variants_weights_with_a_new_head(tmp_path):
+    from zoo.train.cli import build_model
+    from zoo.train.export import export_weights
+    from zoo.train.recipes import recipe_for
+
+    name = "gst_r18_diving48v1_16f"
+    src = zoo.create_model(name)
+    export_weights(src, tmp_path / "w", name=name, recipe=recipe_for(name), metrics={"epoch": 1})
+    ft = recipe_for(name, "finetune")
+    with pytest.warns(UserWarning, match="unverified"):
+        model, start = build_model(name, ft, num_classes=3, weights_dir=str(tmp_path / "w"))
+    assert start == "pretrained" and model.num_classes == 3
+    own, ref = model.state_dict(), src.state_dict()
+    assert all(torch.equal(own[k], ref[k]) for k in ref if not k.startswith("fc."))
+    with pytest.raises(ValueError, match="architecture"):
+        build_model("gst_r18", ft, num_classes=3)
