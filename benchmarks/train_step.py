@@ -39,6 +39,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import zoo  # noqa: E402
+from zoo.bench import _reset_hwm, _status_kb  # noqa: E402  (the resident-set high-water mark, Linux)
 
 PAIRS = [("tsm_r50", "tsn_r50"), ("gc_tsn_r50", "tsn_r50"), ("gc_tsm_r50", "tsm_r50"), ("aia_tsn_r50", "tsn_r50"),
          ("sda_tsn_r50", "tsn_r50"), ("stc_r50", "tsn_r50"), ("gst_r50", "tsn_r50"), ("gc_gst_r50", "gst_r50"),
@@ -48,23 +49,6 @@ PAIRS = [("tsm_r50", "tsn_r50"), ("gc_tsn_r50", "tsn_r50"), ("gc_tsm_r50", "tsm_
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _hwm() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class Runner:
@@ -103,7 +87,7 @@ class Runner:
         before = _rss()
         _reset_hwm()
         self.step()
-        return _hwm() - before
+        return _status_kb("VmHWM") * 1024 - before
 
 
 def clip(arch: str, args) -> torch.Tensor:

@@ -142,8 +142,13 @@ def run_train(a) -> int:
     if rank == 0:
         best = res["best"]
         if best:
-            print(f"best: epoch {best['epoch']} top1 {best['val_top1']:.2f}% -> {Path(a.out) / 'best'} "
-                  f"(load: zoo.create_model({a.name!r}, pretrained=True, weights_dir={str(Path(a.out) / 'best')!r}))")
+            folder = Path(a.out) / "best"
+            if variant is not None and classes == variant.num_classes and frames == variant.frames:
+                how = f"zoo.create_model({a.name!r}, pretrained=True, weights_dir={str(folder)!r})"
+            else:
+                how = (f"zoo.create_model({a.name!r}, num_classes={classes}, num_frames={frames}) and load_state_dict("
+                       f"safetensors.torch.load_file({str(folder / 'model.safetensors')!r}))")
+            print(f"best: epoch {best['epoch']} top1 {best['val_top1']:.2f}% -> {folder} (load: {how})")
         print(json.dumps({"out": res["out"], "best": best}, default=str))
     return 0
 

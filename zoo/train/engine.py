@@ -349,7 +349,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
         if world > 1:
             net = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=True)  # dead layers of the authors' layouts (TDN, GC) get no grad
+                static_graph=True)  # the same graph every step; dead layers of the authors' layouts get no grad
 
         epoch, step, best, history = 0, 0, None, []
         if state is not None:
