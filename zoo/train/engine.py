@@ -335,6 +335,9 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
             drop.p = recipe.dropout
         _freeze_bn_params(model, recipe.partial_bn)
         if cfg.sync_bn and world > 1:
+            if device.type == "cpu":
+                raise TrainError("--sync-bn needs GPUs: torch's SyncBatchNorm has no CPU implementation; on CPU "
+                                 "leave it off (per-process statistics) or use --freeze-bn")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(device)
         groups = param_groups(model, recipe, lr)
