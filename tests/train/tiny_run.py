@@ -27,10 +27,11 @@ p.add_argument("--save-every", type=int, default=0)
 p.add_argument("--die-at", default="")
 p.add_argument("--freeze-bn", action="store_true")
 p.add_argument("--flip", action="store_true")
+p.add_argument("--dropout", type=float, default=0.0)
 a = p.parse_args()
 torch.set_num_threads(1)
 
-recipe = dataclasses.replace(recipe_for("tsn_r18"), lr=0.05, batch=4, milestones=(1,), dropout=0.0,
+recipe = dataclasses.replace(recipe_for("tsn_r18"), lr=0.05, batch=4, milestones=(1,), dropout=a.dropout,
                              flip=a.flip, weight_decay=1e-4)
 torch.manual_seed(0)
 model = zoo.create_model("tsn_r18", num_classes=2, num_frames=2)

@@ -64,7 +64,6 @@ class TrainConfig:
     workers: int = 0
     resume: bool = False
     log_every: int = 20
-    max_steps: Optional[int] = None   # stop after this many steps in total (budgeted runs)
     name: str = ""                    # the registered name the model was built from (export)
     model_info: dict = field(default_factory=dict)   # extra config.json fields (classes, labels, ...)
     export: bool = True
@@ -354,7 +353,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                 model, device_ids=[device.index] if device.type == "cuda" else None,
                 static_graph=True)  # the same graph every step; dead layers of the authors' layouts get no grad
 
-        epoch, step, best, history = 0, 0, None, []
+        epoch, step, best, history, partial_loss = 0, 0, None, [], None
         if state is not None:
             _check_resume(state, cfg, world, steps_per_epoch)
             model.load_state_dict(state["model"])
@@ -362,6 +361,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
             sched.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             epoch, step, best, history = state["epoch"], state["step"], state["best"], list(state["history"])
+            partial_loss = (state.get("epoch_loss") or [None] * world)[rank]
             set_rng_state(state["rng"][rank], device)
             if rank == 0 and not cfg.quiet:
                 print(f"resuming {out / LAST}: epoch {epoch + 1}, step {step}/{steps_per_epoch}", file=sys.stderr)
@@ -369,26 +369,29 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
         board = _Board(out, rank == 0)
         seeded = Seeded(train_set, cfg.seed)
         swap = recipe.swap_map()
-        total_steps = epoch * steps_per_epoch + step
-        stop = False
 
-        def save(ep: int, st: int) -> None:
-            rngs = _gather(rng_state(device), world)
+        def save(ep: int, st: int, epoch_loss=None) -> None:
+            per_rank = _gather((rng_state(device), epoch_loss), world)   # each rank's RNG and partial loss
             if rank == 0:
                 save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": ep, "step": st,
-                             "best": best, "history": history, "rng": rngs, "world": world, "batch": cfg.batch,
-                             "seed": cfg.seed, "recipe": recipe.as_dict(), "name": cfg.name}, out / LAST)
+                             "best": best, "history": history, "rng": [r for r, _ in per_rank], "world": world, "batch": cfg.batch,
+                             "seed": cfg.seed, "recipe": recipe.as_dict(), "name": cfg.name,
+                             "epoch_loss": [e for _, e in per_rank]}, out / LAST)
 
-        while epoch < epochs and not stop:
+        while epoch < epochs:
             sampler.set_epoch(epoch, step)
             seeded.set_epoch(epoch)
+            # the loader's own generator: creating it must not draw from the global RNG, whose state
+            # a resumed run restores for dropout
             loader = DataLoader(seeded, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers,
-                                pin_memory=device.type == "cuda", drop_last=False)
+                                pin_memory=device.type == "cuda", drop_last=False,
+                                generator=torch.Generator().manual_seed(mix_seed(cfg.seed, epoch, rank, 4)))
             net.train()
             _bn_modes(model, recipe.partial_bn, cfg.freeze_bn)
             bar = _Progress(steps_per_epoch, step, epoch, epochs, rank == 0 and not cfg.quiet, cfg.log_every)
-            loss_sum = torch.zeros(2, dtype=torch.float64)
+            loss_sum = partial_loss if partial_loss is not None else torch.zeros(2, dtype=torch.float64)
+            partial_loss = None
             t0, seen = time.perf_counter(), 0
             for b in loader:
                 x = b["video"].to(device, non_blocking=True)
@@ -406,7 +409,6 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                 scaler.update()
                 sched.step()
                 step += 1
-                total_steps += 1
                 seen += x.shape[0]
                 lv = loss.detach().float().item()
                 if not math.isfinite(lv):
@@ -418,10 +420,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                 if on_step is not None:
                     on_step({"epoch": epoch, "step": step, "loss": lv})
                 if cfg.save_every and step % cfg.save_every == 0 and step < steps_per_epoch:
-                    save(epoch, step)
-                if cfg.max_steps is not None and total_steps >= cfg.max_steps:
-                    stop = True
-                    break
+                    save(epoch, step, loss_sum)
             bar.close()
             if world > 1:
                 dist.all_reduce(loss_sum)
@@ -431,7 +430,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                    "clips_per_s": seen * world / max(elapsed, 1e-9), "epoch_s": elapsed}
             epoch += 1
             step = 0
-            last_epoch = epoch >= epochs or stop
+            last_epoch = epoch >= epochs
             if val_set is not None and (epoch % cfg.val_every == 0 or last_epoch):
                 m = validate(model, val_set, batch=cfg.batch, device=device, amp=cfg.amp, rank=rank, world=world,
                              workers=cfg.workers)
