@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     from eval_speed import cpu_info
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=int, default=2, help="clips per step (>= 2: GC's ECal-G BatchNorm1d needs 2 in train mode)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--rounds", type=int, default=3)

@@ -1,8 +1,8 @@
 """The training loop: one process or many under torchrun (DDP), resumable at any moment.
 
 ``fit(model, train_set, val_set, config)`` trains ``model`` on a dataset whose items are
-``{"video": (3, T, H, W), "label": int, "id": str, ...}`` (``zoo.data.VideoDataset`` in train
-mode, or any dataset of that shape), validates every ``val_every`` epochs, keeps the best
+``{"video": (3, T, H, W), "label": int, "id": str, "index": int}`` (``zoo.data.VideoDataset`` in
+train mode, or any dataset of that shape; ``index`` keys the sample's flip), validates every ``val_every`` epochs, keeps the best
 weights as a ``weights_dir`` folder and a checkpoint ``last.pt`` from which a killed run resumes
 exactly (same weights as an uninterrupted run with the same seed).
 
