@@ -142,6 +142,7 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
     cfg = getattr(model, "pretrained_cfg", None) or {}
     T = num_frames or cfg.get("frames") or getattr(model, "num_frames", 8)
     size = input_size or cfg.get("input_size") or 224
+    size = size[-1] if isinstance(size, (tuple, list)) else size   # pretrained_cfg's (3, H, W)
     # families whose segments carry several frames (TDN) say how many
     fps = getattr(model, "frames_per_segment", 1)
     x = torch.randn(batch, 3, T * fps, size, size)

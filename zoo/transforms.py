@@ -21,17 +21,17 @@ transform into the full test input of one video: (crops * clips, 3, T, H, W).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from . import sampling
+from .cfg import DEFAULT_MEAN, DEFAULT_STD
 
 __all__ = ["create_transform", "VideoTransform", "DEFAULT_MEAN", "DEFAULT_STD"]
 
-DEFAULT_MEAN = (0.485, 0.456, 0.406)
-DEFAULT_STD = (0.229, 0.224, 0.225)
 NO_FLIP = {"ssv1", "ssv2"}
 
 
@@ -76,7 +76,7 @@ class VideoTransform(nn.Module):
 
     def __init__(self, size: int = 224, resize: Optional[int] = None, crops: int = 1, crop: Optional[int] = None,
                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, train: bool = False,
-                 flip: bool = True, frames: int = 8, protocol: str = "uniform"):
+                 flip: bool = True, frames: int = 8, protocol: str = "uniform", interpolation: str = "bilinear"):
         super().__init__()
         from torchvision.transforms import v2
 
@@ -90,14 +90,16 @@ class VideoTransform(nn.Module):
         self.train_mode = train
         self.frames = frames
         self.protocol = protocol
+        self.interpolation = interpolation
+        mode = v2.InterpolationMode(interpolation)
         if train:
-            ops = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True)]
+            ops = [v2.RandomResizedCrop(size, scale=(0.25, 1.0), interpolation=mode, antialias=True)]
             if flip:
                 ops.append(v2.RandomHorizontalFlip())
         elif crops == 1:
-            ops = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.crop)]
+            ops = [v2.Resize(self.resize, interpolation=mode, antialias=True), v2.CenterCrop(self.crop)]
         else:
-            ops = [v2.Resize(self.resize, antialias=True)]
+            ops = [v2.Resize(self.resize, interpolation=mode, antialias=True)]
         self.spatial = v2.Compose(ops)
         self.three = ThreeCrop(self.crop) if self.crops == 3 else None
         self.normalize = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)])
@@ -134,21 +136,21 @@ def create_transform(name: str, train: bool = False, crops: Optional[int] = None
     """The preprocessing of a registered name (variant, ensemble member or architecture).
 
     ``crops`` defaults to the crops of the entry's main test protocol (its ``views``, "3x2" ->
-    3). ``overrides``: size, resize, crop, mean, std, flip, frames, protocol."""
+    3). The values are the name's ``pretrained_cfg`` (zoo.cfg): size, resize = floor(size /
+    crop_pct), interpolation, mean, std, frames, sampling. ``overrides``: size, resize, crop, mean,
+    std, flip, frames, protocol, interpolation."""
     from .registry import registry
+
+    from .cfg import pretrained_cfg
 
     reg = registry()
     obj = reg.resolve(name)
     if name in reg.ensembles:   # members share a dataset; the first one's frames
         name = obj.members[0]
-        obj = reg.variants[name]
-    cfg = {"size": 224, "mean": DEFAULT_MEAN, "std": DEFAULT_STD, "frames": 8, "protocol": "uniform", "flip": True}
-    views_crops = 1
-    if name in reg.variants:
-        cfg.update(size=obj.input_size, mean=obj.mean, std=obj.std, frames=obj.frames, protocol=obj.sampling,
-                   flip=obj.dataset not in NO_FLIP)
-        views_crops = int(str(obj.views).split("x")[0] or 1)
-    elif name in reg.archs and reg.archs[name].family == "tdn":
-        cfg["protocol"] = "tdn"
+    c = pretrained_cfg(name)    # the values model.pretrained_cfg and timm's resolve_data_config see
+    size = c["input_size"][-1]
+    cfg = {"size": size, "resize": math.floor(size / c["crop_pct"]), "interpolation": c["interpolation"],
+           "mean": c["mean"], "std": c["std"], "frames": c["num_frames"], "protocol": c["sampling"],
+           "flip": c["dataset"] not in NO_FLIP}
     cfg.update(overrides)
-    return VideoTransform(train=train, crops=views_crops if crops is None else crops, **cfg)
+    return VideoTransform(train=train, crops=c["test_views"][0] if crops is None else crops, **cfg)

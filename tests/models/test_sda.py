@@ -48,8 +48,8 @@ def test_chunk_is_two_independent_8_frame_clips():
     x = torch.randn(1, 3, 16, 48, 48, generator=torch.Generator().manual_seed(3))
     halves = torch.cat([x[:, :, :8], x[:, :, 8:]])  # two 8-frame clips
     with torch.no_grad():
-        f16 = chunked.forward_features(x)                     # (1, 16, 2048)
-        f8 = full.forward_features(halves).reshape(1, 16, -1)  # T=8 per clip: same as chunking
+        f16 = chunked.forward_features(x)                     # (1, 2048, 16, h, w)
+        f8 = torch.cat(full.forward_features(halves).unbind(0), 1)[None]  # T=8 per clip: same as chunking
         f_all = full.forward_features(x)                       # SDA sees all 16 frames
     torch.testing.assert_close(f16, f8, rtol=1e-5, atol=1e-5)
     assert (f_all - f16).abs().max() > 1e-2  # chunk=None really mixes the two halves

@@ -22,15 +22,16 @@ ResNet weights map 1:1 onto the 2D parts.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["BlockCtx", "Slots", "CALIB_AT", "Bottleneck", "BasicBlock", "VideoResNet", "DEPTHS", "check_clip",
-           "add_conv_bias"]
+           "add_conv_bias", "DropPath", "FeatureInfo"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ def _make(factory: Optional[Factory], ctx: BlockCtx) -> Optional[nn.Module]:
 class _Block(nn.Module):
     """What both block kinds share: the calibrator at its position, and the residual join."""
 
+    def __init__(self):
+        super().__init__()
+        self.drop_path = None  # stochastic depth on the residual branch (VideoResNet.set_drop_path)
+
     def _shifted(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``conv`` of the temporal slot's output (``x`` itself when the slot is empty); a slot
         with ``around`` (TSM's shift) may shift ``x`` in place for the call and restore it."""
@@ -94,6 +99,8 @@ class _Block(nn.Module):
         return self.calib(out, T) if self.calib is not None and self.calib_at in where else out
 
     def _join(self, out: torch.Tensor, identity: torch.Tensor, T: int) -> torch.Tensor:
+        if self.drop_path is not None:
+            out = self.drop_path(out, T)
         out += identity  # in place, as torchvision: one less full-size tensor per block
         return self._calib(self.relu(out), T, "out")
 
@@ -218,6 +225,73 @@ def check_clip(x: torch.Tensor, frames_multiple: int = 1, what: str = "(B, 3, T,
         )
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016) on a block's residual branch: in training the branch
+    of a whole clip is dropped with probability ``p`` (all its frames together) and kept ones are
+    scaled by 1/(1-p); identity in eval mode and for ``p`` = 0."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0] // T, 1, 1, 1)).bernoulli_(keep).div_(keep)
+        return x * mask.repeat_interleave(T, 0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.4g}"
+
+
+class FeatureInfo(list):
+    """timm's ``feature_info``: one dict per feature map (``num_chs``, ``reduction``, ``module``,
+    ``index``) with timm's accessors; ``channels()`` lists them all, ``channels(i)`` the i-th."""
+
+    def _get(self, key: str, idx: Optional[int]):
+        return [d[key] for d in self] if idx is None else self[idx][key]
+
+    def channels(self, idx: Optional[int] = None):
+        return self._get("num_chs", idx)
+
+    def reduction(self, idx: Optional[int] = None):
+        return self._get("reduction", idx)
+
+    def module_name(self, idx: Optional[int] = None):
+        return self._get("module", idx)
+
+    def get_dicts(self, keys: Optional[Sequence[str]] = None, idx: Optional[int] = None):
+        pick = (lambda d: dict(d)) if keys is None else (lambda d: {k: d[k] for k in keys})
+        return [pick(d) for d in self] if idx is None else pick(self[idx])
+
+    @property
+    def out_indices(self) -> tuple:
+        return tuple(d["index"] for d in self)
+
+
+class _FrozenNormStats:
+    """Checkpointed stages run their forward twice; during the recomputation the BN layers
+    update their running statistics with momentum 0 (the same values, written in place by the
+    op itself, so autograd's saved tensors stay valid) and the batch counter is put back: the
+    statistics end as the plain model leaves them."""
+
+    def __init__(self, model: nn.Module):
+        self.norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                      and m.training and m.running_mean is not None]
+
+    def __enter__(self):
+        self.saved = [(m.momentum, m.num_batches_tracked.clone()) for m in self.norms]
+        for m in self.norms:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc):
+        for m, (momentum, n) in zip(self.norms, self.saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(n)
+        return False
+
+
 class VideoResNet(nn.Module):
     """ResNet-18/34/50/101 over clips (B, 3, T, H, W) -> logits (B, num_classes).
 
@@ -225,11 +299,17 @@ class VideoResNet(nn.Module):
     TSN's: spatial average pool, dropout, a linear classifier on every frame, and the average
     over T (average consensus). ``conv_bias=True`` gives the stem and every block's own convs a
     bias (the Cadene "fbresnet" layout TDN's checkpoints use).
+
+    The timm interface: ``forward_features`` (last stage map), ``forward_head(x, pre_logits)``,
+    ``forward_intermediates`` and ``feature_info`` (5 maps: the stem after its max pool, then
+    layer1-4; every map is laid out (B, C, T', h, w) with T' segments), ``get_classifier`` /
+    ``reset_classifier`` (0 classes: the head returns pooled features), ``set_grad_checkpointing``
+    (per stage), ``drop_rate`` (the classifier's dropout) and ``set_drop_path`` (stochastic depth).
     """
 
     def __init__(self, depth: int = 50, num_classes: int = 400, slots: Slots = Slots(),
                  dropout: float = 0.5, num_frames: int = 8, zero_init_residual: bool = False,
-                 conv_bias: bool = False):
+                 conv_bias: bool = False, drop_path_rate: float = 0.0):
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
@@ -242,6 +322,7 @@ class VideoResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         in_ch, position = 64, 0
+        info = [dict(num_chs=64, reduction=4, module="maxpool", index=0)]
         for stage, (n, width) in enumerate(zip(counts, (64, 128, 256, 512))):
             blocks = []
             for i in range(n):
@@ -253,11 +334,17 @@ class VideoResNet(nn.Module):
                     add_conv_bias(blocks[-1])
                 in_ch, position = ctx.out_channels, position + 1
             self.add_module(f"layer{stage + 1}", nn.Sequential(*blocks))
+            info.append(dict(num_chs=in_ch, reduction=4 * 2 ** stage, module=f"layer{stage + 1}", index=stage + 1))
+        self.feature_info = FeatureInfo(info)
+        self.out_indices: Optional[tuple] = None   # set by to_features_only(): forward returns the maps
+        self.stages = 4                            # stages kept (prune_intermediate_layers drops the rest)
+        self.grad_checkpointing = False
         self.num_features = in_ch
         self.drop_rate = dropout
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_ch, num_classes)
+        self.fc = nn.Linear(in_ch, num_classes) if num_classes else nn.Identity()
         self._init_weights(zero_init_residual)
+        self.set_drop_path(drop_path_rate)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # Backbone init as torchvision; slot modules then re-initialise themselves the way
@@ -268,8 +355,7 @@ class VideoResNet(nn.Module):
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.normal_(self.fc.weight, 0, 0.001)  # the papers' new_fc init
-        nn.init.zeros_(self.fc.bias)
+        self._init_fc()
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck):
@@ -279,6 +365,11 @@ class VideoResNet(nn.Module):
         for m in self.modules():
             if m is not self and hasattr(m, "init_weights"):
                 m.init_weights()
+
+    def _init_fc(self) -> None:
+        if isinstance(self.fc, nn.Linear):
+            nn.init.normal_(self.fc.weight, 0, 0.001)  # the papers' new_fc init
+            nn.init.zeros_(self.fc.bias)
 
     # -- stages -------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
@@ -292,45 +383,199 @@ class VideoResNet(nn.Module):
     def forward_stem(self, x: torch.Tensor, T: int) -> torch.Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def forward_stages(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for block in layer:
-                x = block(x, T)
+    def forward_stage(self, i: int, x, T: int):
+        """Stage ``i`` (1-4: layer1-4) on the state the previous stage left."""
+        layer = getattr(self, f"layer{i}")
+        if layer is None:
+            raise RuntimeError(f"layer{i} was pruned (features_only / prune_intermediate_layers)")
+        for block in layer:
+            x = block(x, T)
         return x
 
+    def stage_map(self, state) -> torch.Tensor:
+        """The (B*T, C, h, w) feature map a stage's state holds."""
+        return state
+
+    def _stage(self, i: int, state, T: int):
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self.forward_stage, i, state, T, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), _FrozenNormStats(self)))
+        return self.forward_stage(i, state, T)
+
+    def forward_stages(self, x, T: int):
+        for i in range(1, self.stages + 1):
+            x = self._stage(i, x, T)
+        return x
+
+    @staticmethod
+    def _clip_map(f: torch.Tensor, B: int) -> torch.Tensor:
+        # (B*T, C, h, w) -> (B, C, T, h, w) view
+        return f.view(B, f.shape[0] // B, *f.shape[1:]).transpose(1, 2)
+
+    def _empty(self, fn, x: torch.Tensor):
+        """``fn`` of a zero-size batch: the shapes of one clip, sliced to none (eval, no grad,
+        so that no statistics move)."""
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                out = fn(x.new_zeros((1,) + x.shape[1:]))
+        finally:
+            self.train(was)
+        return torch.utils._pytree.tree_map(lambda t: t[:0], out)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Clip batch (B, 3, T, H, W) -> spatially pooled per-frame features (B, T', C).
+        """Clip batch (B, 3, T, H, W) -> the last stage's feature map (B, C, T', H/32, W/32), a
+        view of the frame-batched activations (``.contiguous()`` for a copy).
 
         T' is the number of segments (T for every family but TDN, whose segments span
-        several frames). Average over dim 1 for one clip embedding."""
+        several frames). ``forward_head(f, pre_logits=True)`` pools it to (B, C)."""
         self.check_input(x)
+        if x.shape[0] == 0:
+            return self._empty(self.forward_features, x)
+        frames, T = self.to_frames(x)
+        return self._clip_map(self.stage_map(self.forward_stages(self.forward_stem(frames, T), T)), x.shape[0])
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, C, T, h, w) maps (or per-frame pooled features (B, T, C)) -> (B, num_classes).
+
+        TSN's head: spatial average pool, dropout, the classifier on every frame and the mean
+        over T (the consensus). ``pre_logits=True`` returns the mean of the dropped-out features
+        instead, (B, num_features): the classifier is linear, so ``fc`` of it gives the logits."""
+        if x.dim() == 5:
+            # back to the frame batch (a view for forward_features' output) for the 2D pool
+            B, C, T = x.shape[:3]
+            x = F.adaptive_avg_pool2d(x.transpose(1, 2).flatten(0, 1), 1).view(B, T, C)
+        x = self.dropout(x)
+        # per frame, then the mean: the papers' FLOPs count the classifier once per frame
+        return x.mean(1) if pre_logits else self.fc(x).mean(1)
+
+    def forward(self, x: torch.Tensor):
+        if self.out_indices is not None:
+            return self.forward_intermediates(x, self.out_indices, stop_early=True, intermediates_only=True)
+        self.check_input(x)
+        if x.shape[0] == 0:
+            return x.new_zeros((0, self.num_classes or self.num_features))
+        return self.forward_head(self.forward_features(x))
+
+    # -- feature maps (timm's forward_intermediates / features_only) ----------------------
+    def _take_indices(self, indices) -> list[int]:
+        n = 5
+        if indices is None:
+            take = list(range(n))
+        elif isinstance(indices, int) and not isinstance(indices, bool):
+            if not 1 <= indices <= n:
+                raise ValueError(f"indices={indices}: an int takes the last N of the {n} feature maps, 1..{n}")
+            take = list(range(n - indices, n))
+        else:
+            take = []
+            for i in indices:
+                if isinstance(i, bool) or not isinstance(i, int) or not -n <= i < n:
+                    raise ValueError(f"feature indices must be ints in 0..{n - 1} (0: stem, 1-4: layer1-4) "
+                                     f"or negative from the end, got {tuple(indices)}")
+                take.append(i % n)
+            if not take:
+                raise ValueError("feature indices must name at least one map (0: stem, 1-4: layer1-4)")
+        if max(take) > self.stages:
+            raise ValueError(f"feature map {max(take)} was pruned: this model keeps stages 0..{self.stages}")
+        return sorted(set(take))
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None, stop_early: bool = False,
+                              intermediates_only: bool = False, output_fmt: str = "NCTHW"):
+        """Per-stage feature maps, each (B, C, T', h, w): ``indices`` None = all five (0: stem
+        after max pool, 1-4: layer1-4), an int = the last N, or a sequence of indices. Returns
+        ``(final, maps)`` (``final`` as ``forward_features``), or just ``maps`` with
+        ``intermediates_only``; ``stop_early`` skips the stages after the last map asked for."""
+        if output_fmt != "NCTHW":
+            raise ValueError(f"output_fmt must be 'NCTHW' (maps are (B, C, T, H, W)), got {output_fmt!r}")
+        take = self._take_indices(indices)
+        self.check_input(x)
+        if x.shape[0] == 0:
+            return self._empty(lambda y: self.forward_intermediates(y, take, stop_early, intermediates_only), x)
         B = x.shape[0]
         frames, T = self.to_frames(x)
-        f = self.forward_stages(self.forward_stem(frames, T), T)
-        f = F.adaptive_avg_pool2d(f, 1).flatten(1)
-        return f.view(B, T, -1)
+        state = self.forward_stem(frames, T)
+        maps = [self._clip_map(self.stage_map(state), B)] if 0 in take else []
+        last = max(take) if stop_early or intermediates_only else self.stages
+        for i in range(1, last + 1):
+            state = self._stage(i, state, T)
+            if i in take:
+                maps.append(self._clip_map(self.stage_map(state), B))
+        return maps if intermediates_only else (self._clip_map(self.stage_map(state), B), maps)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) per-frame features -> (B, num_classes): classifier per frame, then the mean."""
-        return self.fc(self.dropout(features)).mean(1)
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> list[int]:
+        """Drop the stages after the last map in ``indices`` (and the classifier with
+        ``prune_head``); returns the kept indices, as timm."""
+        take = self._take_indices(indices)
+        for i in range(max(take) + 1, self.stages + 1):
+            setattr(self, f"layer{i}", None)
+        self.stages = max(take)
+        if prune_head:
+            self.reset_classifier(0)
+        return take
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def to_features_only(self, out_indices=(0, 1, 2, 3, 4)) -> "VideoResNet":
+        """timm's ``features_only``: ``forward`` returns the maps ``out_indices`` as a list of
+        (B, C, T', h, w) tensors; later stages and the head are removed; ``feature_info``
+        describes the maps returned."""
+        take = self.prune_intermediate_layers(out_indices, prune_head=True)
+        self.feature_info = FeatureInfo(d for d in self.feature_info if d["index"] in take)
+        self.out_indices = tuple(take)
+        return self
+
+    # -- training -------------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage (layer1-4) in the backward pass instead of storing its
+        activations; outputs, gradients and BN statistics stay those of the plain model."""
+        self.grad_checkpointing = bool(enable)
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth on every block's residual branch, the rate rising linearly from 0 at
+        the first block to ``rate`` at the last (timm's schedule); 0 removes it."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"drop_path_rate must be a number in [0, 1), got {rate!r}")
+        counts = DEPTHS[self.depth][1]
+        starts = [sum(counts[:s]) for s in range(4)]
+        n = sum(counts)
+        for name, m in self.named_modules():
+            if isinstance(m, _Block):
+                # layerS.I, or a copy of a stage such as TDN's diff_layer1.I
+                stage, index = (int(v) for v in name.rsplit("layer", 1)[1].split("."))
+                p = rate * (starts[stage - 1] + index) / max(n - 1, 1)
+                m.drop_path = DropPath(p) if p > 0 else None
+        self.drop_path_rate = float(rate)
+
+    def to(self, *args, **kwargs):
+        """As ``nn.Module.to``; ``memory_format=torch.channels_last`` converts the 4-D tensors
+        (2D conv weights) and leaves the 3D/1D ones of temporal modules as they are, where torch
+        would raise on the first 5-D weight."""
+        fmt = torch._C._nn._parse_to(*args, **kwargs)[3]
+        if fmt != torch.channels_last:
+            return super().to(*args, **kwargs)
+        args = tuple(a for a in args if not isinstance(a, torch.memory_format))
+        kwargs = {k: v for k, v in kwargs.items() if k != "memory_format"}
+        model = super().to(*args, **kwargs) if args or kwargs else self
+        return model._apply(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t)
 
     # -- classifier ----------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
-        return self.fc.out_features
+        return self.fc.out_features if isinstance(self.fc, nn.Linear) else 0
 
     def get_classifier(self) -> nn.Module:
         return self.fc
 
     def reset_classifier(self, num_classes: int, dropout: Optional[float] = None) -> None:
-        """Swap the head for a freshly initialised one with ``num_classes`` outputs."""
+        """Swap the head for a freshly initialised one with ``num_classes`` outputs; 0 removes
+        the classifier, so that ``forward`` returns the pooled features (B, num_features)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier), got {num_classes!r}")
         if dropout is not None:
             self.drop_rate = dropout
             self.dropout = nn.Dropout(dropout)
-        p = self.fc.weight
-        self.fc = nn.Linear(self.num_features, num_classes, device=p.device, dtype=p.dtype)
-        nn.init.normal_(self.fc.weight, 0, 0.001)
-        nn.init.zeros_(self.fc.bias)
+        p = self.conv1.weight
+        self.fc = (nn.Linear(self.num_features, num_classes, device=p.device, dtype=p.dtype)
+                   if num_classes else nn.Identity())
+        self._init_fc()

@@ -41,7 +41,7 @@ Differences between the paper's text and the code, all following the code (check
   TDN code fed the forward full-resolution branch into the backward one (a bug fixed in later
   commits); the GC repository's copy, which the released GC-TDN checkpoints come from, has the fix.
 * Input size. The mSE's 2x average pool needs maps of at least 2x2 in every layer2-4 block, so
-  inputs must be at least about 48 px (the code has the same limit); 112 and 224 are fine.
+  frames must be at least 33x33 px (``MIN_SIZE``; the code has the same limit); 112 and 224 are fine.
 * Kinetics sampling. The TDN loader tests Kinetics with its training-style random positions per
   clip (10 clips x 3 crops); Something-Something uses the centred test positions.
 * Counts. With 174 classes the code builds 24,420,046 (TDN) and 25,697,742 (GC-TDN) parameters
@@ -76,6 +76,7 @@ __all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "TDNResNet", "tdn_slo
            "tdn_fusion", "FRAMES_PER_SEGMENT"]
 
 FRAMES_PER_SEGMENT = 5
+MIN_SIZE = 33   # ceil(H / 32) >= 2: layer4's map must survive the mSE's 2x average pool
 
 
 class ShiftConv(nn.Module):
@@ -243,7 +244,7 @@ def _init_fb(module: nn.Module) -> None:
 class TDNResNet(VideoResNet):
     """The video ResNet with TDN's two-stream stem and mid-block motion modules.
 
-    Takes ``(B, 3, 5*T, H, W)``; ``forward_features`` gives ``(B, T, C)`` per segment. Extra
+    Takes ``(B, 3, 5*T, H, W)``; feature maps are ``(B, C, T, h, w)``, one step per segment. Extra
     modules over :class:`VideoResNet`: ``diff_conv1``/``diff_bn1`` (difference stem),
     ``diff_layer1`` (the difference stream's layer1, built like ``layer1``) and ``conv1_temp``
     (kept for checkpoint compatibility, never called). ``fusion``: see :func:`tdn_fusion`."""
@@ -276,6 +277,11 @@ class TDNResNet(VideoResNet):
                 f"TDN takes clips {what}: T segments of 5 consecutive frames, segment t at frame "
                 f"indices 5t..5t+4 (zoo.models.tdn.tdn_indices samples them); got {x.shape[2]} "
                 "frames, not a multiple of 5")
+        if min(x.shape[-2:]) < MIN_SIZE:
+            raise ValueError(
+                f"TDN needs frames of at least {MIN_SIZE}x{MIN_SIZE} pixels (its motion excitation pools "
+                f"layer4's H/32 x W/32 map 2x, so that map must be at least 2x2); got "
+                f"{x.shape[-2]}x{x.shape[-1]}")
 
     def to_frames(self, x: torch.Tensor):
         """(B, 3, 5T, H, W) -> ((B, 3, T, 5, H, W) view, T); the stem splits it."""
@@ -311,17 +317,25 @@ class TDNResNet(VideoResNet):
             return x.mul_(a).add_(d, alpha=b)
         return a * x + b * F.interpolate(d, size=x.shape[-2:])
 
-    def forward_stages(self, stem, T: int) -> torch.Tensor:
-        x, d = stem
-        for block in self.layer1:
-            x = block(x, T)
+    def forward_stage(self, i: int, state, T: int):
+        """Stage 1 runs both streams' layer1 and fuses them; the state before it is the pair
+        (fused stem map, difference stream)."""
+        if i != 1:
+            return super().forward_stage(i, state, T)
+        x, d = state
+        x = super().forward_stage(1, x, T)
         for block in self.diff_layer1:
             d = block(d, T)
-        x = self._fuse(x, d, inference())
-        for layer in (self.layer2, self.layer3, self.layer4):
-            for block in layer:
-                x = block(x, T)
-        return x
+        return self._fuse(x, d, inference())
+
+    def stage_map(self, state) -> torch.Tensor:
+        return state[0] if isinstance(state, tuple) else state
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> list[int]:
+        take = super().prune_intermediate_layers(indices, prune_norm, prune_head)
+        if self.stages == 0:
+            self.diff_layer1 = None
+        return take
 
     def load_imagenet_state_dict(self, src: dict) -> dict:
         """ImageNet init as the code does it: both ResNets get the weights (so ``diff_layer1`` and
