@@ -119,8 +119,8 @@ def run_train(a) -> int:
                              template=a.template)
     val_set = (VideoDataset(val_samples, frames=frames, protocol=protocol, mode="1clip", transform=test_tf,
                             template=a.template) if val_samples else None)
-    if a.grad_checkpointing and not hasattr(model, "set_grad_checkpointing"):
-        raise ValueError(f"{a.name}: this model has no set_grad_checkpointing(); --grad-checkpointing needs it")
+    if a.drop_path:
+        model.set_drop_path(a.drop_path)
     info = {"trained_on": str(a.train_list), "num_classes": classes, "frames": frames, "input_size": size,
             "init": start}
     if names:
@@ -201,6 +201,7 @@ def add_commands(sub) -> None:
     s.add_argument("--batch", type=int, default=8, help="clips per process")
     s.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype")
     s.add_argument("--grad-checkpointing", action="store_true", help="recompute activations per stage in backward")
+    s.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate of the last block")
     s.add_argument("--sync-bn", action="store_true", help="synchronise BatchNorm statistics over processes")
     s.add_argument("--freeze-bn", action="store_true", help="keep every BatchNorm's statistics fixed")
     s.add_argument("--no-flip", action="store_true", help="no horizontal flip (labels that name directions)")

@@ -110,6 +110,7 @@ def param_groups(model: nn.Module, recipe: Recipe, lr: float) -> list[dict]:
     parameters; biases at ``bias_lr_mult`` x lr; ``lr_mult`` patterns (fnmatch on the parameter
     name) multiply the lr. Frozen parameters are left out."""
     norm_params = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
+    skip = set(getattr(model, "no_weight_decay", lambda: ())())
     groups: dict[tuple, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -119,7 +120,7 @@ def param_groups(model: nn.Module, recipe: Recipe, lr: float) -> list[dict]:
             if fnmatch.fnmatchcase(name, pat):
                 mult *= m
         decay = recipe.weight_decay
-        if id(p) in norm_params or p.ndim <= 1:
+        if id(p) in norm_params or p.ndim <= 1 or name in skip:
             decay = 0.0
         if name.endswith(".bias") and id(p) not in norm_params:
             mult *= recipe.bias_lr_mult
