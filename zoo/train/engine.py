@@ -310,6 +310,9 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
         on_step: Optional[Callable[[dict], None]] = None) -> dict:
     """Train ``model``; returns {"best": metrics of the best epoch, "history": [...], "out": path}."""
     recipe = cfg.recipe
+    if cfg.export and val_set is not None and not cfg.name:
+        raise TrainError("TrainConfig.name (the registered name the model was built from) is needed to export "
+                         "the best epoch as a weights folder; pass it, or export=False")
     rank, world, device, started = _setup(cfg)
     out = Path(cfg.out)
     try:
