@@ -66,7 +66,7 @@ def render(doc: dict) -> str:
     lines = ["# Temporal-order probe (the papers' central claim, small)", "",
              f"Two classes with the same frames in opposite orders; {c['train']} training / {c['val']} validation "
              f"clips, {c['size']}x{c['size']} (TDN 64x64: its motion excitation needs 33 px), {c['frames']} segments "
-             "(TDN: 5 frames each), batch {c['batch']}, "
+             f"(TDN: 5 frames each), batch {c['batch']}, "
              f"{c['epochs']} epochs, SGD lr {c['lr']}, from random initialisation, seed {c['seed']}. Chance is 50 %; "
              "TSN is at exactly 50 % by construction (every clip has a reversed twin of the other class).", "",
              f"Machine: {m['cpu']['model']} ({m['cpu']['cpus']} CPUs; {', '.join(m['cpu']['flags']) or 'no AVX2/AVX-512/AMX'}), "
