@@ -4,27 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 __all__ = ["add_commands", "run_train", "build_model"]
-
-
-def _relaunch(a, parser) -> int:
-    """``--nproc N`` -> ``python -m torch.distributed.run --standalone --nproc_per_node N -m zoo train ...``."""
-    args = [a.name]
-    for act in parser._actions:
-        if not act.option_strings or act.dest in ("help", "nproc"):
-            continue
-        val = getattr(a, act.dest, None)
-        if val is None or val is False or val == act.default:
-            continue
-        args += [act.option_strings[-1]] if val is True else [act.option_strings[-1], str(val)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}",
-           "-m", "zoo", "train", *args]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    return subprocess.call(cmd)
 
 
 def build_model(name: str, recipe, *, num_classes=None, frames=None, init=None, weights_dir=None,
@@ -162,7 +145,9 @@ def _cmd_train(a) -> int:
         return 0
     _, world, _ = distributed_env()
     if a.nproc and a.nproc > 1 and world == 1:
-        return _relaunch(a, a._parser)
+        from ..launch import relaunch
+
+        return relaunch(a, a._parser, "train")
     missing = [f for f, v in (("--data", a.data), ("--train-list", a.train_list), ("--out", a.out)) if not v]
     if missing:
         raise ValueError(f"zoo train needs {', '.join(missing)} (or --show-recipe)")
