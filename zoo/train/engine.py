@@ -334,8 +334,10 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                                  "needs the model API that provides it")
             model.set_grad_checkpointing(True)
         drop = getattr(model, "dropout", None)
-        if isinstance(drop, nn.Dropout):
+        if isinstance(drop, nn.Dropout):   # the recipe's classifier dropout
             drop.p = recipe.dropout
+            if hasattr(model, "drop_rate"):
+                model.drop_rate = recipe.dropout
         _freeze_bn_params(model, recipe.partial_bn)
         if cfg.sync_bn and world > 1:
             if device.type == "cpu":
