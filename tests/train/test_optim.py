@@ -49,17 +49,21 @@ def test_bf16_autocast_run(tmp_path):
     assert h["train_loss"] == h["train_loss"] and h["val_videos"] == 4
 
 
-def test_grad_checkpointing_trains_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("option", ["grad_checkpointing", "channels_last"])
+def test_training_options_reach_the_same_weights(tmp_path, option):
     torch.set_num_threads(1)
     r = dataclasses.replace(recipe_for("tsm_r18"), lr=0.05, batch=4, dropout=0.0)
     data = TemporalOrderDataset(8, frames=2, size=32)
     out = []
-    for ckpt in (False, True):
+    for on in (False, True):
         torch.manual_seed(0)
         model = zoo.create_model("tsm_r18", num_classes=2, num_frames=2)
-        fit(model, data, None, TrainConfig(out=str(tmp_path / str(ckpt)), recipe=r, batch=4, epochs=1, quiet=True,
-                                           grad_checkpointing=ckpt, export=False))
-        assert model.grad_checkpointing is ckpt
-        out.append(model.state_dict())
+        fit(model, data, None, TrainConfig(out=str(tmp_path / str(on)), recipe=r, batch=4, epochs=1, quiet=True,
+                                           export=False, **{option: on}))
+        if option == "grad_checkpointing":
+            assert model.grad_checkpointing is on
+        else:
+            assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last) is on
+        out.append({k: v.contiguous() for k, v in model.state_dict().items()})
     for k, v in out[0].items():
         torch.testing.assert_close(out[1][k], v, rtol=0, atol=1e-5)

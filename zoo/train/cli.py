@@ -109,7 +109,8 @@ def run_train(a) -> int:
     if names:
         info["labels"] = list(names)
     cfg = TrainConfig(out=a.out, recipe=recipe, batch=a.batch, epochs=a.epochs, lr=a.lr, amp=a.amp,
-                      grad_checkpointing=a.grad_checkpointing, sync_bn=a.sync_bn, freeze_bn=a.freeze_bn,
+                      grad_checkpointing=a.grad_checkpointing, channels_last=a.channels_last, sync_bn=a.sync_bn,
+                      freeze_bn=a.freeze_bn,
                       val_every=a.val_every, save_every=a.save_every, seed=a.seed, workers=a.workers,
                       resume=a.resume, name=a.name, model_info=info, quiet=a.quiet, device=a.device)
     if rank == 0 and not a.quiet:
@@ -186,6 +187,7 @@ def add_commands(sub) -> None:
     s.add_argument("--batch", type=int, default=8, help="clips per process")
     s.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype")
     s.add_argument("--grad-checkpointing", action="store_true", help="recompute activations per stage in backward")
+    s.add_argument("--channels-last", action="store_true", help="NHWC weights and activations (GPUs)")
     s.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate of the last block")
     s.add_argument("--sync-bn", action="store_true", help="synchronise BatchNorm statistics over processes")
     s.add_argument("--freeze-bn", action="store_true", help="keep every BatchNorm's statistics fixed")

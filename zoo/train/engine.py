@@ -56,6 +56,7 @@ class TrainConfig:
     lr: Optional[float] = None        # default: the recipe's, scaled to the global batch
     amp: Optional[str] = None         # None | "bf16" | "fp16"
     grad_checkpointing: bool = False
+    channels_last: bool = False       # 2D conv weights and activations in NHWC (GPUs with tensor cores)
     sync_bn: bool = False
     freeze_bn: bool = False           # every BN in eval mode (fine-tuning on small data)
     val_every: int = 1
@@ -345,6 +346,8 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                                  "leave it off (per-process statistics) or use --freeze-bn")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
         groups = param_groups(model, recipe, lr)
         opt = _optimizer(groups, recipe, lr)
 
@@ -381,8 +384,8 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
             if rank == 0:
                 save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": ep, "step": st,
-                             "best": best, "history": history, "rng": [r for r, _ in per_rank], "world": world, "batch": cfg.batch,
-                             "seed": cfg.seed, "recipe": recipe.as_dict(), "name": cfg.name,
+                             "best": best, "history": history, "rng": [r for r, _ in per_rank], "world": world,
+                             "batch": cfg.batch, "seed": cfg.seed, "recipe": recipe.as_dict(), "name": cfg.name,
                              "epoch_loss": [e for _, e in per_rank]}, out / LAST)
 
         while epoch < epochs:
