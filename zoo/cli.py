@@ -39,12 +39,14 @@ def _cmd_info(a) -> int:
     else:
         from .hub import describe
         from .labels import label_info
+        from .train.recipes import recipe_text
 
         print(describe(a.name))
         lab = label_info(a.name)
         if lab:
             what = f"{lab['list']} (zoo/labels/{lab['list']}.txt)" if lab.get("list") else "none bundled"
             print(f"Class names: {what}; order: {lab.get('order', '?')}; source: {lab.get('source', '?')}")
+        print(recipe_text(a.name))
     return 0
 
 
@@ -163,7 +165,7 @@ def _main(argv=None) -> int:
 
 
 # modules that add subcommands (each defines add_commands(subparsers))
-_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.predict_cli", "zoo.eval_cli"]
+_EXTRA_COMMANDS: list[str] = ["zoo.weights_cli", "zoo.bench", "zoo.predict_cli", "zoo.eval_cli", "zoo.train.cli"]
 
 if __name__ == "__main__":
     sys.exit(main())

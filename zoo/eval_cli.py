@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,26 +51,9 @@ def _print_report(name: str, views: str, result: dict, rows: list, skipped, file
 
 
 def _relaunch(a, parser) -> int:
-    """``--nproc N`` -> ``python -m torch.distributed.run --standalone --nproc_per_node N -m zoo eval ...``."""
-    args = [a.name]
-    for act in parser._actions:
-        if not act.option_strings or act.dest in ("help", "nproc"):
-            continue
-        val = getattr(a, act.dest, None)
-        if val is None or val is False or val == act.default:
-            continue
-        flag = act.option_strings[-1]
-        if val is True:
-            args.append(flag)
-        elif isinstance(val, list):
-            for v in val:
-                args += [flag, str(v)]
-        else:
-            args += [flag, str(val)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={a.nproc}",
-           "-m", "zoo", "eval", *args]
-    print("launching: " + " ".join(cmd), file=sys.stderr)
-    return subprocess.call(cmd)
+    from .launch import relaunch
+
+    return relaunch(a, parser, "eval")
 
 
 def _build_model(a, name):

@@ -251,7 +251,7 @@ class Registry:
             if a.sampling not in self.protocols:
                 raise RegistryError(f"architecture {a.name}: unknown sampling {a.sampling!r}; "
                                     f"datasets.toml [sampling] has {sorted(self.protocols)}")
-        files = sorted(p for p in tables.glob("*.toml") if p.name != "datasets.toml")
+        files = sorted(p for p in tables.glob("*.toml") if p.name not in ("datasets.toml", "recipes.toml"))
         pending_claims, pending_ens, docs = [], [], []
         for path in files:
             doc = _read_toml(path)

@@ -17,7 +17,7 @@ from .spec import DTYPES, Spec, build, clip_shape, parse_spec, prepare
 __all__ = ["probe", "run_probes", "MMAP_THRESHOLD"]
 
 
-def _status_kb(field_name: str) -> int:
+def status_kb(field_name: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field_name + ":"):
@@ -25,7 +25,7 @@ def _status_kb(field_name: str) -> int:
     raise RuntimeError(f"no {field_name} in /proc/self/status")
 
 
-def _reset_hwm() -> bool:
+def reset_hwm() -> bool:
     """Reset the resident-set high-water mark (Linux >= 4.0: write 5 to clear_refs)."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -48,7 +48,7 @@ def probe(cfg: dict) -> dict:
     out: dict = {"spec": spec.label}
     dev = cfg["device"]
     cuda = dev.startswith("cuda")
-    rss0 = _status_kb("VmRSS") if not cuda else 0
+    rss0 = status_kb("VmRSS") if not cuda else 0
     model = build(spec, num_frames=cfg["frames"])
     shape = clip_shape(model, cfg["batch"], cfg["frames"], cfg["size"])
     out["params"] = sum(p.numel() for p in model.parameters())
@@ -66,11 +66,11 @@ def probe(cfg: dict) -> dict:
             out["model_mb"] = base / 2**20
             out["memory_how"] = "cuda max_memory_allocated - allocated after load"
         else:
-            base = _status_kb("VmRSS")
-            exact = _reset_hwm()
+            base = status_kb("VmRSS")
+            exact = reset_hwm()
             for _ in range(2):  # the first forward also allocates oneDNN's caches
                 model(x)
-            hwm = _status_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            hwm = status_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             out["peak_mb"] = (hwm - base) / 1024
             out["model_mb"] = (base - rss0) / 1024
             out["memory_how"] = ("RSS high-water mark (reset after load) - RSS after load" if exact
