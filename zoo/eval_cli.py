@@ -101,8 +101,7 @@ def run_eval(a) -> int:
     try:
         views = a.views or (variant.views if variant else "1x1")
         tf_over = {k: v for k, v in (("size", a.size), ("frames", a.frames), ("protocol", a.protocol)) if v}
-        protocol = a.protocol or (variant.sampling if variant else
-                                  ("tdn" if getattr(entry, "family", "") == "tdn" else "uniform"))
+        protocol = a.protocol or (variant.sampling if variant else getattr(entry, "sampling", "uniform"))
         crops, mode, clips = views_mode(views, protocol)
         model, weights = _build_model(a, name)
         frames = a.frames or getattr(model, "num_frames", None) or (variant.frames if variant else 8)

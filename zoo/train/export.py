@@ -25,7 +25,7 @@ __all__ = ["export_weights", "export_config"]
 def export_config(name: str, model: nn.Module, info: Optional[dict] = None) -> dict:
     """config.json of a trained model: the registry's entry for ``name`` with the classes, frames
     and kwargs the model was actually built with (``info`` overrides, e.g. labels)."""
-    from .. import __version__
+    from ..version import __version__
     from ..registry import Variant, registry
     from ..weights import model_config
 
@@ -36,7 +36,7 @@ def export_config(name: str, model: nn.Module, info: Optional[dict] = None) -> d
     else:
         cfg = {"name": name, "arch": obj.name, "family": obj.family, "num_classes": None, "frames": None,
                "kwargs": dict(obj.defaults), "input_size": 224, "mean": [0.485, 0.456, 0.406],
-               "std": [0.229, 0.224, 0.225], "sampling": "tdn" if obj.family == "tdn" else "uniform",
+               "std": [0.229, 0.224, 0.225], "sampling": obj.sampling,
                "zoo_version": __version__}
     pc = getattr(model, "pretrained_cfg", None) or {}
     cfg["num_classes"] = getattr(model, "num_classes", cfg.get("num_classes"))
@@ -76,7 +76,7 @@ def _card(cfg: dict, recipe: Recipe, metrics: dict, epochs: int, sha: str) -> st
 def export_weights(model: nn.Module, folder, *, name: str, recipe: Recipe, metrics: dict,
                    info: Optional[dict] = None, epochs: int = 0) -> Path:
     """Write the weights_dir folder ``folder`` for ``model`` (atomically replaced)."""
-    from .. import __version__
+    from ..version import __version__
     from ..weights import FILENAME, save_weights
 
     folder = Path(folder)
