@@ -148,6 +148,12 @@ def _key(*tensors_or_shapes) -> str:
     return " ".join(parts)
 
 
+def _functional() -> bool:
+    """Being traced or exported to ONNX: the in-place forms give way to the plain ops there
+    (TorchScript's ONNX exporter can turn writes into slices into constants)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 # -- BatchNorm folding -----------------------------------------------------------------------
 
 def fold_bn(weight: torch.Tensor, bn: _BN, bias: Optional[torch.Tensor] = None):
@@ -301,6 +307,8 @@ class DeployedShift(TemporalShift):
         self.mode = mode
 
     def around(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if _functional():
+            return conv(temporal_shift(x, T, self.fold_div))
         if self.mode == "fused" and _plain_1x1(conv) and x.stride(-1) == 1:
             return shift_conv1x1(x, T, conv, self.fold_div)
         if self.mode == "inplace" and x.is_contiguous():
@@ -335,6 +343,8 @@ class InplaceGC(GC):
     """GC multiplying each calibrated group where it lies (the input is a block temporary)."""
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if _functional():
+            return super().forward(x, T)
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         for k, (a, b) in zip(self.calibrators, self.slices):
@@ -345,6 +355,8 @@ class InplaceGC(GC):
 
 class InplaceAIAUnit(AIAUnit):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if _functional():
+            return super().forward(x, T)
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         v.mul_(self.gate(v))
@@ -353,8 +365,8 @@ class InplaceAIAUnit(AIAUnit):
 
 class InplaceAIACombo(AIACombo):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if self.how == ">":
-            return self.second(self.first(x, T), T)
+        if self.how == ">" or _functional():
+            return super().forward(x, T)
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         v.mul_((self.first.gate(v) + self.second.gate(v)).mul_(0.5))
@@ -365,6 +377,8 @@ class InplaceSDA(SDA):
     """SDA whose gate is computed in the up-projection's output and multiplied there."""
 
     def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        if _functional():
+            return super().excite(x, agg)
         return self.bn2(self.up(agg)).sigmoid_().mul_(x)
 
 
@@ -428,6 +442,8 @@ class DeployedFrameConv3d(FrameConv3d):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # type: ignore[override]
         kt = self.kernel_size[0]
         N, g, o = x.shape[0], self.groups, self.out_channels
+        if _functional():
+            return super().forward(x, T)
         if self.mode == "taps" and x.stride(-1) == 1:
             H, W = x.shape[-2:]
             taps = self.weight.view(o, self.in_channels, kt).permute(2, 0, 1)
@@ -484,7 +500,7 @@ class DeployedShiftConv(ShiftConv):
     mode = "conv"
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if self.mode != "madd" or not x.is_contiguous():
+        if self.mode != "madd" or not x.is_contiguous() or _functional():
             return super().forward(x, T)
         NT, C, H, W = x.shape
         v = x.view(NT // T, T, C, H * W)
@@ -509,7 +525,7 @@ def _record(model: nn.Module, example_input: torch.Tensor, types: tuple) -> dict
             hooks.append(m.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
-            model(example_input)
+            model(*example_input) if isinstance(example_input, tuple) else model(example_input)
     finally:
         for h in hooks:
             h.remove()
@@ -520,18 +536,20 @@ def _time_module(m: nn.Module, args: tuple) -> Callable[[], object]:
     return lambda: m(*args)
 
 
-def deploy(model: nn.Module, example_input: torch.Tensor, *, autotune: bool = True,
-           cache_dir: Optional[os.PathLike] = None, inplace: bool = False) -> nn.Module:
+def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optional[os.PathLike] = None,
+           inplace: bool = False) -> nn.Module:
     """The inference form of ``model`` (a copy unless ``inplace``), in eval mode, with kernel
-    choices fixed for ``example_input``'s shapes (a clip batch the model takes, on the device
-    and in the dtype it will run in). ``autotune=False``: library kernels, nothing timed."""
+    choices fixed for ``example_input``'s shapes: a clip batch the model takes (or a tuple of
+    the arguments of a slot module, e.g. ``(frames, T)``), on the device and in the dtype it
+    will run in. ``autotune=False``: library kernels, nothing timed; an :class:`Autotuner`
+    instance: its choices."""
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     fold_batchnorms(model)
-    tuner = Autotuner(autotune, cache_dir)
+    tuner = autotune if isinstance(autotune, Autotuner) else Autotuner(bool(autotune), cache_dir)
     for m in list(model.modules()):
         cls = _INPLACE.get(type(m))
         if cls is not None:
