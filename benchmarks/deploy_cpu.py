@@ -36,7 +36,8 @@ def cpu_info() -> dict:
             out["model"] = v.strip()
         elif k.strip() == "Flags":
             flags = v.split()
-            out["flags"] = " ".join(f for f in flags if re.match(r"avx2$|avx512\w*|amx\w*|fma$", f))
+            keep = r"avx2$|avx512\w*|amx\w*|fma$"
+            out["flags"] = " ".join(f for f in flags if re.match(keep, f))
     return out
 
 
@@ -92,7 +93,8 @@ def main():
     lines = [
         f"# Plain vs deployed latency, CPU ({cpu['model']})",
         "",
-        f"CPU: {cpu['model']}, {cpu['cores']} logical CPUs visible, flags: {cpu['flags'] or 'none of avx2/avx512/amx'}; "
+        f"CPU: {cpu['model']}, {cpu['cores']} logical CPUs visible, "
+        f"flags: {cpu['flags'] or 'none of avx2/avx512/amx'}; "
         f"torch {torch.__version__}, {onednn_version()}, {args.threads} threads; one clip "
         f"{args.frames}x3x{args.size}x{args.size}, fp32, eval, inference_mode; {args.rounds} rounds, the order "
         f"rotating each round. Load average when the run ended: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
@@ -113,9 +115,10 @@ def main():
         if n.endswith("deployed"):
             q = quartiles([a / b for a, b in zip(times[n], times[plain])])
             vs_plain = f"{q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}]"
+        dep = n.endswith("deployed")
         lines.append(f"| {n} | {statistics.median(times[n]) * 1000:.0f} | {med:.3f} [{lo:.3f}, {hi:.3f}] | "
-                     f"{vs_plain} | {deploy_s.get(plain, 0) if n.endswith('deployed') else '':{'.1f' if n.endswith('deployed') else ''}} | "
-                     f"{', '.join(modes.get(plain, [])) if n.endswith('deployed') else ''} |")
+                     f"{vs_plain} | {f'{deploy_s[plain]:.1f}' if dep else ''} | "
+                     f"{', '.join(modes[plain]) if dep else ''} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -46,7 +46,7 @@ from .models.sda import SDA, _Branch
 from .models.tdn import MotionExcitation, ShiftConv, TDNResNet
 from .models.temporal import TemporalShift, temporal_shift
 
-__all__ = ["deploy", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
+__all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "is_deployed"]
 
 _BN = nn.modules.batchnorm._BatchNorm
@@ -588,6 +588,17 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
     tuner.save()
     model.deployed = True
     return model
+
+
+def deploy_default(model: nn.Module, **kw) -> nn.Module:
+    """:func:`deploy` for one clip of the size the model was configured for (its
+    ``pretrained_cfg``: frames and input size; 8 x 224 x 224 when it has none), on the device
+    and in the dtype of its parameters (``create_model(..., deploy=True)``)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    T = (cfg.get("frames") or getattr(model, "num_frames", 8)) * getattr(model, "frames_per_segment", 1)
+    size = cfg.get("input_size") or 224
+    p = next(model.parameters())
+    return deploy(model, torch.randn(1, 3, T, size, size, dtype=p.dtype, device=p.device), **kw)
 
 
 def _set(m: nn.Module, value, fn, attr: str = "mode"):

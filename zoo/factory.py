@@ -92,6 +92,10 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
     against weights_manifest.json); with a different ``num_classes`` the backbone is kept and a
     fresh head is started. ``pretrained_backbone=True`` initialises the 2D ResNet from ImageNet.
     The model's metadata is ``model.pretrained_cfg`` (the same dict as :func:`model_info`)."""
+    if kwargs.pop("deploy", False):  # zoo.deploy's inference form, timed for one clip of the model's size
+        from .deploy import deploy_default
+        return deploy_default(create_model(name, pretrained, num_classes, num_frames, weights_dir, pretrained_backbone,
+                                           **kwargs))
     reg = registry()
     obj = reg.resolve(name)
     if isinstance(obj, Ensemble):
