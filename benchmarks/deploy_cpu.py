@@ -42,8 +42,8 @@ def cpu_info() -> dict:
 
 
 def onednn_version() -> str:
-    m = re.search(r"oneDNN v[\d.]+", torch.__config__.show())
-    return m.group(0) if m else "unknown"
+    m = re.search(r"(?:oneDNN|MKL-DNN) (v[\d.]+)", torch.__config__.show())
+    return f"oneDNN {m.group(1)}" if m else "oneDNN version unknown"
 
 
 def quartiles(xs):

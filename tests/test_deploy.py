@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import zoo
+from tests.models.test_temporal import naive_shift
 from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, shift_, shift_conv1x1, temporal_conv,
                         unshift_)
 from zoo.models.aia import ATTENTIONS, aia_slot
@@ -155,17 +156,6 @@ def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):
 
 
 # -- the pieces --------------------------------------------------------------------------------
-
-def naive_shift(x, T, fold_div=8):
-    N, C, H, W = x.shape
-    v = x.view(N // T, T, C, H, W)
-    fold = C // fold_div
-    out = torch.zeros_like(v)
-    out[:, :-1, :fold] = v[:, 1:, :fold]
-    out[:, 1:, fold:2 * fold] = v[:, :-1, fold:2 * fold]
-    out[:, :, 2 * fold:] = v[:, :, 2 * fold:]
-    return out.view(N, C, H, W)
-
 
 @pytest.mark.parametrize("B, T, C", [(1, 8, 64), (3, 4, 16), (2, 1, 8)])
 def test_shift_fused_into_the_1x1_conv(B, T, C):
