@@ -39,7 +39,9 @@ models["tsm_cat"] = old
 comp = {}
 with torch.no_grad():
     for n, m in models.items():
-        t0 = time.time(); c = torch.compile(m); c(x); comp[n] = c
+        t0 = time.time()
+        c = comp[n] = torch.compile(m)
+        c(x)
         print(n, "compile s", round(time.time() - t0), flush=True)
     torch.testing.assert_close(comp["tsm"](x), comp["tsm_cat"](x), rtol=1e-4, atol=1e-4)
     times = {n: [] for n in comp}
@@ -47,8 +49,11 @@ with torch.no_grad():
     for r in range(int(sys.argv[3]) if len(sys.argv) > 3 else 8):
         k = r % len(names)
         for n in names[k:] + names[:k]:
-            t0 = time.perf_counter(); comp[n](x); times[n].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            comp[n](x)
+            times[n].append(time.perf_counter() - t0)
 for n in names:
     r = [a / b for a, b in zip(times[n], times["tsn"])]
     q = statistics.quantiles(r, n=4)
-    print(f"{n}: median {statistics.median(times[n])*1000:.0f} ms, vs compiled TSN {statistics.median(r):.3f} [{q[0]:.3f}, {q[2]:.3f}]")
+    print(f"{n}: median {statistics.median(times[n]) * 1000:.0f} ms, "
+          f"vs compiled TSN {statistics.median(r):.3f} [{q[0]:.3f}, {q[2]:.3f}]")
