@@ -258,3 +258,11 @@ def test_frame_conv3d_deployed_equals_plain():
     x = torch.randn(2 * 5, 16, 6, 6)[:, 4:12]  # a channel slice, as STC's T_S reads it
     for kernel, stride in (((3, 1, 1), 1), ((3, 3, 3), 1), ((3, 1, 1), 2)):
         _check_slot(_randomised(FrameConv3d(8, 12, kernel, stride)), x, 5)
+
+
+def test_create_model_deploy(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    d = zoo.create_model("tsm_r18", num_classes=3, num_frames=2, deploy=True)
+    assert zoo.deploy.is_deployed(d) and not any(isinstance(m, _BN) for m in d.modules())
+    assert d.pretrained_cfg["frames"] == 2
+    assert (tmp_path / "deploy-choices.json").exists()  # timed for 2 frames at the model's 224 px
