@@ -220,9 +220,10 @@ def _pairs(m: nn.Module) -> list:
         kids = list(m.named_children())
         p = [(a, b) for (a, la), (b, lb) in zip(kids, kids[1:]) if isinstance(lb, _BN)]
     else:
-        # a calibrator ending in conv + BN (CBAM's gate conv, the non-local block's W)
-        p = [(a, "bn") for a in ("conv", "W") if isinstance(getattr(m, "bn", None), _BN)
-             and isinstance(getattr(m, a, None), nn.Module)]
+        # a calibrator ending in conv + BN (CBAM's gate conv, the non-local block's W), or a
+        # stem module applying bn1 to conv1's output (TDN's difference stem)
+        p = [(a, b) for a, b in (("conv", "bn"), ("W", "bn"), ("conv1", "bn1"))
+             if isinstance(getattr(m, b, None), _BN) and isinstance(getattr(m, a, None), nn.Module)]
     return [(a, b) for a, b in p if isinstance(getattr(m, b, None), _BN) and _foldable(getattr(m, a))]
 
 
