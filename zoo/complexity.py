@@ -162,14 +162,6 @@ def complexity(model_or_name: Union[nn.Module, str], num_frames: Optional[int] =
     finally:
         model.train(was_training)
     by_op = {k: v for k, v in by_op_all.items() if not k.startswith(_MARK)}
-    # convs that run as batched products (a module says so with ``bmm_is_conv``) are reported as convs
-    as_conv = sum(by_mod_op.get(n, {}).get("bmm", 0) for n, m in model.named_modules()
-                  if getattr(m, "bmm_is_conv", False))
-    if as_conv:
-        by_op["conv"] = by_op.get("conv", 0) + as_conv
-        by_op["bmm"] -= as_conv
-        if not by_op["bmm"]:
-            del by_op["bmm"]
     uncounted = {k[1:]: {"calls": calls[k[1:]], "estimate": v} for k, v in by_op_all.items() if k.startswith(_MARK)}
     by_module = {}
     for mod, ops in by_mod_op.items():

@@ -215,7 +215,7 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
                  num_frames: Optional[int] = None, weights_dir: Optional[str] = None,
                  pretrained_backbone: bool = False, features_only: bool = False,
                  out_indices: Optional[Sequence[int]] = None, drop_rate: Optional[float] = None,
-                 drop_path_rate: float = 0.0, **kwargs) -> nn.Module:
+                 drop_path_rate: float = 0.0, deploy: bool = False, **kwargs) -> nn.Module:
     """Build a registered network.
 
     ``name`` is a variant (``tsm_r50_ssv1_8f``: dataset, classes, frames and kwargs from its
@@ -232,7 +232,16 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
     ``drop_path_rate`` the stochastic depth of the last block (rising linearly from 0).
     The model's metadata is ``model.pretrained_cfg`` (the entry of :func:`model_info` plus the
     timm / video keys of :mod:`zoo.cfg`). ``hf-hub:ORG/REPO[@REV]`` and ``local-dir:PATH`` load a
-    saved model folder (config.json + model.safetensors, :mod:`zoo.weights.load`)."""
+    saved model folder (config.json + model.safetensors, :mod:`zoo.weights.load`). ``deploy=True``
+    returns :func:`zoo.deploy.deploy`'s inference-only form, converted for one clip of the
+    model's configured size."""
+    if deploy:
+        from .deploy import deploy_default
+
+        return deploy_default(create_model(
+            name, pretrained=pretrained, num_classes=num_classes, num_frames=num_frames, weights_dir=weights_dir,
+            pretrained_backbone=pretrained_backbone, features_only=features_only, out_indices=out_indices,
+            drop_rate=drop_rate, drop_path_rate=drop_path_rate, **kwargs))
     if not isinstance(name, str):
         raise TypeError(f"name must be a registered model name (a string such as 'tsm_r50_ssv1_8f'), "
                         f"got {type(name).__name__} {name!r}")

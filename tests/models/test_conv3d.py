@@ -57,20 +57,3 @@ def test_imagenet_init_lands_everywhere():
             torch.testing.assert_close(spatial.weight, w[:spatial.weight.shape[0], :spatial.weight.shape[1]])
         elif name == "c3d_r18":  # grouped I3D inflation: diagonal blocks / 3
             torch.testing.assert_close(slot.weight[:32, :, 1], w[:32, :32] / 3)
-
-
-def test_inference_paths_give_the_same_result():
-    m = FrameConv3d(8, 12, (3, 1, 1))
-    x = torch.randn(2 * 5, 16, 6, 6)[:, 4:12]  # a channel slice, as STC's T_S reads it
-    ref = m(x, 5)  # grad enabled: one conv2d, padded sums
-    assert ref.is_contiguous()
-    with torch.no_grad():
-        summed = m.run(x, 5)  # taps added into the centre tap's buffer
-        fused = m(x, 5)                 # (kt, 1, 1) at inference: ops.temporal_conv
-        strided = FrameConv3d(8, 12, (3, 1, 1), stride=2).eval()
-    assert not summed.is_contiguous()
-    torch.testing.assert_close(summed, ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6)
-    strided.weight.data.copy_(m.weight)
-    with torch.no_grad():
-        torch.testing.assert_close(strided(x, 5), ref[:, :, ::2, ::2], rtol=1e-5, atol=1e-6)

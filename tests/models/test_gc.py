@@ -62,11 +62,7 @@ def test_groups_match_slice_assignment(ratio, calibrators, shift, clips):
     with torch.no_grad():
         ref = _naive(gc, x, 4)
         torch.testing.assert_close(gc(x, 4), ref)
-        # the slot's in-place version (gates written into x, BN folded) gives the same
-        gc.inplace = True
-        out = gc(x.clone(), 4)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
-    # with autograd on, the input is never written
+    # the input is never written (zoo.deploy's form gates in place; tests/test_deploy.py)
     x0 = x.clone()
     gc(x, 4)
     assert torch.equal(x, x0)

@@ -64,8 +64,7 @@ def test_matches_paper_module(kwargs, stride):
     out = m(frames, T)
     ref = _reference(m, x5, stride)
     torch.testing.assert_close(out, ref.transpose(1, 2).reshape(out.shape), rtol=1e-4, atol=1e-5)
-    # inference: the gating products write the two halves of one output (no cat), products
-    # for the temporal convs; one clip and two
+    # eval mode without autograd: one clip and two
     m.eval()
     with torch.no_grad():
         torch.testing.assert_close(m(frames, T), out, rtol=1e-4, atol=1e-5)

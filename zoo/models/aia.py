@@ -51,7 +51,6 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, rename
 from ..registration import register_arch, register_converter
-from .ops import cached, fold_bn, inference
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -112,36 +111,9 @@ class DepthConv(nn.Conv3d):
         B, D, _, H, W = x.shape
         o = F.conv2d(x.reshape(B * D, 2, H, W), self.weight[0].transpose(0, 1), padding=1).view(B, D, 3, H, W)
         out = o[:, :, 1] + F.pad(o[:, :-1, 0], (0, 0, 0, 0, 1, 0)) + F.pad(o[:, 1:, 2], (0, 0, 0, 0, 0, 1))
+        if self.bias is not None:  # a BN folded in by zoo.deploy
+            out = out + self.bias
         return out.unsqueeze(1)
-
-    def infer(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, band=None) -> torch.Tensor:
-        """Inference with ``weight``/``bias`` (a BN folded in) -> (B, D, H, W).
-
-        With ``band`` (:func:`_banded`, for a short depth axis: the T of the C, H and W gates)
-        the depth slices are the channels of one 2D conv from 2*D to D channels whose kernel
-        is banded (slice d reads slices d-1..d+1): D/3 times the multiply-adds, but a 2-channel
-        conv is so inefficient that this is 1.3x (56x56) to 8x (7x7) faster. Otherwise one 2->3
-        channel conv over the slices, its taps summed in place."""
-        B, D, _, H, W = x.shape
-        if band is not None:
-            return F.conv2d(x.reshape(B, 2 * D, H, W), band[0], band[1], padding=1)
-        o = F.conv2d(x.reshape(B * D, 2, H, W), weight[0].transpose(0, 1), padding=1).view(B, D, 3, H, W)
-        out = o[:, :, 1]
-        out[:, 1:] += o[:, :-1, 0]
-        out[:, :-1] += o[:, 1:, 2]
-        return out.add_(bias)
-
-
-def _banded(weight: torch.Tensor, bias: torch.Tensor, D: int) -> tuple:
-    """The (1, 2, 3, 3, 3) gate kernel as a (D, 2*D, 3, 3) 2D kernel over D depth slices of 2
-    channels each (input channel 2*s + c), and its bias repeated D times."""
-    band = weight.new_zeros((D, D, 2, 3, 3))
-    d = torch.arange(D, device=weight.device)
-    for k in range(3):
-        s = d + k - 1
-        ok = (s >= 0) & (s < D)
-        band[d[ok], s[ok]] = weight[0, :, k]
-    return band.view(D, 2 * D, 3, 3), bias.expand(D).contiguous()
 
 
 class AxialGate(nn.Module):
@@ -154,28 +126,18 @@ class AxialGate(nn.Module):
         self.bn = nn.BatchNorm3d(1)
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
-        if self.bn.training or not inference():
-            return torch.sigmoid(self.bn(self.conv(ctx)))[:, 0]
-        bn = self.bn
-        state = (self.conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-        w, b = cached(self, "_folded", lambda: fold_bn(self.conv.weight, bn), *state)
-        D = ctx.shape[1]
-        band = cached(self, f"_band{D}", lambda: _banded(w, b, D), *state) if D <= 16 else None
-        return self.conv.infer(ctx, w, b, band).sigmoid_()
-
-
+        return torch.sigmoid(self.bn(self.conv(ctx)))[:, 0]
 class AIAUnit(nn.Module):
     """One attention unit (``c`` or ``st``) or AIA module (``cinst`` or ``stinc``).
 
     ``gate(v)`` takes the (B, T, C, H, W) view and returns a gate that broadcasts against it;
     ``forward`` returns x * gate. Gates: ``c`` (C squeezed), ``t``, ``h``, ``w``."""
 
-    def __init__(self, kind: str, inplace: bool = False):
+    def __init__(self, kind: str):
         super().__init__()
         if kind not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {kind!r}")
         self.kind = kind
-        self.inplace = inplace  # the slot's units gate the block's temporary in place at inference
         self.c = AxialGate() if kind != "st" else None
         if kind != "c":
             self.t, self.h, self.w = AxialGate(), AxialGate(), AxialGate()
@@ -219,13 +181,10 @@ class AIAUnit(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
-        if self.inplace and inference():
-            v.mul_(self.gate(v))
-            return x
         return (v * self.gate(v)).view(N, C, H, W)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}" + (", inplace=True" if self.inplace else "")
+        return f"kind={self.kind!r}"
 
 
 class AIACombo(nn.Module):
@@ -233,13 +192,12 @@ class AIACombo(nn.Module):
 
     Keys ``first`` / ``second`` are the original ``eft1`` / ``eft2``."""
 
-    def __init__(self, first: str, second: str, how: str, inplace: bool = False):
+    def __init__(self, first: str, second: str, how: str):
         super().__init__()
         if how not in (">", "+"):
             raise ValueError(f"how must be '>' or '+', got {how!r}")
         self.how = how
-        self.inplace = inplace
-        self.first, self.second = AIAUnit(first, inplace), AIAUnit(second, inplace)
+        self.first, self.second = AIAUnit(first), AIAUnit(second)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.how == ">":
@@ -248,9 +206,6 @@ class AIACombo(nn.Module):
         v = x.view(N // T, T, C, H, W)
         # 0.5*a(x) + 0.5*b(x) = x * 0.5*(gate_a + gate_b): one full-size product instead of two
         g = self.first.gate(v) + self.second.gate(v)
-        if self.inplace and inference():
-            v.mul_(g.mul_(0.5))
-            return x
         return (v * g.mul_(0.5)).view(N, C, H, W)
 
     def extra_repr(self) -> str:
@@ -261,8 +216,8 @@ def aia_slot(attention: str = "cinst>stinc"):
     """Calibrator factory: the ``attention`` configuration in every bottleneck."""
     parts, how = ATTENTIONS[parse_attention(attention)]
     if len(parts) == 1:
-        return lambda ctx: AIAUnit(parts[0], inplace=True)
-    return lambda ctx: AIACombo(parts[0], parts[1], how, inplace=True)
+        return lambda ctx: AIAUnit(parts[0])
+    return lambda ctx: AIACombo(parts[0], parts[1], how)
 
 
 def _check(attention="cinst>stinc", **_):

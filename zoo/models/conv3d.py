@@ -25,7 +25,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registration import register_arch
-from .ops import cached, inference, may_overwrite, pointwise, taps_of, temporal_conv
 from .resnet import BlockCtx, Slots, VideoResNet
 
 __all__ = ["FrameConv3d", "slot_in", "c3d_conv2", "p3d_conv2", "P3DConv"]
@@ -41,8 +40,6 @@ class FrameConv3d(nn.Conv3d):
     """``Conv3d(in, out, (kt, kh, kw), stride=(1, s, s), padding=(kt//2, kh//2, kw//2))`` on
     frames: ``forward(x, T)`` with x of shape (B*T, C, H, W). Weight (out, in/groups, kt, kh, kw)."""
 
-    bmm_is_conv = True  # zoo.complexity: the batched products it may run count as this conv
-
     def __init__(self, in_channels: int, out_channels: int, kernel=(3, 3, 3), stride: int = 1,
                  groups: int = 1):
         kt, kh, kw = kernel
@@ -52,43 +49,15 @@ class FrameConv3d(nn.Conv3d):
                          groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # type: ignore[override]
-        if self.kernel_size[1:] == (1, 1) and self.stride == (1, 1, 1) and self.groups == 1 and x.dim() == 4 \
-                and x.stride(-1) == 1 and inference():
-            # a (kt, 1, 1) conv at inference: taps accumulated into one output (ops.temporal_conv)
-            taps = cached(self, "_taps", lambda: taps_of(self.weight), self.weight)
-            N, C, H, W = x.shape
-            return temporal_conv(x.reshape(N // T, T, C, H * W), taps).view(N, -1, H, W)
-        return self.run(x, T)
-
-    def run(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        """The general path: all taps in one 2D conv (or product), then their shifted sums."""
-        # C from the module, not the input: the kernel's shape must be static for ONNX export
-        N, C = x.shape[0], self.in_channels
-        g, o = self.groups, self.out_channels
+        """All taps in one 2D conv, then their shifted sums (plus the bias, if a BN was folded in)."""
+        N, g, o = x.shape[0], self.groups, self.out_channels
         kt, kh, kw = self.kernel_size
-        # (o, C/g, kt, kh, kw) -> (g, kt, o/g, C/g, kh, kw): conv2d outputs grouped by g, then tap
-        w = self.weight.view(g, o // g, C // g, kt, kh, kw).transpose(1, 3).transpose(2, 3)
-        w = w.reshape(g * kt * (o // g), C // g, kh, kw)
-        if kh == kw == 1 and g == 1:
-            a = pointwise(x, w, None, self.stride[1])
-        else:
-            a = F.conv2d(x, w, None, self.stride[1:], self.padding[1:], groups=g)
+        a = F.conv2d(x, self.frame_weight(), None, self.stride[1:], self.padding[1:], groups=g)
         if kt == 1:
-            return a
+            return a if self.bias is None else a + self.bias.view(1, o, 1, 1)
         h, wd = a.shape[-2:]
         a = a.view(N // T, T, g, kt, o // g, h, wd)
         p = kt // 2
-        if g == 1 and may_overwrite(a):
-            # inference: the taps are added into the centre tap where it lies (no padded copies,
-            # no new buffers); the result is a strided view of the conv output
-            out = a[:, :, 0, p]
-            for k in range(kt):
-                d = k - p
-                if 0 < -d < T:
-                    out[:, -d:] += a[:, :d, 0, k]
-                elif 0 < d < T:
-                    out[:, :-d] += a[:, d:, 0, k]
-            return out.reshape(N, o, h, wd)
         out = a[:, :, :, p]
         for k in range(kt):
             d = k - p  # output frame t reads tap k at input frame t + d
@@ -96,7 +65,17 @@ class FrameConv3d(nn.Conv3d):
                 out = out + F.pad(a[:, :d, :, k], (0, 0, 0, 0, 0, 0, 0, 0, -d, 0))
             elif d > 0:
                 out = out + F.pad(a[:, d:, :, k], (0, 0, 0, 0, 0, 0, 0, 0, 0, d))
-        return out.reshape(N, o, h, wd)
+        out = out.reshape(N, o, h, wd)
+        return out if self.bias is None else out + self.bias.view(1, o, 1, 1)
+
+    def frame_weight(self) -> torch.Tensor:
+        """The kernel as the 2D conv's: (o, C/g, kt, kh, kw) -> (g, kt, o/g, C/g, kh, kw) ->
+        (g*kt*o/g, C/g, kh, kw), outputs grouped by g, then tap."""
+        # C from the module, not the input: the kernel's shape must be static for ONNX export
+        g, o, C = self.groups, self.out_channels, self.in_channels
+        kt, kh, kw = self.kernel_size
+        w = self.weight.view(g, o // g, C // g, kt, kh, kw).transpose(1, 3).transpose(2, 3)
+        return w.reshape(g * kt * (o // g), C // g, kh, kw)
 
     def load_imagenet(self, param: str, w2d: torch.Tensor) -> bool:
         """I3D inflation of a 2D (out, in, kh, kw) kernel: repeated over the kt taps and divided

@@ -47,11 +47,9 @@ Choices where the paper is silent:
 
 Implementation: the block's (B*T, C, H, W) activations are viewed as (B, T, C, H, W); each ECal
 works on a channel slice of that view (pools are reductions over the needed dims, gates are
-broadcast). With autograd, tracing or export, the calibrated and untouched slices are joined
-by a single ``torch.cat`` (no zero-filled output and slice assignment as in the original); at
-inference the slot's GC multiplies each group in place (no join), every ECal's BN is folded
-into its conv or linear, and ECal-L's three taps are accumulated into one output
-(``ops.temporal_conv``). ECal-T pools with
+broadcast). The calibrated and untouched slices are joined by a single ``torch.cat`` (no
+zero-filled output and slice assignment as in the original); ``zoo.deploy`` turns GC into its
+inference form (BNs folded, each group gated in place, no join). ECal-T pools with
 ``adaptive_avg_pool2d`` (as the original) rather than ``mean``: fvcore counts the former, so our
 FLOPs equal the authors' to the unit (GC-TSN R50: 25,129,582 params, 33,312,715,104 FLOPs).
 
@@ -71,7 +69,6 @@ from ..convert import COMMON_RULES, ConversionError, rename
 from ..registration import register_arch, register_converter
 from .conv3d import FrameConv3d
 from .gst import convert_gst, gst_slots
-from .ops import cached, fold_bn, inference, may_overwrite, series_conv, taps_of, temporal_conv
 from .resnet import DEPTHS, BlockCtx, Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -82,22 +79,10 @@ CALIBRATORS = "gstl"    # the public default: all four
 
 
 class _ECal(nn.Module):
-    """What the four calibrators share: ``forward`` = x * gate(x); at inference ``infer(x,
-    *folded())`` gives the same gate from the BN-folded weights, which derive from ``state()``."""
+    """What the four calibrators share: ``forward`` = x * gate(x)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
-
-    def _layer(self) -> nn.Module:
-        return self.conv
-
-    def state(self) -> tuple:
-        layer, bn = self._layer(), self.bn
-        return (layer.weight,) if bn is None else (layer.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-
-    def folded(self) -> tuple:
-        w = self._layer().weight
-        return (w, None) if self.bn is None else fold_bn(w, self.bn)
 
 
 class ECalL(_ECal):
@@ -119,15 +104,6 @@ class ECalL(_ECal):
             y = self.bn(y.view(B * T, c, 1, H, W))
         return torch.sigmoid(y).view(B, T, c, H, W)
 
-    def folded(self) -> tuple:
-        """The conv's three taps as (3, c, c), BN folded in, and its bias."""
-        w, b = super().folded()
-        return taps_of(w), b
-
-    def infer(self, x: torch.Tensor, taps: torch.Tensor, bias) -> torch.Tensor:
-        B, T, c, H, W = x.shape
-        return temporal_conv(x.view(B, T, c, H * W), taps, bias).sigmoid_().view(B, T, c, H, W)
-
 
 class ECalT(_ECal):
     """Temporal calibrator: mean over (H, W), Conv1d over T (kernel 3), BN, sigmoid; gate (c, T)."""
@@ -147,9 +123,6 @@ class ECalT(_ECal):
             y = self.bn(y)
         return torch.sigmoid(y).transpose(1, 2)[..., None, None]
 
-    def infer(self, x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
-        return series_conv(x.mean((3, 4)), w, b).sigmoid_()[..., None, None]
-
 
 class ECalS(_ECal):
     """Spatial calibrator: mean over T, 3x3 Conv2d with dilation 2, sigmoid; gate (c, H, W).
@@ -165,15 +138,6 @@ class ECalS(_ECal):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(x.mean(1))).unsqueeze(1)
 
-    def state(self) -> tuple:
-        return (self.conv.weight,)  # its BN never runs
-
-    def folded(self) -> tuple:
-        return (self.conv.weight,)
-
-    def infer(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x.mean(1), w, None, 1, 2, 2).sigmoid_().unsqueeze(1)
-
 
 class ECalG(_ECal):
     """Global calibrator: mean over (T, H, W), bias-free Linear, BN, sigmoid; gate per channel."""
@@ -188,13 +152,6 @@ class ECalG(_ECal):
         if self.bn is not None:
             y = self.bn(y)
         return torch.sigmoid(y)[:, None, :, None, None]
-
-    def _layer(self) -> nn.Module:
-        return self.fc
-
-    def infer(self, x: torch.Tensor, w: torch.Tensor, b) -> torch.Tensor:
-        return F.linear(x.mean((1, 3, 4)), w, b).sigmoid_()[:, None, :, None, None]
-
 
 _ECALS = {"l": ECalL, "t": ECalT, "s": ECalS, "g": ECalG}
 
@@ -219,12 +176,10 @@ class GC(nn.Module):
 
     ``group_offset`` is the loop version's rotation (0 for the standard version): calibrator
     i (in the code's order L, T, S, G among the chosen ones) takes group (group_offset + i) mod 4/p.
-    ``bn=False`` gives GC-GST's calibrators (no BatchNorm anywhere). ``inplace=True`` (what the
-    slot builds: the block hands over a temporary) gates ``x`` in place when nothing needs its
-    old values (see ``may_overwrite``): no per-group products and no joining copy."""
+    ``bn=False`` gives GC-GST's calibrators (no BatchNorm anywhere)."""
 
     def __init__(self, channels: int, ratio: float = 1.0, calibrators: str = CALIBRATORS, group_offset: int = 0,
-                 bn: bool = True, inplace: bool = False):
+                 bn: bool = True):
         super().__init__()
         n = _groups(ratio)
         kinds = _kinds(calibrators)
@@ -232,7 +187,6 @@ class GC(nn.Module):
             raise ValueError(f"GC needs channels divisible by 4/p = {n}, got {channels}")
         c = channels // n
         self.channels, self.ratio, self.calibrators, self.group_offset, self.groups = channels, ratio, kinds, group_offset % n, n
-        self.inplace = inplace
         for k in kinds:
             self.add_module(k, _ECALS[k](c, bn))
         owner = {(self.group_offset + i) % n: k for i, k in enumerate(kinds)}
@@ -252,22 +206,6 @@ class GC(nn.Module):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
-        ecals = [getattr(self, k) for k in self.calibrators]
-        if self.inplace and inference() and not any(e.bn is not None and e.bn.training for e in ecals):
-            # BNs folded (weights cached until a parameter or statistic changes), gates written
-            # into their own temporaries, each group multiplied where it lies
-            weights = cached(self, "_folded", lambda: [e.folded() for e in ecals],
-                             *[t for e in ecals for t in e.state()])
-            for e, (a, b), w in zip(ecals, self.slices, weights):
-                g = v[:, :, a:b]
-                g.mul_(e.infer(g, *w))
-            return x
-        if self.inplace and may_overwrite(x, *self.parameters()):
-            for k, a, b in self.plan:
-                if k:
-                    g = v[:, :, a:b]
-                    g.mul_(getattr(self, k).gate(g))
-            return x
         parts = [getattr(self, k)(v[:, :, a:b]) if k else v[:, :, a:b] for k, a, b in self.plan]
         return torch.cat(parts, 2).view(N, C, H, W)
 
@@ -318,7 +256,7 @@ def gc_slot(ratio: float = 1.0, loop: bool = False, calibrators: str = CALIBRATO
         if not has_gc(ctx.index, ctx.blocks):
             return None
         group_offset = gc_index(ctx, counts) + offset if loop else 0
-        return GC(ctx.width, ratio, calibrators, group_offset=group_offset, bn=bn, inplace=True)
+        return GC(ctx.width, ratio, calibrators, group_offset=group_offset, bn=bn)
 
     return make
 

@@ -102,7 +102,7 @@ class _Block(nn.Module):
 
     def _shifted(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``conv`` of the temporal slot's output (``x`` itself when the slot is empty); a slot
-        with ``around`` (TSM's shift) may shift ``x`` in place for the call and restore it."""
+        with ``around`` (zoo.deploy's TSM shift) computes ``conv(shift(x))`` its own way."""
         if self.shift is None:
             return conv(x)
         around = getattr(self.shift, "around", None)

@@ -51,8 +51,8 @@ are reductions over the needed axes of the (B, T, r, H, W) view, and their small
 broadcast in the weighted sum, never expanded. When H, W are multiples of a local branch's
 pooled size (every even size), its map stays at the pooled size and is broadcast over
 (H/h, W/w) blocks inside the sum: this is exactly the original's adaptive-pool upsampling
-(an element copy there) without materialising it. At inference the gate is applied in place
-and the BNs after the two 1x1 convs are folded into them (``zoo.models.ops.pointwise_bn``).
+(an element copy there) without materialising it. ``zoo.deploy`` folds every BN into the
+conv or linear before it and applies the gate in place.
 
 Complexity: parameters equal the original's (25,768,702 for SDA-TSN/TSM R50, 174 classes).
 fvcore counts the same operators (conv, batch_norm, linear, adaptive_avg_pool2d, mm) with the
@@ -64,7 +64,6 @@ the counts are identical.
 """
 from __future__ import annotations
 
-import functools
 import re
 from typing import Optional, Sequence
 
@@ -74,7 +73,7 @@ import torch.nn.functional as F
 
 from ..convert import COMMON_RULES, rename
 from ..registration import register_arch, register_converter
-from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn, series_conv, taps_of, temporal_conv
+from .ops import Conv1x1
 from .resnet import Slots, VideoResNet
 from .temporal import shift_slot
 
@@ -127,9 +126,7 @@ def branch_kernels(name: str):
 
 
 class _Branch(nn.Module):
-    def folded(self) -> tuple:
-        """Inference weights: the branch's conv (or linear) with its BN folded in."""
-        return fold_bn(self.conv.weight, self.bn)
+    """A branch: ``conv`` (a conv or linear) then ``bn``, which ``zoo.deploy`` folds into it."""
 
 
 class GlobalBranch(_Branch):
@@ -143,9 +140,6 @@ class GlobalBranch(_Branch):
     def forward(self, y: torch.Tensor) -> torch.Tensor:  # y: (B, T, r, H, W)
         a = y.mean((1, 3, 4))
         return F.relu(self.bn(self.conv(a)))[:, None, :, None, None]
-
-    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return F.linear(y.mean((1, 3, 4)), w, b).relu_()[:, None, :, None, None]
 
     def init_weights(self):
         nn.init.normal_(self.conv.weight, 0, 0.001)
@@ -163,9 +157,6 @@ class TimePooledBranch(_Branch):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(y.mean(1)))).unsqueeze(1)
 
-    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(y.mean(1), w, b, padding=self.conv.padding).relu_().unsqueeze(1)
-
 
 class SpacePooledBranch(_Branch):
     """LS: average over (H, W), Conv1d over T (c_t), BN1d, ReLU. Map (B, T, r, 1, 1)."""
@@ -182,9 +173,6 @@ class SpacePooledBranch(_Branch):
         a = F.adaptive_avg_pool2d(y.view(B * T, r, H, W), 1).view(B, T, r).transpose(1, 2)
         return F.relu(self.bn(self.conv(a))).transpose(1, 2)[..., None, None]
 
-    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return series_conv(y.mean((3, 4)), w, b).relu_()[..., None, None]
-
 
 def _pool_matrix(n_in: int, n_out: int) -> list:
     """Rows of adaptive average pooling from n_in to n_out positions (up or down)."""
@@ -195,32 +183,12 @@ def _pool_matrix(n_in: int, n_out: int) -> list:
     return rows
 
 
-@functools.lru_cache(maxsize=64)
-def _pool_kron(H: int, W: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(H*W, h*w): flattened maps times this matrix = adaptive average pooling to (h, w)."""
-    a = torch.tensor(_pool_matrix(H, h), dtype=torch.float64)
-    b = torch.tensor(_pool_matrix(W, w), dtype=torch.float64)
-    return torch.kron(a, b).t().contiguous().to(dtype=dtype, device=device)
-
-
-def adaptive_avg_pool2d(x: torch.Tensor, size, fast: bool = False) -> torch.Tensor:
+def adaptive_avg_pool2d(x: torch.Tensor, size) -> torch.Tensor:
     """``F.adaptive_avg_pool2d``; during ONNX export, the same averages as two products with
     constant pooling matrices, since ONNX has no adaptive pooling to sizes that do not divide
-    the input (the branch pools 7 -> 3, and back up 3 -> 7 or 8 -> 16). Eager and fvcore unchanged.
-
-    ``fast`` (inference): the same averages by faster routes: window sums of strided views
-    where the sizes divide, one product with the pooling matrix for small maps (layer4's 7 -> 3
-    and 3 -> 7: 4-10x faster than the adaptive kernel), else the adaptive kernel."""
+    the input (the branch pools 7 -> 3, and back up 3 -> 7 or 8 -> 16). Eager and fvcore unchanged."""
     H, W = int(x.shape[-2]), int(x.shape[-1])
     h, w = size
-    if fast:
-        if (h, w) == (H, W):
-            return x
-        if H % h == 0 and W % w == 0:
-            return block_mean(x, H // h, W // w)
-        if H * W * h * w <= 1 << 16:
-            k = _pool_kron(H, W, h, w, x.dtype, x.device)
-            return torch.mm(x.reshape(-1, H * W), k).view(*x.shape[:-2], h, w)
     if torch.onnx.is_in_onnx_export():
         a = torch.tensor(_pool_matrix(H, h), dtype=x.dtype, device=x.device)
         b = torch.tensor(_pool_matrix(W, w), dtype=x.dtype, device=x.device)
@@ -240,40 +208,23 @@ class LocalBranch(_Branch):
         self.conv = nn.Conv3d(r, r, kernel, padding=tuple(k // 2 for k in kernel), bias=False)
         self.bn = nn.BatchNorm3d(r)
         self.temporal_only = tuple(kernel[1:]) == (1, 1)
-        self._per_frame = self.temporal_only and self.pool[0] == 1  # no temporal pooling
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        m = self._conv(self._pool(y, False), self.conv.weight, None)
+        m = self._conv(self._pool(y), self.conv.weight, self.conv.bias)
         return self._back(F.relu(self.bn(m)), y.shape[1])
-
-    def folded(self) -> tuple:
-        w, b = super().folded()
-        return (taps_of(w), b) if self._per_frame else (w, b)
-
-    def infer(self, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if not self._per_frame:
-            return self._back(self._conv(self._pool(y, True), w, b).relu_(), y.shape[1])
-        # frames stay frames: pooled (B*T, r, h, w) maps, a temporal conv over them as batched
-        # products, no transposes to (B, r, T, h, w) and back
-        B, T, r, H, W = y.shape
-        h, w_ = self._size(H, W)
-        a = y.reshape(B * T, r, H, W)
-        if (h, w_) != (H, W):
-            a = adaptive_avg_pool2d(a, (h, w_), True)
-        return temporal_conv(a.view(B, T, r, h * w_), w, b).relu_().view(B, T, r, h, w_)
 
     def _size(self, H: int, W: int) -> tuple:
         ph, pw = self.pool[1:]
         return (max(H // ph, 2) if ph > 1 else H), (max(W // pw, 2) if pw > 1 else W)
 
-    def _pool(self, y: torch.Tensor, fast: bool) -> torch.Tensor:
+    def _pool(self, y: torch.Tensor) -> torch.Tensor:
         """(B, T, r, H, W) -> (B, r, T', h, w), a small tensor."""
         B, T, r, H, W = y.shape
         pt = self.pool[0]
         h, w = self._size(H, W)
         a = y.reshape(B * T, r, H, W)
         if (h, w) != (H, W):
-            a = adaptive_avg_pool2d(a, (h, w), fast)
+            a = adaptive_avg_pool2d(a, (h, w))
         a = a.view(B, T, r, h, w).transpose(1, 2)
         if pt > 1:
             a = F.adaptive_avg_pool3d(a, (max(T // pt, 1), h, w))
@@ -293,11 +244,11 @@ class LocalBranch(_Branch):
         return m.transpose(1, 2)
 
     @staticmethod
-    def upsample(m: torch.Tensor, H: int, W: int, fast: bool = False) -> torch.Tensor:
+    def upsample(m: torch.Tensor, H: int, W: int) -> torch.Tensor:
         """(B, T, r, h, w) -> (B, T, r, H, W) by adaptive average pooling, as the authors' code
         (an element copy when H, W are multiples of h, w; overlapping windows otherwise)."""
         B, T, r, h, w = m.shape
-        return adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W), fast).view(B, T, r, H, W)
+        return adaptive_avg_pool2d(m.reshape(B * T, r, h, w), (H, W)).view(B, T, r, H, W)
 
 
 def make_branch(name: str, r: int) -> nn.Module:
@@ -368,27 +319,15 @@ class SDA(nn.Module):
             T = self.chunk  # frames b*T + t: consecutive chunks are already separate "clips"
         N, C, H, W = x.shape
         B = N // T
-        fast = inference() and not any(m.training for m in self.modules())
-        if fast:
-            # every BN folded into the conv/linear before it (cached until a parameter or
-            # statistic changes); ReLUs and the sigmoid in place on the module's own temporaries
-            folded = cached(self, "_folded", lambda: [b.folded() for b in self.branches],
-                            *[t for b in self.branches for t in (b.conv.weight, b.bn.weight, b.bn.bias,
-                                                                 b.bn.running_mean, b.bn.running_var)])
-            y = pointwise_bn(x, self.down, self.bn1).relu_().view(B, T, -1, H, W)
-            maps = [b.infer(y, *w) for b, w in zip(self.branches, folded)]
-        else:
-            y = F.relu(self.bn1(self.down(x)), inplace=True).view(B, T, -1, H, W)
-            maps = [b(y) for b in self.branches]
-        agg = self._aggregate(maps, B, T, H, W, fast).reshape(N, -1, H, W)
-        if fast:
-            return pointwise_bn(agg, self.up, self.bn2).sigmoid_().mul_(x)  # no new full-size buffer
-        gate = torch.sigmoid(self.bn2(self.up(agg)))
-        if torch.is_grad_enabled() and (x.requires_grad or gate.requires_grad):
-            return x * gate
-        return gate.mul_(x)
+        y = F.relu(self.bn1(self.down(x)), inplace=True).view(B, T, -1, H, W)
+        agg = self._aggregate([b(y) for b in self.branches], B, T, H, W).reshape(N, -1, H, W)
+        return self.excite(x, agg)
 
-    def _aggregate(self, maps: list, B: int, T: int, H: int, W: int, fast: bool) -> torch.Tensor:
+    def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        """x * the gate computed from the aggregated map."""
+        return x * torch.sigmoid(self.bn2(self.up(agg)))
+
+    def _aggregate(self, maps: list, B: int, T: int, H: int, W: int) -> torch.Tensor:
         """The weighted sum of the branch maps, (B, T, r, H, W) (possibly a broadcast view)."""
         r = maps[0].shape[2]
         # Local maps come at (h, w). The first whose size divides (H, W) stays coarse and is
@@ -401,7 +340,7 @@ class SDA(nn.Module):
                 if self.broadcast_up and coarse is None and H % h == 0 and W % w == 0:
                     coarse = i
                 elif (h, w) != (H, W):
-                    maps[i] = b.upsample(m, H, W, fast)
+                    maps[i] = b.upsample(m, H, W)
         M = len(maps)
         if self.query is None:
             maps = [m * (1.0 / M) for m in maps]
@@ -427,15 +366,6 @@ class SDA(nn.Module):
                 else:
                     full.append(m)
         fh, fw = H // h, W // w
-        if fast:
-            # repeat the coarse map along W by stacking (a 7-D broadcast sum whose innermost
-            # axis has fw elements runs 2-3x slower); H is then an outer broadcast axis
-            if fw > 1:
-                low = torch.stack([low] * fw, -1).view(B, T, r, h, W)
-            agg = low.view(B, T, r, h, 1, W)
-            for m in full:
-                agg = agg + m.view(B, -1, r, h, fh, W)
-            return agg.expand(B, T, r, h, fh, W).reshape(B, T, r, H, W) if not full else agg
         agg = low.view(B, T, r, h, 1, w, 1)
         for m in full:
             agg = agg + m.view(B, -1, r, h, fh, w, fw)

@@ -46,7 +46,6 @@ import torch.nn.functional as F
 
 from ..registration import register_arch
 from .conv3d import FrameConv3d, slot_in
-from .ops import inference, series_conv
 from .resnet import BlockCtx, Slots, VideoResNet
 from .temporal import temporal_shift
 
@@ -79,14 +78,6 @@ class TemporalRefine(nn.Module):
         g = torch.sigmoid(self.conv(p)).transpose(1, 2).reshape(N, C, 1, 1)
         return x * g
 
-    def gate(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        """The (N, C, 1, 1) gate, at inference (the temporal conv as :func:`ops.series_conv`)."""
-        N, C = x.shape[:2]
-        p = x.mean((2, 3)).view(N // T, T, C)
-        if self.reduce is not None:
-            p = F.linear(p, self.reduce.weight.squeeze(-1)).relu_()
-        return series_conv(p, self.conv.weight).sigmoid_().view(N, C, 1, 1)
-
 
 class SpatialRefine(nn.Module):
     """SR: mean over T -> [1x1 reduce + ReLU] -> 3x3 conv -> sigmoid -> x * gate (broadcast over T)."""
@@ -105,14 +96,6 @@ class SpatialRefine(nn.Module):
             p = F.relu(self.reduce(p))
         g = torch.sigmoid(self.conv(p)).unsqueeze(1)
         return (v * g).view(N, C, H, W)
-
-    def gate(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        """The gate (B, 1, C, H, W) for x viewed as (B, T, C, H, W), at inference."""
-        N, C, H, W = x.shape
-        p = x.view(N // T, T, C, H, W).mean(1)
-        if self.reduce is not None:
-            p = F.conv2d(p, self.reduce.weight).relu_()
-        return F.conv2d(p, self.conv.weight, None, 1, 1).sigmoid_().unsqueeze(1)
 
 
 class STCConv(nn.Module):
@@ -156,25 +139,7 @@ class STCConv(nn.Module):
             return self.s_t(x, T)
         if self.spatial is None:
             return self.t_s(x, T)
-        if not inference():
-            return torch.cat((self.s_t(x[:, :self.s_in], T), self.t_s(x[:, self.s_in:], T)), 1)
-        # inference: each refinement's gating product writes its half of the output (no cat)
-        # S_T's input is copied anyway (channel split and shift): the copy is laid out
-        # channels-last, on which oneDNN's 3x3 conv runs 10-20% faster, and the gating product
-        # below writes its output back in NCHW
-        s, cl = x[:, :self.s_in], torch.channels_last
-        ys = self.spatial(temporal_shift(s, T, self.shift_div, cl) if self.shift else s.contiguous(memory_format=cl))
-        yt = self.temporal(x[:, self.s_in:], T)
-        N, a, H, W = ys.shape
-        out = ys.new_empty((N, a + yt.shape[1], H, W))
-        for y, refine, dst in ((ys, self.tr, out[:, :a]), (yt, self.sr, out[:, a:])):
-            if refine is None:
-                dst.copy_(y)
-            elif refine is self.sr:
-                torch.mul(y.view(N // T, T, -1, H, W), refine.gate(y, T), out=dst.view(N // T, T, -1, H, W))
-            else:
-                torch.mul(y, refine.gate(y, T), out=dst)
-        return out
+        return torch.cat((self.s_t(x[:, :self.s_in], T), self.t_s(x[:, self.s_in:], T)), 1)
 
     def load_imagenet(self, param: str, w2d: torch.Tensor) -> bool:
         """S_T's 3x3 conv takes ``w2d[:its outputs, :its inputs]`` of the ImageNet kernel (GST's

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from ..convert import COMMON_RULES, rename
 from ..registration import register_arch, register_converter
 from .gc import CALIBRATORS, check_gc, gc_rules, gc_slot
-from .ops import Conv1x1, block_mean, cached, fold_bn, inference, pointwise_bn
+from .ops import Conv1x1
 from .resnet import DEPTHS, Bottleneck, Slots, VideoResNet, check_clip
 
 __all__ = ["MotionExcitation", "ShiftConv", "MotionShift", "DifferenceStem", "TDNResNet", "tdn_slots",
@@ -100,15 +100,6 @@ class ShiftConv(nn.Module):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         NT, C, H, W = x.shape
-        if inference() and x.is_contiguous():
-            # three per-channel multiply-adds on the frames where they lie, instead of a
-            # depthwise conv on a transposed copy and a copy back
-            v = x.view(NT // T, T, C, H * W)
-            w = self.weight[:, 0].t().reshape(3, 1, 1, C, 1)  # tap k reads frame t + k - 1
-            out = v * w[1]
-            out[:, 1:].addcmul_(v[:, :-1], w[0])
-            out[:, :-1].addcmul_(v[:, 1:], w[2])
-            return out.view(NT, C, H, W)
         # (N, C, T, H*W) as a view; a (3, 1) depthwise conv2d slides over T only
         v = x.view(NT // T, T, C, H * W).transpose(1, 2)
         out = F.conv2d(v, self.weight.unsqueeze(-1), padding=(1, 0), groups=C)
@@ -146,8 +137,6 @@ class MotionExcitation(nn.Module):
         return torch.sigmoid(self.bn3(self.conv3((d + half + full) / 3)))
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if inference() and not self.training and x.dim() == 4 and x.stride(-1) == 1:
-            return self._infer(x, T)
         f = self.bn1(self.conv1(x))
         g = self.conv2(f)
         NT, r, H, W = f.shape
@@ -157,42 +146,6 @@ class MotionExcitation(nn.Module):
         bwd = F.pad(g[:, :-1] - f[:, 1:], (0, 0, 0, 0, 0, 0, 1, 0)).view(NT, r, H, W)
         # x + x * ((s_f - 0.5) / 2 + (s_b - 0.5) / 2) = x * (0.5 + (s_f + s_b) / 2)
         return x * (0.5 + 0.5 * (self._gate(fwd) + self._gate(bwd)))
-
-    def _folded(self) -> list:
-        """The 3x3 gate convs with their BNs folded in (the 1x1 convs fold in ``pointwise_bn``)."""
-        pairs = [(self.conv_half, self.bn_half), (self.conv_full, self.bn_full)]
-        tensors = [t for c, bn in pairs for t in (c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)]
-        return cached(self, "_fold", lambda: [fold_bn(c.weight, bn) for c, bn in pairs], *tensors)
-
-    def _infer(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        """Inference: BNs folded; the forward and backward differences stacked as 2N frames, so
-        each gate layer runs once; window sums for the 2x pool; the gate combined in place."""
-        (wh, bh), (wf, bf) = self._folded()
-        NT, C, H, W = x.shape
-        B = NT // T
-        f = pointwise_bn(x, self.conv1, self.bn1)
-        r = f.shape[1]
-        f = f.view(B, T, r, H, W)
-        g = self.conv2(f.view(NT, r, H, W)).view(B, T, r, H, W)
-        d = f.new_empty((2, B, T, r, H, W))
-        torch.sub(g[:, 1:], f[:, :-1], out=d[0, :, :-1])
-        d[0, :, -1] = 0
-        torch.sub(g[:, :-1], f[:, 1:], out=d[1, :, 1:])
-        d[1, :, 0] = 0
-        d = d.view(2 * NT, r, H, W)
-        half = F.conv2d(block_mean(d, 2, 2), wh, bh, padding=1)
-        s = F.conv2d(d, wf, bf, padding=1).add_(d)
-        if H % 2 == 0 and W % 2 == 0:
-            # nearest 2x: columns repeated by stacking, rows by broadcasting in the sum
-            half = torch.stack((half, half), -1).view(2 * NT, r, H // 2, 1, W)
-            s.view(2 * NT, r, H // 2, 2, W).add_(half)
-        else:
-            s.add_(F.interpolate(half, size=(H, W)))
-        # the mean of the three, conv3, BN, sigmoid, for both differences at once
-        y = pointwise_bn(s.mul_(1 / 3), self.conv3, self.bn3).sigmoid_()
-        # x * (0.5 + (s_f + s_b) / 2)
-        gate = y[:NT].add_(y[NT:]).mul_(0.5).add_(0.5)
-        return gate.mul_(x)
 
 
 class MotionShift(nn.Module):
@@ -273,21 +226,12 @@ class DifferenceStem(nn.Module):
         T = N // FRAMES_PER_SEGMENT
         x = x.view(B, C, T, FRAMES_PER_SEGMENT, H, W)
         rgb = x[:, :, :, 2].transpose(1, 2).reshape(B * T, C, H, W)
-        fast = inference()
-        if fast:
-            # the 2x average pool is linear: pool the 5 frames, then take the differences at a
-            # quarter of the size (one pass over the input instead of three)
-            p = block_mean(x, 2, 2)
-            d = p.new_empty((B, T, 4, C) + p.shape[-2:])
-            torch.sub(p[:, :, :, 1:].permute(0, 2, 3, 1, 4, 5), p[:, :, :, :-1].permute(0, 2, 3, 1, 4, 5), out=d)
-            d = d.view(B * T, 4 * C, *p.shape[-2:])
-        else:
-            # 4 consecutive differences, channels difference-major: (B*T, 4*3, H, W)
-            d = (x[:, :, :, 1:] - x[:, :, :, :-1]).permute(0, 2, 3, 1, 4, 5).reshape(B * T, 4 * C, H, W)
-            d = F.avg_pool2d(d, 2)
+        # 4 consecutive differences, channels difference-major: (B*T, 4*3, H, W)
+        d = (x[:, :, :, 1:] - x[:, :, :, :-1]).permute(0, 2, 3, 1, 4, 5).reshape(B * T, 4 * C, H, W)
+        d = F.avg_pool2d(d, 2)
         d = net.maxpool(net.relu(self.bn1(self.conv1(d))))
         out = net.maxpool(net.relu(net.bn1(net.conv1(rgb))))
-        return (self._fuse(out, d, fast), d), T
+        return (self._fuse(out, d), d), T
 
     def forward_stage(self, i: int, state, T: int, net: nn.Module) -> torch.Tensor:
         """Stage 1: both streams' layer1, fused."""
@@ -296,18 +240,15 @@ class DifferenceStem(nn.Module):
             x = block(x, T)
         for block in self.layer1:
             d = block(d, T)
-        return self._fuse(x, d, inference())
+        return self._fuse(x, d)
 
     @staticmethod
     def stage_map(state) -> torch.Tensor:
         return state[0] if isinstance(state, tuple) else state
 
-    def _fuse(self, x: torch.Tensor, d: torch.Tensor, fast: bool) -> torch.Tensor:
-        """a*x + b*d (d resized to x's size by nearest); at inference in place on ``x``, a
-        temporary of the forward (three fewer full-size buffers and passes)."""
+    def _fuse(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """a*x + b*d (d resized to x's size by nearest)."""
         a, b = self.fusion
-        if fast and d.shape == x.shape:
-            return x.mul_(a).add_(d, alpha=b)
         return a * x + b * F.interpolate(d, size=x.shape[-2:])
 
     def extra_repr(self) -> str:
@@ -387,6 +328,7 @@ class TDNResNet(VideoResNet):
 
 
 # -- registry -------------------------------------------------------------------------------------
+
 
 def _tdn(depth: int):
     def build(num_classes, num_frames, dropout=0.5, fusion=None):

@@ -1,0 +1,268 @@
+"""zoo.deploy: the inference form equals the plain forward for every family and every kernel choice."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import zoo
+from tests.models.test_temporal import naive_shift
+from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, shift_, shift_conv1x1, temporal_conv,
+                        unshift_)
+from zoo.models.aia import ATTENTIONS, aia_slot
+from zoo.models.conv3d import FrameConv3d
+from zoo.models.gc import GC
+from zoo.models.sda import SDA
+from zoo.models.tdn import MotionExcitation, ShiftConv
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+# one architecture per family (R18 where the family has it), and the comparators on TSN R18
+FAMILIES = ["tsn_r18", "tsm_r18", "gst_r18", "c3d_r18", "p3d_r18", "gc_tsm_r50", "gc_gst_r50", "sda_tsm_r50",
+            "aia_tsm_r50", "stc_r50", "tdn_r50", "gc_tdn_r50"]
+COMPARATORS = ["se3d", "ge3d_dw333", "s3d_g", "cbam3d_377", "nln"]
+
+
+class Alternative(Autotuner):
+    """Times nothing and always takes the last candidate: the non-library kernels."""
+
+    def __init__(self):
+        super().__init__(enabled=False)
+
+    def choose(self, kind, key, candidates):
+        return list(candidates)[-1]
+
+
+def randomise_bn(model: nn.Module) -> nn.Module:
+    """Statistics and affine parameters far from the identity, so a wrong fold shows."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BN):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+    return model.eval()
+
+
+def build(name: str, **kw) -> nn.Module:
+    torch.manual_seed(0)
+    return randomise_bn(zoo.create_model(name, num_classes=7, num_frames=4, **kw))
+
+
+def clips(model, B=2, size=32, dtype=torch.float32):
+    fps = getattr(model, "frames_per_segment", 1)
+    if fps > 1:
+        size = 64  # TDN's motion module pools layer4's map by 2: it needs 2x2 there
+    return torch.randn(B, 3, 4 * fps, size, size, generator=torch.Generator().manual_seed(1)).to(dtype)
+
+
+def rel_err(a, b):
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+def check_family(model):
+    x = clips(model)
+    with torch.no_grad():
+        ref = model(x)
+    for tuner in (False, Alternative()):
+        d = deploy(model, x[:1], autotune=tuner)
+        with torch.no_grad():
+            assert rel_err(d(x), ref) < 1e-4             # two clips
+            assert rel_err(d(x[:1]), ref[:1]) < 1e-4     # one clip
+    # bf16: the folded weights are rounded once more than the plain ones, so the deployed
+    # model must be about as close to the fp32 logits as the plain bf16 model: within twice
+    # its error (or 1% of the largest logit)
+    mb, xb = model.to(torch.bfloat16), x.to(torch.bfloat16)
+    with torch.no_grad():
+        plain_err = rel_err(mb(xb), ref)
+        assert rel_err(deploy(mb, xb, autotune=Alternative())(xb), ref) <= max(2 * plain_err, 1e-2)
+    model.float()
+    return d
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_deployed_equals_plain(name):
+    model = build(name)
+    d = check_family(model)
+    assert zoo.deploy.is_deployed(d) and not zoo.deploy.is_deployed(model)
+    # the backbone copy is replaced, not kept beside: BNs are gone where a conv precedes them
+    left = [n for n, m in d.named_modules() if isinstance(m, _BN)]
+    kept = {"gc_gst_r50": "bn2", "stc_r50": "bn2"}  # after a gate (GC-GST) or STC's gated conv: no conv before
+    assert all(n.endswith(kept.get(name, "-")) for n in left), left
+    assert not any(isinstance(m, _BN) for m in d.modules() if name not in kept)
+    # the plain model is untouched (a copy was converted)
+    assert sum(isinstance(m, _BN) for m in model.modules()) > 0
+
+
+@pytest.mark.parametrize("calibrator", COMPARATORS)
+def test_deployed_comparators_equal_plain(calibrator):
+    d = check_family(build("tsn_r18", calibrator=calibrator))
+    assert not any(isinstance(m, _BN) for m in d.modules())
+
+
+def test_deployed_model_traces():
+    model = build("tsm_r18")
+    x1, x2 = clips(model, B=1), clips(model, B=1, size=32) * 2
+    with torch.no_grad():
+        ref = model(x2)
+        for tuner in (False, Alternative()):
+            d = deploy(model, x1, autotune=tuner)
+            traced = torch.jit.trace(d, (x1,), check_trace=False)
+            assert rel_err(traced(x2), ref) < 1e-4
+
+
+def test_deployed_model_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = build("gc_tsm_r50")
+    x1, x2 = clips(model, B=1), clips(model, B=1) * 2
+    d = deploy(model, x1, autotune=False)
+    path = tmp_path / "gc_tsm.onnx"
+    torch.onnx.export(d, (x1,), str(path), input_names=["clip"], output_names=["logits"], dynamo=False)
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"clip": x2.numpy()})[0]
+    with torch.no_grad():
+        assert rel_err(torch.from_numpy(out), model(x2)) < 1e-4
+
+
+def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
+    model = build("sda_tsm_r50")
+    x = clips(model, B=1)
+    d = deploy(model, x, cache_dir=tmp_path)
+    table = json.loads((tmp_path / "deploy-choices.json").read_text())
+    (machine, choices), = table.items()
+    assert "torch " + torch.__version__ in machine
+    kinds = {k.split()[0] for k in choices}
+    assert {"shift", "conv1x1"} <= kinds and set(choices.values()) <= {"copy", "inplace", "fused", "conv", "bmm",
+                                                                        "taps", "band", "madd"}
+    modes = [m.mode for m in d.modules() if isinstance(m, DeployedShift)]
+    assert len(modes) == 16 and all(m in choices.values() for m in modes)
+    # a second conversion on this machine reads the cache: nothing is timed again
+    monkeypatch.setattr(Autotuner, "_time", lambda self, fn: pytest.fail("timed again"))
+    d2 = deploy(model, x, cache_dir=tmp_path)
+    assert [m.mode for m in d2.modules() if isinstance(m, DeployedShift)] == modes
+    with torch.no_grad():
+        assert rel_err(d2(x), model(x)) < 1e-4
+
+
+def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):
+    monkeypatch.setattr(Autotuner, "_time", lambda self, fn: pytest.fail("timed"))
+    d = deploy(build("gc_tsm_r50"), clips(build("tsn_r18"), B=1), autotune=False, cache_dir=tmp_path)
+    assert {m.mode for m in d.modules() if isinstance(m, DeployedShift)} == {"copy"}
+    assert {m.mode for m in d.modules() if isinstance(m, FrameConv3d)} == {"conv"}
+    assert not (tmp_path / "deploy-choices.json").exists()
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("B, T, C", [(1, 8, 64), (3, 4, 16), (2, 1, 8)])
+def test_shift_fused_into_the_1x1_conv(B, T, C):
+    x = torch.randn(B * T, C, 5, 5)
+    conv = nn.Conv2d(C, 12, 1, bias=True)
+    with torch.no_grad():
+        torch.testing.assert_close(shift_conv1x1(x, T, conv), conv(naive_shift(x, T)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", DeployedShift.MODES)
+def test_shift_modes_leave_the_input_unchanged(mode):
+    x = torch.randn(16, 32, 4, 4)
+    x0 = x.clone()
+    kept = shift_(x, 8)
+    torch.testing.assert_close(x, naive_shift(x0, 8), rtol=0, atol=0)
+    unshift_(x, 8, kept)
+    assert torch.equal(x, x0)
+    for conv in (nn.Conv2d(32, 8, 1), nn.Conv2d(32, 8, 3, padding=1)):
+        with torch.no_grad():
+            out = DeployedShift(8, mode).around(x, 8, conv)
+            assert torch.equal(x, x0)
+            torch.testing.assert_close(out, conv(naive_shift(x0, 8)), rtol=1e-5, atol=1e-5)
+
+
+def test_fold_bn():
+    conv, bn = nn.Conv2d(6, 5, 3, bias=True), randomise_bn(nn.Sequential(nn.BatchNorm2d(5)))[0]
+    x = torch.randn(2, 6, 7, 7)
+    w, b = fold_bn(conv.weight, bn, conv.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(F.conv2d(x, w, b), bn(conv(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("B, T, C, O, k, L, bias", [(1, 8, 16, 24, 3, 49, True), (2, 4, 8, 8, 3, 200, False),
+                                                    (1, 5, 4, 6, 5, 10, True), (2, 1, 4, 4, 3, 9, False)])
+def test_temporal_conv_equals_conv3d(B, T, C, O, k, L, bias):
+    w, b = torch.randn(O, C, k, 1, 1), torch.randn(O) if bias else None
+    x = torch.randn(B, C, T, L, 1)
+    ref = F.conv3d(x, w, b, padding=(k // 2, 0, 0))[..., 0].permute(0, 2, 1, 3)  # (B, T, O, L)
+    frames = x[..., 0].permute(0, 2, 1, 3).contiguous()
+    torch.testing.assert_close(temporal_conv(frames, w[..., 0, 0].permute(2, 0, 1), b), ref, rtol=1e-4, atol=1e-5)
+
+
+def _randomised(module):
+    torch.manual_seed(0)
+    for p in module.parameters():
+        nn.init.normal_(p, 0.3, 0.3)
+    return randomise_bn(module)
+
+
+def _check_slot(module, x, T):
+    """Deployed (both kernel sets) vs plain on one and two clips; returns the deployed forms."""
+    with torch.no_grad():
+        ref = module(x.clone(), T)
+        out = []
+        for tuner in (False, Alternative()):
+            d = deploy(module, (x[:T].clone(), T), autotune=tuner)
+            for n in (T, len(x)):
+                torch.testing.assert_close(d(x[:n].clone(), T), ref[:n], rtol=1e-4, atol=1e-5)
+            out.append(d)
+    return out
+
+
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
+def test_aia_deployed_gates_in_place(attention):
+    mod = _randomised(aia_slot(attention)(None))
+    x = torch.randn(2 * 4, 16, 6, 5)
+    for d in _check_slot(mod, x, 4):
+        y = x.clone()
+        with torch.no_grad():
+            assert d(y, 4).data_ptr() == y.data_ptr()
+    y = x.clone()
+    with torch.no_grad():  # the plain module never writes its input
+        mod(y, 4)
+    assert torch.equal(y, x)
+
+
+@pytest.mark.parametrize("ratio, calibrators, shift", [(1.0, "gstl", 0), (0.5, "gstl", 6), (0.5, "lt", 7)])
+def test_gc_deployed_gates_in_place(ratio, calibrators, shift):
+    mod = _randomised(GC(64, ratio, calibrators, shift=shift))
+    for d in _check_slot(mod, torch.randn(2 * 4, 64, 6, 5), 4):
+        assert not any(isinstance(m, _BN) for m in d.modules())
+
+
+@pytest.mark.parametrize("deps", [("lst", "lt", "ls", "s122"), ("s122", "s144", "lt"), ("lst", "p211c311"),
+                                  ("p213c313", "lst")])
+@pytest.mark.parametrize("size", [(8, 12), (7, 7)])
+def test_sda_deployed_equals_plain(deps, size):
+    for agg in ("sec", "avg"):
+        _check_slot(_randomised(SDA(32, deps, agg)), torch.randn(2 * 8, 32, *size), 8)
+
+
+@pytest.mark.parametrize("size", [(8, 6), (7, 7)])
+def test_tdn_modules_deployed_equal_plain(size):
+    x = torch.randn(2 * 4, 64, *size)
+    _check_slot(_randomised(MotionExcitation(64)), x, 4)
+    _check_slot(_randomised(ShiftConv(64)), x, 4)
+
+
+def test_frame_conv3d_deployed_equals_plain():
+    x = torch.randn(2 * 5, 16, 6, 6)[:, 4:12]  # a channel slice, as STC's T_S reads it
+    for kernel, stride in (((3, 1, 1), 1), ((3, 3, 3), 1), ((3, 1, 1), 2)):
+        _check_slot(_randomised(FrameConv3d(8, 12, kernel, stride)), x, 5)
+
+
+def test_create_model_deploy(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    d = zoo.create_model("tsm_r18", num_classes=3, num_frames=2, deploy=True)
+    assert zoo.deploy.is_deployed(d) and not any(isinstance(m, _BN) for m in d.modules())
+    assert d.pretrained_cfg["frames"] == 2
+    assert (tmp_path / "deploy-choices.json").exists()  # timed for 2 frames at the model's 224 px
