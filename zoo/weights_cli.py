@@ -59,7 +59,10 @@ def _check_out(out_dir: Path, force: bool) -> None:
 
 
 def publish(folder: str, repo_id: str, manifest: str = None, private: bool = False, token=None) -> dict:
-    """Upload ``folder`` (from ``zoo convert``) to ``repo_id``; record the commit in the manifest."""
+    """Upload ``folder`` (from ``zoo convert``, ``zoo train`` or ``save_pretrained``) to ``repo_id``.
+    A registered variant's own weights are recorded in the manifest (commit, sha256, size); any
+    other model (fine-tuned to other classes, or an architecture) is loaded by the returned
+    ``hf-hub:REPO@COMMIT`` name."""
     from huggingface_hub import HfApi
 
     folder = Path(folder)
@@ -73,7 +76,14 @@ def publish(folder: str, repo_id: str, manifest: str = None, private: bool = Fal
         name = cfg["name"]
     except (ValueError, KeyError, TypeError) as e:
         raise W.WeightsError(f"{folder / W.CONFIG} is not a zoo config.json (no 'name': {e})") from None
-    W.variant(name)
+    reg = registry()
+    v = reg.variants.get(name)
+    # the manifest records a variant's own weights only: a model fine-tuned to other classes,
+    # frames or kwargs (or built from an architecture) is uploaded and loaded by its hf-hub: name
+    own = v is not None and (cfg.get("num_classes"), cfg.get("frames"), cfg.get("kwargs") or {}) == (
+        v.num_classes, v.frames, dict(v.kwargs))
+    if v is None and name not in reg.archs:
+        W.variant(name)   # an ensemble or an unknown name: the one-line error with suggestions
     path = folder / W.FILENAME
     meta = W.file_meta(path)
     if meta.get("name") != name:
@@ -84,7 +94,7 @@ def publish(folder: str, repo_id: str, manifest: str = None, private: bool = Fal
         raise W.WeightsError(f"{path} changed since {W.CONFIG} was written (sha256 {info['sha256']}, "
                              f"config says {recorded['sha256']}); convert again")
     mf = Path(manifest) if manifest else W.manifest_path()
-    old = W.read_manifest(mf)   # a broken manifest stops us before the upload, not after
+    old = W.read_manifest(mf) if own else {}   # a broken manifest stops us before the upload, not after
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
@@ -93,7 +103,10 @@ def publish(folder: str, repo_id: str, manifest: str = None, private: bool = Fal
     oid = getattr(commit, "oid", None) or getattr(commit, "commit_id", None)
     if not oid:
         raise W.WeightsError(f"the upload to {repo_id} returned no commit id: {commit!r}")
-    entry = {**W.build_manifest(old, registry()).get(name, {}), **old.get(name, {})}
+    if not own:
+        return {name: {"repo_id": repo_id, "revision": oid, **info, "load": f"hf-hub:{repo_id}@{oid}",
+                       "manifest": "not recorded: not the registered variant's own classes, frames and kwargs"}}
+    entry = {**W.build_manifest(old, reg).get(name, {}), **old.get(name, {})}
     entry.update(status="hosted", repo_id=repo_id, revision=oid, **info)
     old[name] = entry
     W.write_manifest(old, mf)

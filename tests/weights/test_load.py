@@ -124,13 +124,11 @@ def test_convert_writes_what_local_dir_reads_and_refuses_to_overwrite(monkeypatc
     assert (tmp_path / "afile").read_text() == "mine"
 
 
-def test_publish_uploads_what_hf_hub_reads(hub, monkeypatch, tmp_path):
-    """convert -> publish (to the loopback Hub) -> create_model("hf-hub:...") and the manifest path."""
+def _loopback_publishing(monkeypatch, hub):
+    """zoo publish's HfApi, uploading into the loopback Hub."""
     import fnmatch
 
     import huggingface_hub
-
-    name, _, out, orig = _converted(monkeypatch, tmp_path)
 
     class LoopbackApi:
         def __init__(self, endpoint=None, token=None):
@@ -146,6 +144,12 @@ def test_publish_uploads_what_hf_hub_reads(hub, monkeypatch, tmp_path):
             return type("Commit", (), {"oid": hub.commit})()
 
     monkeypatch.setattr(huggingface_hub, "HfApi", LoopbackApi)
+
+
+def test_publish_uploads_what_hf_hub_reads(hub, monkeypatch, tmp_path):
+    """convert -> publish (to the loopback Hub) -> create_model("hf-hub:...") and the manifest path."""
+    name, _, out, orig = _converted(monkeypatch, tmp_path)
+    _loopback_publishing(monkeypatch, hub)
     (out / ".my_notes.txt").write_text("not uploaded")
     mf = tmp_path / "manifest.json"
     assert weights_cli.main(["publish", str(out), "--repo-id", "me/tsm", "--manifest", str(mf)]) == 0
@@ -155,6 +159,26 @@ def test_publish_uploads_what_hf_hub_reads(hub, monkeypatch, tmp_path):
     entry = json.loads(mf.read_text())["weights"][name]
     monkeypatch.setitem(registry().manifest, name, entry)                # the recorded entry verifies and loads
     assert _same(zoo.create_model(name, pretrained=True).eval(), orig, frames=8)
+
+
+@pytest.mark.parametrize("name", ["tsm_r18", "tsm_r18_ssv1_8f"])
+def test_publish_a_model_of_other_classes_leaves_the_manifest(hub, monkeypatch, tmp_path, name):
+    """A user's model (an architecture, or a variant fine-tuned to 5 classes) goes up and comes
+    back by its hf-hub: name; the manifest, which holds the registered variants' own weights, is
+    not touched."""
+    if name.endswith("_8f"):   # a registered 174-class variant, fine-tuned to 5 classes
+        monkeypatch.setitem(registry().variants, name, _variant(name, "tsm_r18", num_classes=174))
+    torch.manual_seed(0)
+    orig = zoo.create_model(name, num_classes=5).eval()
+    W.save_pretrained(orig, tmp_path / "mine", name=name)
+    _loopback_publishing(monkeypatch, hub)
+    mf = tmp_path / "manifest.json"
+    mf.write_text('{"schema": 1, "weights": {}}')
+    before = mf.read_bytes()
+    assert weights_cli.main(["publish", str(tmp_path / "mine"), "--repo-id", "me/mine", "--manifest", str(mf)]) == 0
+    assert mf.read_bytes() == before
+    m = zoo.create_model(f"hf-hub:me/mine@{COMMIT}").eval()
+    assert m.num_classes == 5 and _same(m, orig, frames=8)
 
 
 @pytest.mark.parametrize("case", ["missing", "directory", "empty", "truncated", "garbage", "pickle.safetensors"])
