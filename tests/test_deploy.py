@@ -232,9 +232,9 @@ def test_aia_deployed_gates_in_place(attention):
     assert torch.equal(y, x)
 
 
-@pytest.mark.parametrize("ratio, calibrators, shift", [(1.0, "gstl", 0), (0.5, "gstl", 6), (0.5, "lt", 7)])
-def test_gc_deployed_gates_in_place(ratio, calibrators, shift):
-    mod = _randomised(GC(64, ratio, calibrators, shift=shift))
+@pytest.mark.parametrize("ratio, calibrators, offset", [(1.0, "gstl", 0), (0.5, "gstl", 6), (0.5, "lt", 7)])
+def test_gc_deployed_gates_in_place(ratio, calibrators, offset):
+    mod = _randomised(GC(64, ratio, calibrators, group_offset=offset))
     for d in _check_slot(mod, torch.randn(2 * 4, 64, 6, 5), 4):
         assert not any(isinstance(m, _BN) for m in d.modules())
 
