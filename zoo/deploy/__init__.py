@@ -19,6 +19,9 @@ The family modules have one forward, the one training, fvcore, tracing, export a
 
 The result is for inference only (``eval()``, no gradients); it traces and exports. Inputs of
 other shapes still run (each choice checks its shapes and falls back to the library kernel).
+
+Here: the conversion. ``choices``: the timed kernel-choice cache; ``fold``: BatchNorm folding;
+``forms``: the deployed forms of the modules.
 """
 from __future__ import annotations
 
@@ -58,8 +61,6 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
                         {m: (lambda f=f: f.around(work, T, conv)) for m, f in forms.items()})
     block.shift = forms[mode]
 
-
-# -- the conversion ---------------------------------------------------------------------------
 
 def _record(model: nn.Module, example_input: torch.Tensor, types: tuple) -> dict:
     """The first inputs each module of ``types`` receives on ``example_input`` (clones)."""
