@@ -144,10 +144,11 @@ def deploy_default(model: nn.Module, **kw) -> nn.Module:
     ``pretrained_cfg``: frames and input size; 8 x 224 x 224 when it has none), on the device
     and in the dtype of its parameters (``create_model(..., deploy=True)``)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    T = (cfg.get("frames") or getattr(model, "num_frames", 8)) * getattr(model, "frames_per_segment", 1)
-    size = cfg.get("input_size") or 224
+    T = (cfg.get("num_frames") or getattr(model, "num_frames", 8)) * (
+        cfg.get("frames_per_segment") or getattr(model, "frames_per_segment", 1))
+    H, W = (cfg.get("input_size") or (3, 224, 224))[-2:]
     p = next(model.parameters())
-    return deploy(model, torch.randn(1, 3, T, size, size, dtype=p.dtype, device=p.device), **kw)
+    return deploy(model, torch.randn(1, 3, T, H, W, dtype=p.dtype, device=p.device), **kw)
 
 
 def _set(m: nn.Module, value, fn, attr: str = "mode"):
