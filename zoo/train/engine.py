@@ -14,13 +14,8 @@ unless ``sync_bn=True``.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import fnmatch
-import io
-import json
 import math
-import os
 import random
 import sys
 import time
@@ -36,11 +31,12 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import LAST, CheckpointError, clean_partial, load_checkpoint, rng_state, save_atomic, set_rng_state
 from .data import EpochSampler, Seeded, flip_batch, mix_seed
+from .distributed import _gather, _setup, distributed_env
+from .logs import _Board, _Progress, _write_logs
+from .optim import _bn_modes, _freeze_bn_params, _optimizer, lr_factor, param_groups
 from .recipes import Recipe
 
 __all__ = ["TrainConfig", "fit", "param_groups", "lr_factor", "distributed_env", "TrainError"]
-
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 class TrainError(RuntimeError):
@@ -70,186 +66,6 @@ class TrainConfig:
     export: bool = True
     quiet: bool = False
     device: Optional[str] = None
-
-
-# -- distributed -------------------------------------------------------------------------------
-
-def distributed_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment (0, 1, 0 without it)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def _setup(cfg: TrainConfig) -> tuple[int, int, torch.device, bool]:
-    rank, world, local = distributed_env()
-    if cfg.device:
-        device = torch.device(cfg.device)
-    elif torch.cuda.is_available():
-        device = torch.device("cuda", local)
-    else:
-        device = torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    started = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        started = True
-    return rank, world, device, started
-
-
-def _gather(obj, world: int) -> list:
-    if world == 1:
-        return [obj]
-    out = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-# -- optimisation ------------------------------------------------------------------------------
-
-def param_groups(model: nn.Module, recipe: Recipe, lr: float) -> list[dict]:
-    """Parameter groups of the recipe: no weight decay on norm layers, biases and other 1-D
-    parameters; biases at ``bias_lr_mult`` x lr; ``lr_mult`` patterns (fnmatch on the parameter
-    name) multiply the lr. Frozen parameters are left out."""
-    norm_params = {id(p) for m in model.modules() if isinstance(m, _NORMS) for p in m.parameters(recurse=False)}
-    skip = set(getattr(model, "no_weight_decay", lambda: ())())
-    groups: dict[tuple, dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        mult = 1.0
-        for pat, m in recipe.lr_mult.items():
-            if fnmatch.fnmatchcase(name, pat):
-                mult *= m
-        decay = recipe.weight_decay
-        if id(p) in norm_params or p.ndim <= 1 or name in skip:
-            decay = 0.0
-        if name.endswith(".bias") and id(p) not in norm_params:
-            mult *= recipe.bias_lr_mult
-        key = (mult, decay)
-        g = groups.setdefault(key, {"params": [], "names": [], "lr": lr * mult, "weight_decay": decay,
-                                    "lr_mult": mult})
-        g["params"].append(p)
-        g["names"].append(name)
-    return list(groups.values())
-
-
-def _optimizer(groups: list[dict], recipe: Recipe, lr: float) -> torch.optim.Optimizer:
-    clean = [{k: v for k, v in g.items() if k != "names"} for g in groups]
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(clean, lr=lr, momentum=recipe.momentum)
-    return torch.optim.AdamW(clean, lr=lr)
-
-
-def lr_factor(step: int, steps_per_epoch: int, milestones, gamma: float, warmup_epochs: float) -> float:
-    """Multiplier of the base lr at iteration ``step``: step decay at ``milestones`` (epochs,
-    applied per iteration as TDN's scheduler does) and a linear warm-up from 1/100."""
-    epoch = step / steps_per_epoch
-    f = gamma ** sum(epoch >= m for m in milestones)
-    if warmup_epochs and epoch < warmup_epochs:
-        w = warmup_epochs * steps_per_epoch
-        f *= 0.01 + 0.99 * step / w
-    return f
-
-
-def _bn_modes(model: nn.Module, partial: bool, freeze: bool) -> None:
-    """After model.train(): partial BN (TSN) keeps the first BN training and freezes the others'
-    statistics; ``freeze`` freezes them all."""
-    if not (partial or freeze):
-        return
-    first = True
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if partial and first:
-                first = False
-                continue
-            m.eval()
-
-
-def _freeze_bn_params(model: nn.Module, partial: bool) -> None:
-    """Partial BN also stops the frozen BNs' affine parameters (TSN's optimiser policy)."""
-    if not partial:
-        return
-    first = True
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if first:
-                first = False
-                continue
-            for p in m.parameters(recurse=False):
-                p.requires_grad_(False)
-
-
-# -- logging -----------------------------------------------------------------------------------
-
-class _Progress:
-    """A tqdm bar on a terminal, plain lines otherwise (rank 0 only)."""
-
-    def __init__(self, total: int, start: int, epoch: int, epochs: int, enabled: bool, every: int):
-        self.total, self.n, self.epoch, self.epochs, self.every = total, start, epoch, epochs, every
-        self.enabled = enabled
-        self.bar = None
-        self.t0 = time.perf_counter()
-        self.start = start
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                            dynamic_ncols=True, leave=True)
-
-    def update(self, loss: float, lr: float, clips_s: float) -> None:
-        self.n += 1
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", clips_s=f"{clips_s:.1f}", refresh=False)
-            self.bar.update(1)
-        elif self.n % self.every == 0 or self.n == self.total:
-            el = time.perf_counter() - self.t0
-            eta = el / max(1, self.n - self.start) * (self.total - self.n)
-            print(f"epoch {self.epoch + 1}/{self.epochs} step {self.n}/{self.total} loss {loss:.4f} lr {lr:.4g} "
-                  f"clips/s {clips_s:.1f} eta {_hms(eta)}", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _hms(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def _write_logs(out: Path, history: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(history)
-    for fname, text in (("metrics.csv", buf.getvalue()), ("metrics.json", json.dumps(history, indent=1) + "\n")):
-        tmp = out / f".{fname}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / fname)
-
-
-class _Board:
-    """TensorBoard scalars when the tensorboard package is installed (optional)."""
-
-    def __init__(self, out: Path, enabled: bool):
-        self.w = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                return
-            self.w = SummaryWriter(str(out / "tb"))
-
-    def add(self, row: dict) -> None:
-        if self.w is None:
-            return
-        for k, v in row.items():
-            if isinstance(v, (int, float)) and k != "epoch":
-                self.w.add_scalar(k, v, row["epoch"])
-        self.w.flush()
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -1,0 +1,110 @@
+"""Kernel choices timed on this machine: which of several callables computing the same thing is
+fastest, per machine, torch version, thread count, dtype and shape, remembered in
+``<cache_dir>/deploy-choices.json`` (``~/.cache/zoo`` or ``$ZOO_CACHE``) as ``cudnn.benchmark``
+remembers its algorithms."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+
+def machine_id() -> str:
+    """What a timing depends on besides the shapes: the processor, torch, the thread count."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "-"
+    return f"{cpu} | gpu {gpu} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("ZOO_CACHE"):
+        return Path(os.environ["ZOO_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zoo"
+
+
+class Autotuner:
+    """Picks the fastest of several callables computing the same thing, once per
+    (kind, shapes) on this machine; remembered in ``<cache_dir>/deploy-choices.json``.
+
+    ``enabled=False``: the first candidate (the library kernel) every time, nothing timed."""
+
+    def __init__(self, enabled: bool = True, cache_dir: Optional[os.PathLike] = None, rounds: int = 5):
+        self.enabled, self.rounds = enabled, rounds
+        self.path = Path(cache_dir or _cache_dir()) / "deploy-choices.json"
+        self.machine = machine_id()
+        self.choices: dict[str, str] = {}
+        self._dirty = False
+        if enabled:
+            try:
+                self.choices = json.loads(self.path.read_text()).get(self.machine, {})
+            except (OSError, ValueError, AttributeError):
+                self.choices = {}
+
+    def choose(self, kind: str, key, candidates: dict[str, Callable[[], object]]) -> str:
+        names = list(candidates)
+        if not self.enabled or len(names) == 1:
+            return names[0]
+        k = f"{kind} {key}"
+        if self.choices.get(k) in candidates:
+            return self.choices[k]
+        times = {n: self._time(fn) for n, fn in candidates.items()}
+        best = min(names, key=times.get)
+        self.choices[k] = best
+        self._dirty = True
+        return best
+
+    def _time(self, fn) -> float:
+        sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+        with torch.no_grad():
+            fn()  # warm-up: allocator, lazy init
+            sync()
+            ts = []
+            for _ in range(self.rounds):
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    def save(self) -> None:
+        """Merge this run's choices into the cache file (written to a temporary name, then renamed)."""
+        if not (self.enabled and self._dirty):
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                table = json.loads(self.path.read_text())
+                if not isinstance(table, dict):
+                    table = {}
+            except (OSError, ValueError):
+                table = {}
+            table.setdefault(self.machine, {}).update(self.choices)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".deploy-choices.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(table, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a read-only home: the choices hold for this model, and are timed again next time
+        self._dirty = False
+
+
+def _key(*tensors_or_shapes) -> str:
+    parts = []
+    for t in tensors_or_shapes:
+        if isinstance(t, torch.Tensor):
+            parts.append(f"{tuple(t.shape)}:{str(t.dtype)[6:]}:{t.device.type}")
+        else:
+            parts.append(str(t))
+    return " ".join(parts)

@@ -1,0 +1,279 @@
+"""The deployed forms of the family modules: TSM's shift met by the next conv in one of three
+ways, the in-place gates (GC, AIA, SDA), and the kernels whose fastest implementation
+:mod:`zoo.deploy` times at conversion (1x1 conv, frame-wise 3D conv, AIA's gate, TDN's shift
+conv). Each falls back to the plain module's forward where its shapes or tracing rule it out."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.aia import AIACombo, AIAUnit, AxialGate
+from ..models.conv3d import FrameConv3d
+from ..models.gc import GC
+from ..models.ops import Conv1x1
+from ..models.sda import SDA
+from ..models.tdn import ShiftConv
+from ..models.temporal import TemporalShift, temporal_shift
+
+
+def _functional() -> bool:
+    """Being traced or exported to ONNX: the in-place forms give way to the plain ops there
+    (TorchScript's ONNX exporter can turn writes into slices into constants)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+# -- TSM's shift ------------------------------------------------------------------------------
+
+def shift_conv1x1(x: torch.Tensor, T: int, conv: nn.Conv2d, fold_div: int = 8) -> torch.Tensor:
+    """``conv(temporal_shift(x, T))`` for a 1x1 ``conv`` without moving any data: the unshifted
+    channels' product with every frame, plus the shifted channels' products added into the
+    neighbouring frames' outputs (GEMMs accumulating in place, reading ``x`` where it lies).
+    Same multiply-adds as the conv; x is (B*T, C, H, W) with a unit W stride."""
+    N, C, H, W = x.shape
+    f = C // fold_div
+    w = conv.weight.view(conv.out_channels, C)
+    O, B = w.shape[0], N // T
+    xv = x.reshape(N, C, H * W)
+    y = torch.bmm(w[:, 2 * f:].expand(N, O, C - 2 * f), xv[:, 2 * f:])
+    if f and T > 1:
+        wf, wb = w[:, :f].expand(T - 1, O, f), w[:, f:2 * f].expand(T - 1, O, f)
+        for b in range(B):  # clips: no product crosses a clip border
+            xb, yb = xv[b * T:(b + 1) * T], y[b * T:(b + 1) * T]
+            yb[:-1].baddbmm_(wf, xb[1:, :f])          # frame t takes channels [0, f) of t + 1
+            yb[1:].baddbmm_(wb, xb[:-1, f:2 * f])     # and channels [f, 2f) of t - 1
+    y = y.view(N, O, H, W)
+    return y if conv.bias is None else y + conv.bias.view(1, O, 1, 1)
+
+
+def shift_(x: torch.Tensor, T: int, fold_div: int = 8) -> torch.Tensor:
+    """:func:`temporal_shift` in place on contiguous (B*T, C, H, W) frames; returns the
+    original shifted channels, which :func:`unshift_` puts back. Moves the 2/fold_div shifted
+    channels only (out, shifted in, and back) instead of a copy of the whole tensor."""
+    N, C, H, W = x.shape
+    f = C // fold_div
+    v = x.view(N // T, T, C, H, W)
+    kept = v[:, :, :2 * f].clone()
+    v[:, :-1, :f].copy_(kept[:, 1:, :f])
+    v[:, -1, :f].zero_()
+    v[:, 1:, f:2 * f].copy_(kept[:, :-1, f:])
+    v[:, 0, f:2 * f].zero_()
+    return kept
+
+
+def unshift_(x: torch.Tensor, T: int, kept: torch.Tensor, fold_div: int = 8) -> None:
+    """Undo :func:`shift_` in place."""
+    N, C, H, W = x.shape
+    x.view(N // T, T, C, H, W)[:, :, :2 * (C // fold_div)].copy_(kept)
+
+
+def _plain_1x1(conv) -> bool:
+    return type(conv) in (nn.Conv2d, Conv1x1) and conv.kernel_size == (1, 1) \
+        and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+
+
+class DeployedShift(TemporalShift):
+    """TSM's shift with the way it meets the next conv fixed at conversion (``around``):
+    ``"copy"`` (the plain shifted copy, then the conv), ``"inplace"`` (the block input shifted
+    in place for the conv and shifted back: the block owns it while conv1 runs) or
+    ``"fused"`` (:func:`shift_conv1x1`, for a 1x1 conv)."""
+
+    MODES = ("copy", "inplace", "fused")
+
+    def __init__(self, fold_div: int, mode: str):
+        super().__init__(fold_div)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+
+    def around(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if _functional():
+            return conv(temporal_shift(x, T, self.fold_div))
+        if self.mode == "fused" and _plain_1x1(conv) and x.stride(-1) == 1:
+            return shift_conv1x1(x, T, conv, self.fold_div)
+        if self.mode == "inplace" and x.is_contiguous():
+            kept = shift_(x, T, self.fold_div)
+            try:
+                return conv(x)
+            finally:
+                unshift_(x, T, kept, self.fold_div)
+        return conv(temporal_shift(x, T, self.fold_div))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", mode={self.mode!r}"
+
+
+# -- in-place gates ---------------------------------------------------------------------------
+
+class InplaceGC(GC):
+    """GC multiplying each calibrated group where it lies (the input is a block temporary)."""
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if _functional():
+            return super().forward(x, T)
+        N, C, H, W = x.shape
+        v = x.view(N // T, T, C, H, W)
+        for k, (a, b) in zip(self.calibrators, self.slices):
+            g = v[:, :, a:b]
+            g.mul_(getattr(self, k).gate(g))
+        return x
+
+
+class InplaceAIAUnit(AIAUnit):
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if _functional():
+            return super().forward(x, T)
+        N, C, H, W = x.shape
+        v = x.view(N // T, T, C, H, W)
+        v.mul_(self.gate(v))
+        return x
+
+
+class InplaceAIACombo(AIACombo):
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.how == ">" or _functional():
+            return super().forward(x, T)
+        N, C, H, W = x.shape
+        v = x.view(N // T, T, C, H, W)
+        v.mul_((self.first.gate(v) + self.second.gate(v)).mul_(0.5))
+        return x
+
+
+class InplaceSDA(SDA):
+    """SDA whose gate is computed in the up-projection's output and multiplied there."""
+
+    def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        if _functional():
+            return super().excite(x, agg)
+        return self.bn2(self.up(agg)).sigmoid_().mul_(x)
+
+
+_INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA}
+
+
+# -- kernels with a measured choice ---------------------------------------------------------
+
+class DeployedConv1x1(Conv1x1):
+    """A 1x1 conv run as ``"conv"`` (the library conv) or ``"bmm"`` (one batched product per
+    frame batch, reading a channel slice where it lies)."""
+
+    mode = "conv"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode != "bmm" or x.dim() != 4 or x.stride(-1) != 1:
+            return F.conv2d(x, self.weight, self.bias, self.stride)
+        if self.stride[0] > 1:
+            x = x[:, :, ::self.stride[0], ::self.stride[1]]
+        N, C, H, W = x.shape
+        O = self.out_channels
+        w = self.weight.reshape(O, C).expand(N, O, C)
+        if self.bias is None:
+            y = torch.bmm(w, x.reshape(N, C, H * W))
+        else:
+            y = torch.baddbmm(self.bias.view(1, O, 1).expand(N, O, H * W), w, x.reshape(N, C, H * W))
+        return y.view(N, O, H, W)
+
+
+def temporal_conv(x: torch.Tensor, taps: torch.Tensor, bias=None) -> torch.Tensor:
+    """A temporal convolution (kernel k, zero padding k // 2) of per-frame channel vectors:
+    x (B, T, C, L) with each frame's (C, L) block contiguous, ``taps`` (k, O, C), ``bias`` (O,)
+    or None -> a new (B, T, O, L). Each tap's product accumulates straight into the output
+    frames it feeds (k products into one buffer: no k*O-channel intermediate)."""
+    B, T, C, L = x.shape
+    k, O = taps.shape[:2]
+    p = k // 2
+    f = x.reshape(B * T, C, L)
+    y = torch.bmm(taps[p].expand(B * T, O, C), f)
+    if bias is not None:
+        y += bias.view(1, O, 1)
+    y = y.view(B, T, O, L)
+    f = f.view(B, T, C, L)
+    for i in range(k):
+        d = i - p  # output frame t reads input frame t + d
+        for b in range(B):
+            if 0 < -d < T:
+                y[b, -d:].baddbmm_(taps[i].expand(T + d, O, C), f[b, :d])
+            elif 0 < d < T:
+                y[b, :-d].baddbmm_(taps[i].expand(T - d, O, C), f[b, d:])
+    return y
+
+
+class DeployedFrameConv3d(FrameConv3d):
+    """:class:`FrameConv3d` at inference: the taps' sums accumulate into the centre tap's
+    output where it lies (no padded copies). ``mode="taps"`` (a (k, 1, 1) kernel only):
+    :func:`temporal_conv`'s per-tap products instead of one 2D conv over all taps."""
+
+    mode = "conv"
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # type: ignore[override]
+        kt = self.kernel_size[0]
+        N, g, o = x.shape[0], self.groups, self.out_channels
+        if _functional():
+            return super().forward(x, T)
+        if self.mode == "taps" and x.stride(-1) == 1:
+            H, W = x.shape[-2:]
+            taps = self.weight.view(o, self.in_channels, kt).permute(2, 0, 1)
+            return temporal_conv(x.reshape(N // T, T, -1, H * W), taps, self.bias).view(N, o, H, W)
+        if kt == 1 or g != 1:
+            return super().forward(x, T)
+        a = F.conv2d(x, self.frame_weight(), None, self.stride[1:], self.padding[1:])
+        h, wd = a.shape[-2:]
+        a = a.view(N // T, T, kt, o, h, wd)
+        p = kt // 2
+        out = a[:, :, p]
+        for k in range(kt):
+            d = k - p
+            if 0 < -d < T:
+                out[:, -d:] += a[:, :d, k]
+            elif 0 < d < T:
+                out[:, :-d] += a[:, d:, k]
+        if self.bias is not None:
+            out += self.bias.view(1, 1, o, 1, 1)
+        return out.reshape(N, o, h, wd)
+
+
+def _banded(weight: torch.Tensor, bias: torch.Tensor, D: int) -> tuple:
+    """AIA's (1, 2, 3, 3, 3) gate kernel as a (D, 2*D, 3, 3) 2D kernel over D depth slices of
+    2 channels each (input channel 2*s + c), and its bias repeated D times."""
+    band = weight.new_zeros((D, D, 2, 3, 3))
+    d = torch.arange(D, device=weight.device)
+    for k in range(3):
+        s = d + k - 1
+        ok = (s >= 0) & (s < D)
+        band[d[ok], s[ok]] = weight[0, :, k]
+    return band.view(D, 2 * D, 3, 3), bias.expand(D).contiguous()
+
+
+class DeployedAxialGate(AxialGate):
+    """AIA's gate (BN folded into the conv) with ``band`` set: the depth slices become the
+    channels of one 2D conv from 2*D to D channels with a banded kernel (slice d reads slices
+    d-1..d+1): D/3 times the multiply-adds, but a 2-channel conv runs far below the library's
+    peak, so which is faster depends on D, H, W and the machine (timed at conversion)."""
+
+    band: Optional[tuple] = None
+
+    def forward(self, ctx: torch.Tensor) -> torch.Tensor:
+        B, D, _, H, W = ctx.shape
+        if self.band is not None and self.band[0].shape[0] == D:
+            return F.conv2d(ctx.reshape(B, 2 * D, H, W), self.band[0], self.band[1], padding=1).sigmoid_()
+        return super().forward(ctx)
+
+
+class DeployedShiftConv(ShiftConv):
+    """TDN's depthwise temporal conv as three per-channel multiply-adds on the frames where
+    they lie (``mode="madd"``) or the library's depthwise conv (``"conv"``)."""
+
+    mode = "conv"
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.mode != "madd" or not x.is_contiguous() or _functional():
+            return super().forward(x, T)
+        NT, C, H, W = x.shape
+        v = x.view(NT // T, T, C, H * W)
+        w = self.weight[:, 0].t().reshape(3, 1, 1, C, 1)  # tap k reads frame t + k - 1
+        out = v * w[1]
+        out[:, 1:].addcmul_(v[:, :-1], w[0])
+        out[:, :-1].addcmul_(v[:, 1:], w[2])
+        return out.view(NT, C, H, W)
