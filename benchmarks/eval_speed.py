@@ -8,7 +8,7 @@ of JPEG frames, or mp4 files with --videos), then for one network and view proto
 * end to end: ``zoo.eval.evaluate`` over a DataLoader with 1 and 2 worker processes (videos/s).
 
 The loader keeps up when (loader s/video) / workers < (model s/video): then the model is the
-bottleneck, the issue's target for the 1x1 protocol with 2 workers. Rates are compared within one
+bottleneck, the project's target for the 1x1 protocol with 2 workers. Rates are compared within one
 run only; the CPU and its vector extensions are recorded with the results.
 
     python benchmarks/eval_speed.py --out benchmarks/results        # tsm_r50, SSv1 8f, 1x1

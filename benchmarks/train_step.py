@@ -3,7 +3,7 @@
 For every pair (network, backbone) one process times, round by round and alternating the
 models, one SGD step (forward + cross-entropy + backward + optimizer step, train mode) and one
 inference forward (eval, autograd off) on the same clip batch; a family's overhead is the
-median of its per-round time ratios minus 1. Target of issue 17: each calibrator's
+median of its per-round time ratios minus 1. The project's target: each calibrator's
 training-step overhead at most 1.5x its inference overhead. fp32, and bf16 autocast with
 ``--bf16``.
 
