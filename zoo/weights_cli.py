@@ -80,8 +80,8 @@ def publish(folder: str, repo_id: str, manifest: str = None, private: bool = Fal
     v = reg.variants.get(name)
     # the manifest records a variant's own weights only: a model fine-tuned to other classes,
     # frames or kwargs (or built from an architecture) is uploaded and loaded by its hf-hub: name
-    own = v is not None and (cfg.get("num_classes"), cfg.get("frames"), cfg.get("kwargs") or {}) == (
-        v.num_classes, v.frames, dict(v.kwargs))
+    own = v is not None and all(cfg.get(k, want) == want for k, want in (
+        ("num_classes", v.num_classes), ("frames", v.frames), ("kwargs", dict(v.kwargs))))
     if v is None and name not in reg.archs:
         W.variant(name)   # an ensemble or an unknown name: the one-line error with suggestions
     path = folder / W.FILENAME
