@@ -31,6 +31,24 @@ def test_exported_folder_loads_with_create_model(tmp_path):
     assert json.loads((folder / "config.json").read_text())["training"]["metrics"]["val_top1"] == 70.0
 
 
+def test_exported_folder_records_its_hash_and_local_dir_checks_it(tmp_path):
+    torch.manual_seed(3)
+    model = zoo.create_model("tsm_r18", num_classes=5, num_frames=4)
+    folder = export_weights(model, tmp_path / "best", name="tsm_r18", recipe=recipe_for("tsm_r18"),
+                            metrics={"epoch": 1})
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["sampling"] == "uniform" and cfg["input_size"] == 224 and cfg["weights"]["bytes"] > 0
+    loaded = zoo.create_model(f"local-dir:{folder}").eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 1                                            # one flipped bit in the last tensor
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(Exception, match="does not match"):
+        zoo.create_model(f"local-dir:{folder}")
+
+
 def test_exported_folder_is_what_zoo_publish_uploads(tmp_path, monkeypatch):
     import hashlib
     import types

@@ -25,6 +25,7 @@ __all__ = ["export_weights", "export_config"]
 def export_config(name: str, model: nn.Module, info: Optional[dict] = None) -> dict:
     """config.json of a trained model: the registry's entry for ``name`` with the classes, frames
     and kwargs the model was actually built with (``info`` overrides, e.g. labels)."""
+    from ..cfg import pretrained_cfg
     from ..version import __version__
     from ..registry import Variant, registry
     from ..weights import model_config
@@ -33,11 +34,11 @@ def export_config(name: str, model: nn.Module, info: Optional[dict] = None) -> d
     obj = reg.resolve(name)
     if isinstance(obj, Variant):
         cfg = model_config(name)
-    else:
+    else:   # an architecture: its registered defaults (zoo.cfg), as create_model built it
+        c = pretrained_cfg(name)
         cfg = {"name": name, "arch": obj.name, "family": obj.family, "num_classes": None, "frames": None,
-               "kwargs": dict(obj.defaults), "input_size": 224, "mean": [0.485, 0.456, 0.406],
-               "std": [0.229, 0.224, 0.225], "sampling": obj.sampling,
-               "zoo_version": __version__}
+               "kwargs": dict(obj.defaults), "input_size": c["input_size"][-1], "mean": list(c["mean"]),
+               "std": list(c["std"]), "sampling": c["sampling"], "zoo_version": __version__}
     pc = getattr(model, "pretrained_cfg", None) or {}
     cfg["num_classes"] = getattr(model, "num_classes", cfg.get("num_classes"))
     cfg["frames"] = getattr(model, "num_frames", cfg.get("frames"))
@@ -89,6 +90,7 @@ def export_weights(model: nn.Module, folder, *, name: str, recipe: Recipe, metri
                 "kwargs": json.dumps(cfg.get("kwargs") or {}, sort_keys=True), "zoo_version": __version__,
                 "format": "pt", "trained_with": f"zoo train, recipe {recipe.id}"}
         w = save_weights(model, tmp / FILENAME, meta)
+        cfg["weights"] = w   # sha256 and size: local-dir: / hf-hub: loading verifies the file against them
         (tmp / "config.json").write_text(json.dumps(cfg, indent=1, default=str) + "\n")
         (tmp / "README.md").write_text(_card(cfg, recipe, metrics, epochs, w["sha256"]))
         old = folder.with_name(f".{folder.name}.old")
