@@ -235,8 +235,10 @@ def add_commands(sub) -> None:
     s.add_argument("--frames", type=int, help="override T (the claims hold for the trained T only)")
     s.add_argument("--num-classes", type=int, help="override the number of classes (architectures)")
     s.add_argument("--size", type=int, help="override the input size of the transform")
-    s.add_argument("--protocol", choices=sorted(registry().protocols),
-                   help="override the sampling protocol (registry/datasets.toml [sampling])")
+    # checked when the command runs: building the parser must not read the tables (zoo --help
+    # works with a broken manifest)
+    s.add_argument("--protocol", help="override the sampling protocol: a key of registry/datasets.toml [sampling] "
+                                      "(uniform, dense, tdn)")
     s.add_argument("--scores", nargs="+", help="ensembles: the members' score files, in member order "
                                                "(default: OUT/<member>-<views>.scores.safetensors)")
     s.add_argument("--out", default="eval_results", help="folder for <name>-<views>.scores.safetensors and .json")
