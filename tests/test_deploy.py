@@ -67,7 +67,7 @@ def check_family(model):
     x = clips(model)
     with torch.no_grad():
         ref = model(x)
-    for tuner in (False, Alternative()):
+    for tuner in (Alternative(), False):  # the last: the library kernels, BNs folded
         d = deploy(model, x[:1], autotune=tuner)
         with torch.no_grad():
             assert rel_err(d(x), ref) < 1e-4             # two clips
@@ -135,20 +135,62 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
     (machine, choices), = table.items()
     assert "torch " + torch.__version__ in machine
     kinds = {k.split()[0] for k in choices}
-    assert {"shift", "conv1x1"} <= kinds and set(choices.values()) <= {"copy", "inplace", "fused", "conv", "bmm",
-                                                                        "taps", "band", "madd"}
+    assert {"fold", "shift", "conv1x1"} <= kinds and set(choices.values()) <= {
+        "fold", "keep", "copy", "inplace", "fused", "conv", "bmm", "taps", "band", "madd"}
     modes = [m.mode for m in d.modules() if isinstance(m, DeployedShift)]
     assert len(modes) == 16 and all(m in choices.values() for m in modes)
     # a second conversion on this machine reads the cache: nothing is timed again
-    monkeypatch.setattr(Autotuner, "_time", lambda self, fn: pytest.fail("timed again"))
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: pytest.fail("timed again"))
     d2 = deploy(model, x, cache_dir=tmp_path)
     assert [m.mode for m in d2.modules() if isinstance(m, DeployedShift)] == modes
     with torch.no_grad():
         assert rel_err(d2(x), model(x)) < 1e-4
 
 
+def test_inplace_shift_on_channels_last_frames():
+    """GPUs run channels-last: the in-place shift is offered there too, and gives the plain result."""
+    model = build("tsm_r18")
+    x = clips(model, B=2)
+    with torch.no_grad():
+        ref = model(x)
+    cl = model.to(memory_format=torch.channels_last)
+    d = deploy(cl, x[:1], autotune=Alternative())  # the last candidate: in place (no fused form here)
+    assert {m.mode for m in d.modules() if isinstance(m, DeployedShift)} == {"inplace"}
+    with torch.no_grad():
+        assert rel_err(d(x), ref) < 1e-4
+    x1 = torch.randn(4, 16, 3, 3).contiguous(memory_format=torch.channels_last)
+    x0 = x1.clone()
+    kept = shift_(x1, 4)
+    torch.testing.assert_close(x1, naive_shift(x0, 4), rtol=0, atol=0)
+    unshift_(x1, 4, kept)
+    assert torch.equal(x1, x0)
+
+
+def test_folding_is_a_timed_choice(tmp_path):
+    """Where keeping the BNs times faster (as on the H200), they stay, and the outputs agree."""
+    model = build("gc_tsm_r50")
+    x = clips(model, B=1)
+
+    class Keep(Autotuner):
+        def _times(self, fns):
+            return {n: (0.0 if n == "keep" else 1.0) for n in fns}
+
+    d = deploy(model, x, autotune=Keep(cache_dir=tmp_path))
+    left = [n for n, m in d.named_modules() if isinstance(m, _BN)]
+    # the ResNet's own BNs stay (53 in a ResNet-50); the calibrators' are folded all the same
+    assert len(left) == 53 and not any(".calib." in n for n in left), left
+    with torch.no_grad():
+        assert rel_err(d(x), model(x)) < 1e-4
+    choices = json.loads((tmp_path / "deploy-choices.json").read_text())
+    assert [v for k, v in next(iter(choices.values())).items() if k.startswith("fold ")] == ["keep"]
+    # in place: the model handed over is the one converted
+    m2 = build("tsm_r18")
+    assert deploy(m2, clips(m2, B=1), autotune=False, inplace=True) is m2
+    assert not any(isinstance(m, _BN) for m in m2.modules())
+
+
 def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):
-    monkeypatch.setattr(Autotuner, "_time", lambda self, fn: pytest.fail("timed"))
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: pytest.fail("timed"))
     d = deploy(build("gc_tsm_r50"), clips(build("tsn_r18"), B=1), autotune=False, cache_dir=tmp_path)
     assert {m.mode for m in d.modules() if isinstance(m, DeployedShift)} == {"copy"}
     assert {m.mode for m in d.modules() if isinstance(m, FrameConv3d)} == {"conv"}

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.models.temporal import temporal_shift
+from zoo.models.temporal import _shift_pointwise, temporal_shift
 
 
 def naive_shift(x, T, fold_div=8):
@@ -21,6 +21,28 @@ def naive_shift(x, T, fold_div=8):
 def test_shift_matches_the_definition(T, C):
     x = torch.randn(2 * T, C, 5, 5)
     torch.testing.assert_close(temporal_shift(x, T), naive_shift(x, T), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("T, C", [(8, 64), (3, 16), (1, 8), (4, 12)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_form_of_the_shift_is_the_same_shift(T, C, channels_last):
+    """The element-wise form torch.compile traces, run eagerly: the same values, same layout."""
+    x = torch.randn(2 * T, C, 5, 5)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    out = _shift_pointwise(x, T, C // 8)
+    torch.testing.assert_close(out, naive_shift(x.contiguous(), T), rtol=0, atol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_compiled_shift_takes_the_pointwise_form():
+    torch._dynamo.reset()
+    seen = []
+    compiled = torch.compile(lambda x: temporal_shift(x, 4), backend=lambda gm, ex: seen.append(gm) or gm.forward)
+    x = torch.randn(8, 16, 3, 3)
+    torch.testing.assert_close(compiled(x), naive_shift(x, 4), rtol=0, atol=0)
+    ops = {str(n.target) for gm in seen for n in gm.graph.nodes if n.op == "call_function"}
+    assert any("roll" in o for o in ops) and any("where" in o for o in ops), ops
 
 
 def test_shift_keeps_channels_last():

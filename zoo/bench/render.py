@@ -54,7 +54,7 @@ def rows(run: dict) -> list[dict]:
             "peak_act_mb": r.peak_mb, "model_mb": r.model_mb,
             "target": tgt[1] if tgt and tgt[0] == r.baseline else None,
             "authors_ratio": tgt[2] if tgt and tgt[0] == r.baseline else None,
-            "met": met, "error": r.error,
+            "met": met, "compile_s": r.compile_s, "error": r.error,
         })
     return out
 
@@ -121,6 +121,10 @@ def render_md(run: dict, notes: str = "") -> str:
               "good as the authors' code on every overhead; zoo/bench/targets.toml); `authors`: the authors' code "
               "measured the same way (their ratios to torchvision ResNet-50 divided by their backbone's). Peak "
               f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB."]
+    comp = [(r["model"], r["compile_s"]) for r in rows(run) if r.get("compile_s") is not None]
+    if comp:
+        lines += ["", "torch.compile, first call (tracing and code generation), s: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in comp) + "."]
     if 0 < s.get("repeats", 0) < MIN_ROUNDS_FOR_IQR:
         lines += ["", f"**{s['repeats']} timed round(s) only: the interquartile ranges above are not a spread.**"]
     if notes:

@@ -25,6 +25,7 @@ class BenchResult:
     flops: Optional[int] = None
     peak_mb: Optional[float] = None
     model_mb: Optional[float] = None
+    compile_s: Optional[float] = None  # torch.compile: the first call's time (tracing and code generation)
     error: str = ""
 
     @property

@@ -6,7 +6,9 @@ The family modules have one forward, the one training, fvcore, tracing, export a
 
 * every BatchNorm that follows a conv or linear is folded into it (the backbone's, the
   calibrators', the difference stem's) and replaced by ``nn.Identity``: the model holds one
-  copy of the weights, the folded one;
+  copy of the weights, the folded one. Whether folding pays is itself timed (whole model
+  against whole model): it does on CPUs, it did not on an H200 in bf16 channels-last, where
+  the BNs are then kept;
 * modules that gate a block temporary (GC, AIA, SDA) become their in-place forms;
 * where two implementations compete for the same result (TSM's shift copied, done in place
   around the next conv, or fused into a 1x1 conv as products; a 1x1 conv as the library conv
@@ -40,7 +42,7 @@ from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift
 from .choices import Autotuner, _key, machine_id  # noqa: F401
 from .fold import fold_batchnorms, fold_bn
-from .forms import (_INPLACE, DeployedAxialGate, DeployedConv1x1, DeployedFrameConv3d, DeployedShift,
+from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedShift,
                     DeployedShiftConv, _banded, _plain_1x1, shift_, shift_conv1x1, temporal_conv, unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
 
@@ -52,7 +54,7 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
     shift = block.shift
     conv = block.conv1 if isinstance(block, Bottleneck) or not block._conv1_takes_t \
         else (lambda y: block.conv1(y, T))
-    modes = ["copy"] + (["inplace"] if x.is_contiguous() else []) \
+    modes = ["copy"] + (["inplace"] if _dense(x) else []) \
         + (["fused"] if _plain_1x1(block.conv1) and x.stride(-1) == 1 else [])
     forms = {m: DeployedShift(shift.fold_div, m) for m in modes}
     work = x.clone()
@@ -97,8 +99,8 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    fold_batchnorms(model)
     tuner = autotune if isinstance(autotune, Autotuner) else Autotuner(bool(autotune), cache_dir)
+    model = _fold_or_keep(model, example_input, tuner)
     for m in list(model.modules()):
         cls = _INPLACE.get(type(m))
         if cls is not None:
@@ -136,6 +138,38 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
                 _deploy_shift(m, args[0], args[1], tuner)
     tuner.save()
     model.deployed = True
+    return model
+
+
+def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Module:
+    """The model with its BatchNorms folded, or with the ResNet's own BNs kept where that runs
+    faster here (the slot modules' BNs are folded either way: their deployed forms expect it).
+
+    Folding saves a pass over every conv output on a CPU (~3 % of a ResNet-50); on an H200 in
+    bf16 channels-last the folded TSN ran 7 % slower than torchvision's ResNet-50 with its BNs
+    (benchmarks/results/gpu-h200.md), so which form wins is timed, whole model against whole
+    model, as every other choice; with timing off everything is folded."""
+    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if n_bn == 0:
+        return model
+    folded: dict = {}
+
+    def fold_copy():
+        if "m" not in folded:
+            folded["m"] = copy.deepcopy(model)
+            fold_batchnorms(folded["m"])
+        return folded["m"]
+
+    def run(get):
+        return lambda: get()(*example_input) if isinstance(example_input, tuple) else get()(example_input)
+
+    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    sig = f"{arch} params={sum(p.numel() for p in model.parameters())} bn={n_bn}"
+    x = example_input[0] if isinstance(example_input, tuple) else example_input
+    if tuner.choose("fold", _key(x, sig), {"fold": run(fold_copy), "keep": run(lambda: model)}) == "keep":
+        fold_batchnorms(model, backbone=False)
+        return model
+    fold_batchnorms(model)  # this model, not the timed copy: deploy(..., inplace=True) converts in place
     return model
 
 

@@ -59,24 +59,29 @@ class Autotuner:
         k = f"{kind} {key}"
         if self.choices.get(k) in candidates:
             return self.choices[k]
-        times = {n: self._time(fn) for n, fn in candidates.items()}
+        times = self._times(candidates)
         best = min(names, key=times.get)
         self.choices[k] = best
         self._dirty = True
         return best
 
-    def _time(self, fn) -> float:
+    def _times(self, candidates: dict) -> dict:
+        """Median seconds of each candidate, the candidates alternating round by round (A B, B A,
+        ...) so that drift of the machine hits them alike."""
         sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+        names = list(candidates)
+        ts: dict = {n: [] for n in names}
         with torch.no_grad():
-            fn()  # warm-up: allocator, lazy init
+            for fn in candidates.values():
+                fn()  # warm-up: allocator, lazy init
             sync()
-            ts = []
-            for _ in range(self.rounds):
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
+            for r in range(self.rounds):
+                for n in (names if r % 2 == 0 else names[::-1]):
+                    t0 = time.perf_counter()
+                    candidates[n]()
+                    sync()
+                    ts[n].append(time.perf_counter() - t0)
+        return {n: statistics.median(v) for n, v in ts.items()}
 
     def save(self) -> None:
         """Merge this run's choices into the cache file (written to a temporary name, then renamed)."""

@@ -89,13 +89,29 @@ def _pairs(m: nn.Module) -> list:
     return [(a, b) for a, b in p if isinstance(getattr(m, b, None), _BN) and _foldable(getattr(m, a))]
 
 
-def fold_batchnorms(model: nn.Module) -> int:
+def _backbone(model: nn.Module) -> set:
+    """The modules whose conv/BN pairs are the ResNet's own: the network, its blocks, their
+    downsample branches."""
+    out = set()
+    for m in model.modules():
+        if isinstance(m, (VideoResNet, Bottleneck, BasicBlock)):
+            out.add(m)
+            if isinstance(getattr(m, "downsample", None), nn.Sequential):
+                out.add(m.downsample)
+    return out
+
+
+def fold_batchnorms(model: nn.Module, backbone: bool = True) -> int:
     """Fold, in place, every eval BatchNorm that follows a conv or linear into it and put an
-    ``nn.Identity`` in its place. Returns how many were folded."""
+    ``nn.Identity`` in its place (``backbone=False``: only those of the slot modules, the
+    ResNet's own BNs kept). Returns how many were folded."""
     n = 0
+    skip = set() if backbone else _backbone(model)
     for m in list(model.modules()):
         if isinstance(m, ECalS):
             m.bn = None  # the authors' ECal-S never applies its BN
+        if m in skip:
+            continue
         for a, b in _pairs(m):
             bn = getattr(m, b)
             if bn.running_mean is None or not bn.affine:

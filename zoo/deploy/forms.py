@@ -48,8 +48,13 @@ def shift_conv1x1(x: torch.Tensor, T: int, conv: nn.Conv2d, fold_div: int = 8) -
     return y if conv.bias is None else y + conv.bias.view(1, O, 1, 1)
 
 
+def _dense(x: torch.Tensor) -> bool:
+    """Frames (B*T, C, H, W) that view as (B, T, C, H, W): contiguous or channels-last (GPUs)."""
+    return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+
+
 def shift_(x: torch.Tensor, T: int, fold_div: int = 8) -> torch.Tensor:
-    """:func:`temporal_shift` in place on contiguous (B*T, C, H, W) frames; returns the
+    """:func:`temporal_shift` in place on contiguous or channels-last (B*T, C, H, W) frames; returns the
     original shifted channels, which :func:`unshift_` puts back. Moves the 2/fold_div shifted
     channels only (out, shifted in, and back) instead of a copy of the whole tensor."""
     N, C, H, W = x.shape
@@ -93,7 +98,7 @@ class DeployedShift(TemporalShift):
             return conv(temporal_shift(x, T, self.fold_div))
         if self.mode == "fused" and _plain_1x1(conv) and x.stride(-1) == 1:
             return shift_conv1x1(x, T, conv, self.fold_div)
-        if self.mode == "inplace" and x.is_contiguous():
+        if self.mode == "inplace" and _dense(x):
             kept = shift_(x, T, self.fold_div)
             try:
                 return conv(x)

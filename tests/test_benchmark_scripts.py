@@ -1,0 +1,86 @@
+"""benchmarks/gpu.py and benchmarks/overhead.py: what they compute from their measurements."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_overhead_counts_bytes_and_multiply_adds():
+    ov = load("overhead")
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 8, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return torch.relu_(self.conv(x))
+
+    net = Net().eval()
+    x = torch.randn(2, 4, 5, 5)
+    ops = ov._ops(net, x, {"net": net})
+    conv, relu = ops
+    # conv: 2x8x5x5 outputs, 4x3x3 multiply-adds each; reads x and the weight, writes y
+    assert conv == ((2 * 4 * 25 + 8 * 4 * 9 + 2 * 8 * 25) * 4, 2 * 8 * 25 * 4 * 9)
+    # relu_ in place: one tensor, read and written where it lies, counted once; no multiply-adds
+    assert relu == (2 * 8 * 25 * 4, 0)
+    a, b = torch.randn(3, 4, 5), torch.randn(3, 5, 6)
+    assert ov._macs("baddbmm_", (torch.zeros(3, 4, 6), a, b), None) == 3 * 4 * 5 * 6
+    assert ov._macs("mm", (a[0], b[0]), None) == 4 * 5 * 6
+    # views move nothing: a forward of views only counts no operator
+    view_net = nn.Flatten()
+    assert ov._ops(view_net, x, {"v": view_net}) == []
+
+
+def test_overhead_render_sets_the_roofline_against_the_allowance():
+    ov = load("overhead")
+    run = {"machine": {"cpu": "x", "vector": [], "cores": 2, "logical_cpus": 2, "python": "3", "torch": "2",
+                       "platform": "p"}, "copy_gbps": 100.0,
+           "settings": {"deploy": True, "rounds": 10, "warmup": 2, "frames": 8, "size": 224, "threads": 2},
+           "rows": [{"model": "m", "baseline": "b", "model_ms": 110.0, "baseline_ms": 100.0, "overhead_ms": 10.0,
+                     "allowed_ms": 5.0, "blocks_ms": 9.0, "slots_ms": 8.0, "extra_mb": 100.0, "memory_ms": 1.0,
+                     "compute_ms": 2.0, "roofline_ms": 2.5, "parts_ms": {"A": 3.0}}],
+           "ablations": [{"model": "m", "baseline": "b", "ms": {"model": 110.0, "backbone": 100.0, "-A": 104.0}}]}
+    md = ov.render(run)
+    assert "| m | b | 110.0 | +10.0 | +5.0 | +8.0 | +1.0 | +100 | 1.0 | +2.0 | +2.5 | 0.50 |" in md
+    assert "removing the gates saves A 6.0 ms" in md
+
+
+def test_gpu_render_ratios_and_targets(tmp_path):
+    gpu = load("gpu")
+    run = {"machine": {"gpu": "G", "torch": "2"}, "baselines": {"tsn_r50": None, "gc_tsn_r50": "tsn_r50",
+                                                                 "aia_tsn_r50": "tsn_r50"},
+           "settings": {"batch": 16, "frames": 8, "size": 224, "dtype": "bf16", "channels_last": True,
+                        "repeats": 4, "warmup": 1, "timing": "t"},
+           "forms": {"plain": {"tsn_r50": {"ms": [8.0] * 4}, "gc_tsn_r50": {"ms": [10.0] * 4},
+                               "aia_tsn_r50": {"ms": [10.0] * 4}},
+                     "compile": {"tsn_r50": {"ms": [6.0] * 4, "compile_s": 10.0},
+                                 "gc_tsn_r50": {"error": "skipped: past the budget"},
+                                 "aia_tsn_r50": {"ms": [7.0] * 4, "compile_s": 30.0, "rel_err": 0.01}}}}
+    md = gpu.render(run)
+    # 8/10 = 0.8x the backbone: under GC's 0.90x, over AIA's 0.75x
+    assert "| gc_tsn_r50 | tsn_r50 | 1600, 0.800x [0.80-0.80] | skipped: past the budget | **no** |" in md
+    assert "| aia_tsn_r50 | tsn_r50 | 1600, 0.800x [0.80-0.80] | 2286, 0.857x [0.86-0.86] | yes |" in md
+    assert "median 20, max 30" in md and "1.00e-02 (aia_tsn_r50, compile" in md
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(run))
+    assert gpu.main(["--render", str(path)]) == 0
+
+
+def test_gpu_script_refuses_without_cuda(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert load("gpu").main(["tsn_r18", "--forms", "plain"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
