@@ -203,10 +203,15 @@ def measure(pairs, deploy_form=True, rounds=10, warmup=2, frames=8, size=224, th
         for k, sub in mparts.items():
             by_part.setdefault(type(sub).__name__, []).append(k)
         parts_ms = {n: round(msum(mname, ks), 2) for n, ks in by_part.items()}
+        by_slot: dict = {}
+        for k in bslots:
+            by_slot.setdefault(f"{k.rsplit('.', 1)[1]} ({type(bslots[k]).__name__})", []).append(k)
+        base_slots_ms = {n: round(msum(bname, ks), 2) for n, ks in by_slot.items()}
         pending.append((mname, bname, med))
         rows.append({"model": mname, "baseline": bname, "model_ms": med[mname], "baseline_ms": med[bname],
                      "overhead_ms": diff, "blocks_ms": blocks_ms, "slots_ms": slots_ms,
-                     "slot_kinds": sorted({type(v).__name__ for v in mslots.values()}), "parts_ms": parts_ms})
+                     "slot_kinds": sorted({type(v).__name__ for v in mslots.values()}), "parts_ms": parts_ms,
+                     "base_slots_ms": base_slots_ms})
         if log:
             log(f"{mname} vs {bname}: +{diff:.1f} ms, slots {slots_ms:.1f} ms")
     # counting last: fvcore's tracing, the dispatch mode and their allocations stay out of the timing
@@ -304,6 +309,8 @@ def render(run: dict) -> str:
                      f"| {r['extra_mb']:+.0f} | {r['memory_ms']:.1f} | {r['compute_ms']:+.1f} | {r['roofline_ms']:+.1f} | {fa} |")
     for ab in run.get("ablations", []):
         ms = ab["ms"]
+        if not any(k.startswith("-") for k in ms):
+            continue  # no gate parts to take out
         lines += ["", f"Ablation, {ab['model']} (deployed, every gate of one kind replaced by a constant 1, the "
                   f"variants and {ab['baseline']} alternating): model {ms['model']:.1f} ms, {ab['baseline']} "
                   f"{ms['backbone']:.1f} ms (+{ms['model'] - ms['backbone']:.1f}); removing the gates saves "
@@ -311,8 +318,11 @@ def render(run: dict) -> str:
     lines += ["", "Time inside the slot modules' parts (model, ms per clip, summed over blocks):", ""]
     for r in run["rows"]:
         if r.get("parts_ms"):
+            base = r.get("base_slots_ms") or {}
             lines.append(f"- {r['model']}: " + ", ".join(f"{k} {v:.1f}" for k, v in
-                                                      sorted(r["parts_ms"].items(), key=lambda kv: -kv[1])))
+                                                      sorted(r["parts_ms"].items(), key=lambda kv: -kv[1]))
+                         + (" (its backbone's slot modules: " + ", ".join(f"{k} {v:.1f}" for k, v in base.items())
+                            + ")" if base else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -248,3 +248,23 @@ def test_deploy_option(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "zoo.deploy", fake)
     assert zoo_main(args) == 0
     assert seen == [(1, 3, 2, 32, 32)] * 2      # tsn_r18 and its torchvision backbone
+
+
+def test_compile_option_reports_the_first_call(monkeypatch, capsys):
+    import torch
+
+    compiled = []
+
+    def fake_compile(model):
+        compiled.append(model)
+        return model
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", 8)
+    run = bench.run_bench(["tsm_r18"], frames=2, size=32, threads=1, repeats=1, warmup=0, probes=False,
+                          compile=True)
+    res = run["results"]
+    assert len(compiled) == 2 and all(r.compile_s is not None and r.compile_s > 0 for r in res.values())
+    # every model of the run gets a graph of its own: dynamo's default of 8 would leave the rest eager
+    assert torch._dynamo.config.cache_size_limit > 8
+    md = bench.render_md(run)
+    assert "torch.compile, first call (tracing and code generation), s: tsm_r18" in md
