@@ -319,8 +319,8 @@ def render(run: dict) -> str:
     for r in run["rows"]:
         if r.get("parts_ms"):
             base = r.get("base_slots_ms") or {}
-            lines.append(f"- {r['model']}: " + ", ".join(f"{k} {v:.1f}" for k, v in
-                                                      sorted(r["parts_ms"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"- {r['model']}: " + ", ".join(f"{k} {v:.1f}" for k, v in  # 0: called around its hooks
+                                                      sorted(r["parts_ms"].items(), key=lambda kv: -kv[1]) if v > 0)
                          + (" (its backbone's slot modules: " + ", ".join(f"{k} {v:.1f}" for k, v in base.items())
                             + ")" if base else ""))
     return "\n".join(lines) + "\n"
