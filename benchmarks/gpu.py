@@ -4,7 +4,7 @@ deployed (``zoo.deploy``), compiled (``torch.compile``) and deployed + compiled;
 against its own backbone in the same form and the same run.
 
     python benchmarks/gpu.py --out DIR                 # measure (needs CUDA); writes gpu-<gpu>.json
-    python benchmarks/gpu.py --render FILE.json        # print the Markdown table of a saved run
+    python benchmarks/gpu.py --render FILE.json [FILE2.json] [--notes NOTES.md]   # the Markdown again
 
 The GPU protocol of the project's speed targets: batch 16 clips of 8 x 224 x 224, bf16 weights
 and inputs, channels_last, eval, ``inference_mode``; CUDA-event timing, models alternated (order
@@ -177,7 +177,9 @@ def render(run: dict) -> str:
     clip = s["batch"]
     lines = [f"# GPU throughput: {m.get('gpu', '?')}", "",
              f"Machine: {m.get('gpu')} ({m.get('gpu_memory_gb')} GB), CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}, "
-             f"torch {m.get('torch')}; host: {m.get('cpu', '?')}, {m.get('logical_cpus')} logical CPUs.",
+             f"torch {m.get('torch')}; host: {m.get('cpu', '?')} ("
+             + (", ".join(v.upper() for v in m["vector"]) if m.get("vector") else "vector extensions not recorded")
+             + f"), {m.get('logical_cpus')} logical CPUs.",
              f"Settings: batch {clip} clips of {s['frames']} frames at {s['size']}x{s['size']}, {s['dtype']}, "
              + ("channels_last, " if s["channels_last"] else "") + f"eval, inference_mode; {s['warmup']} warm-up + "
              f"{s['repeats']} timed batches per model and form, {s['timing']}.",
@@ -233,10 +235,19 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=420.0, help="seconds after which no further model is compiled")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--device", default="cuda", help="cuda[:i]; cpu only to try the script itself")
-    p.add_argument("--render", help="a saved gpu-*.json: print its table, measure nothing")
+    p.add_argument("--render", nargs="+", metavar="JSON",
+                   help="saved gpu-*.json runs: print their tables (one after the other), measure nothing")
+    p.add_argument("--notes", help="with --render: a Markdown file appended (the analysis)")
     a = p.parse_args(argv)
     if a.render:
-        print(render(json.loads(Path(a.render).read_text())))
+        parts = []
+        for i, f in enumerate(a.render):
+            md = render(json.loads(Path(f).read_text()))
+            if i:  # later runs: their table and what follows it, under a heading naming their forms
+                forms = " / ".join(json.loads(Path(f).read_text())["forms"])
+                md = f"## Run {i + 1}: {forms}\n\n" + md[md.index("| model"):]
+            parts.append(md)
+        print("\n".join(parts) + ("\n" + Path(a.notes).read_text() if a.notes else ""))
         return 0
     import torch
 

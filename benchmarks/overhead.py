@@ -341,18 +341,27 @@ def main(argv=None) -> int:
     p.add_argument("--notes", help="a Markdown file appended to the table (the analysis)")
     p.add_argument("--from-json", help="render a saved run again (with new --notes); measures nothing")
     a = p.parse_args(argv)
-    if a.from_json:
-        run = json.loads(Path(a.from_json).read_text())
-    else:
-        log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-        run = measure(a.pairs or PAIRS, not a.plain, a.rounds, a.warmup, a.frames, a.size, a.threads, log=log)
-        run["ablations"] = [ablate(*_split(p), frames=a.frames, size=a.size, threads=a.threads, log=log)
-                            for p in a.ablate]
-    md = render(run) + ("\n" + Path(a.notes).read_text() if a.notes else "")
+    from zoo.weights import atomic_write
+
+    try:
+        if a.from_json:
+            run = json.loads(Path(a.from_json).read_text())
+        else:
+            for p in a.pairs + a.ablate:
+                if ":" not in p:
+                    raise ValueError(f"{p!r}: give MODEL:BACKBONE, e.g. gc_tsn_r50:tsn_r50")
+            log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+            run = measure(a.pairs or PAIRS, not a.plain, a.rounds, a.warmup, a.frames, a.size, a.threads, log=log)
+            run["ablations"] = [ablate(*_split(p), frames=a.frames, size=a.size, threads=a.threads, log=log)
+                                for p in a.ablate]
+        md = render(run) + ("\n" + Path(a.notes).read_text() if a.notes else "")
+    except (OSError, ValueError, KeyError) as e:  # a bad name or file: one line, no traceback
+        print(f"overhead.py: {e}", file=sys.stderr)
+        return 2
     if a.out:
         out = Path(a.out)
-        out.with_suffix(".json").write_text(json.dumps(run, indent=1))
-        out.write_text(md)
+        atomic_write(out.with_suffix(".json"), json.dumps(run, indent=1))
+        atomic_write(out, md)
     print(md)
     return 0
 

@@ -58,7 +58,7 @@ def test_overhead_render_sets_the_roofline_against_the_allowance():
     assert "removing the gates saves A 6.0 ms" in md
 
 
-def test_gpu_render_ratios_and_targets(tmp_path):
+def test_gpu_render_ratios_and_targets(tmp_path, capsys):
     gpu = load("gpu")
     run = {"machine": {"gpu": "G", "torch": "2"}, "baselines": {"tsn_r50": None, "gc_tsn_r50": "tsn_r50",
                                                                  "aia_tsn_r50": "tsn_r50"},
@@ -76,7 +76,11 @@ def test_gpu_render_ratios_and_targets(tmp_path):
     assert "median 20, max 30" in md and "1.00e-02 (aia_tsn_r50, compile" in md
     path = tmp_path / "r.json"
     path.write_text(json.dumps(run))
-    assert gpu.main(["--render", str(path)]) == 0
+    notes = tmp_path / "n.md"
+    notes.write_text("## What it says\n")
+    assert gpu.main(["--render", str(path), str(path), "--notes", str(notes)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| gc_tsn_r50 |") == 2 and "## Run 2: plain / compile" in out and out.rstrip().endswith("## What it says")
 
 
 def test_gpu_script_refuses_without_cuda(capsys):
