@@ -265,7 +265,9 @@ def main(argv=None) -> int:
                   channels_last=not a.no_channels_last, repeats=a.repeats, warmup=a.warmup, budget=a.budget,
                   out=a.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     md = render(run)
-    (Path(a.out) / (_write(run, a.out).stem + ".md")).write_text(md)
+    from zoo.weights import atomic_write
+
+    atomic_write(Path(a.out) / (_write(run, a.out).stem + ".md"), md)
     print(md)
     return 0
 

@@ -16,23 +16,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # overhead.py beside this file
 
 
 def count(model, x) -> int:
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
+    """Operators of one forward (the same counter as overhead.py's bytes and multiply-adds)."""
+    from overhead import _ops
 
-    n = [0]
-
-    class Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if not getattr(func, "is_view", False):
-                n[0] += 1
-            return func(*args, **(kwargs or {}))
-
-    with torch.inference_mode(), Count():
-        model(x)
-    return n[0]
+    return len(_ops(model, x, {"net": model}))
 
 
 def main(argv=None) -> int:

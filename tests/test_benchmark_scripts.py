@@ -39,6 +39,10 @@ def test_overhead_counts_bytes_and_multiply_adds():
     a, b = torch.randn(3, 4, 5), torch.randn(3, 5, 6)
     assert ov._macs("baddbmm_", (torch.zeros(3, 4, 6), a, b), None) == 3 * 4 * 5 * 6
     assert ov._macs("mm", (a[0], b[0]), None) == 4 * 5 * 6
+    # op_count.py counts the same operators, one per launch
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    assert load("op_count").count(net, x) == 2
     # views move nothing: a forward of views only counts no operator
     view_net = nn.Flatten()
     assert ov._ops(view_net, x, {"v": view_net}) == []
