@@ -244,10 +244,11 @@ def test_deploy_option(monkeypatch, capsys):
     assert "--deploy needs zoo.deploy" in capsys.readouterr().err
     seen = []
     fake = types.ModuleType("zoo.deploy")
-    fake.deploy = lambda model, x: seen.append(tuple(x.shape)) or model
+    fake.deploy = lambda model, x: seen.append((type(model).__name__, tuple(x.shape))) or model
     monkeypatch.setitem(sys.modules, "zoo.deploy", fake)
     assert zoo_main(args) == 0
-    assert seen == [(1, 3, 2, 32, 32)] * 2      # tsn_r18 and its torchvision backbone
+    # tsn_r18 converted; its backbone, torchvision's ResNet-18, is the reference as shipped
+    assert seen == [("VideoResNet", (1, 3, 2, 32, 32))]
 
 
 def test_compile_option_reports_the_first_call(monkeypatch, capsys):

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 import zoo
 from tests.models.test_temporal import naive_shift
-from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, shift_, shift_conv1x1, temporal_conv,
-                        unshift_)
+from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, max_pool_separable, shift_, shift_conv1x1,
+                        temporal_conv, unshift_)
+from zoo.deploy.forms import channels_inner, temporal_rows
 from zoo.models.aia import ATTENTIONS, aia_slot
 from zoo.models.conv3d import FrameConv3d
 from zoo.models.gc import GC
@@ -25,13 +26,15 @@ COMPARATORS = ["se3d", "ge3d_dw333", "s3d_g", "cbam3d_377", "nln"]
 
 
 class Alternative(Autotuner):
-    """Times nothing and always takes the last candidate: the non-library kernels."""
+    """Times nothing and always takes the last candidate: the non-library kernels (and
+    channels-last frames, unless ``layout=False``: then the layout stays as given)."""
 
-    def __init__(self):
+    def __init__(self, layout: bool = True):
         super().__init__(enabled=False)
+        self.layout = layout
 
     def choose(self, kind, key, candidates):
-        return list(candidates)[-1]
+        return list(candidates)[-1 if self.layout or kind != "layout" else 0]
 
 
 def randomise_bn(model: nn.Module) -> nn.Module:
@@ -67,7 +70,7 @@ def check_family(model):
     x = clips(model)
     with torch.no_grad():
         ref = model(x)
-    for tuner in (Alternative(), False):  # the last: the library kernels, BNs folded
+    for tuner in (Alternative(), Alternative(layout=False), False):  # the last: library kernels, BNs folded
         d = deploy(model, x[:1], autotune=tuner)
         with torch.no_grad():
             assert rel_err(d(x), ref) < 1e-4             # two clips
@@ -136,7 +139,8 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
     assert "torch " + torch.__version__ in machine
     kinds = {k.split()[0] for k in choices}
     assert {"fold", "shift", "conv1x1"} <= kinds and set(choices.values()) <= {
-        "fold", "keep", "copy", "inplace", "fused", "conv", "bmm", "taps", "band", "madd"}
+        "fold", "keep", "contiguous", "channels_last", "copy", "inplace", "fused", "conv", "bmm", "taps", "band",
+        "madd", "library", "separable", "as given", "nchw", "rows"}
     modes = [m.mode for m in d.modules() if isinstance(m, DeployedShift)]
     assert len(modes) == 16 and all(m in choices.values() for m in modes)
     # a second conversion on this machine reads the cache: nothing is timed again
@@ -154,7 +158,7 @@ def test_inplace_shift_on_channels_last_frames():
     with torch.no_grad():
         ref = model(x)
     cl = model.to(memory_format=torch.channels_last)
-    d = deploy(cl, x[:1], autotune=Alternative())  # the last candidate: in place (no fused form here)
+    d = deploy(cl, x[:1], autotune=Alternative(layout=False))  # in place: the last (no fused form here)
     assert {m.mode for m in d.modules() if isinstance(m, DeployedShift)} == {"inplace"}
     with torch.no_grad():
         assert rel_err(d(x), ref) < 1e-4
@@ -187,6 +191,56 @@ def test_folding_is_a_timed_choice(tmp_path):
     m2 = build("tsm_r18")
     assert deploy(m2, clips(m2, B=1), autotune=False, inplace=True) is m2
     assert not any(isinstance(m, _BN) for m in m2.modules())
+
+
+def test_layout_is_a_timed_choice(tmp_path):
+    """Channels-last where it times faster: the 2D weights are converted, the frames follow, the
+    outputs agree; timing off keeps the layout the model was given."""
+    model = build("gc_tsm_r50")
+    x = clips(model, B=2)
+
+    class Last(Autotuner):
+        def _times(self, fns):
+            return {n: (0.0 if n == "channels_last" else 1.0) for n in fns}
+
+    cl = torch.channels_last
+    d = deploy(model, x[:1], autotune=Last(cache_dir=tmp_path))
+    w4 = [p for p in d.parameters() if p.dim() == 4]
+    assert w4 and all(p.is_contiguous(memory_format=cl) for p in w4)
+    assert all(not p.is_contiguous() for p in w4 if p.shape[-1] > 1)  # (a 1x1 kernel is both)
+    seen = []
+    h = d.layer2[0].conv2.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=cl)))
+    with torch.no_grad():
+        assert rel_err(d(x), model(x)) < 1e-4
+    h.remove()
+    assert seen == [True]
+    choices = next(iter(json.loads((tmp_path / "deploy-choices.json").read_text()).values()))
+    assert [v for k, v in choices.items() if k.startswith("layout ")] == ["channels_last"]
+    # with timing off: as given, either way
+    assert not any(p.is_contiguous(memory_format=cl) and not p.is_contiguous()
+                   for p in deploy(model, x[:1], autotune=False).parameters() if p.dim() == 4)
+    given = deploy(model.to(memory_format=cl), x[:1], autotune=False)
+    assert all(p.is_contiguous(memory_format=cl) for p in given.parameters() if p.dim() == 4)
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 2, 1), (2, 2, 0), (3, 1, 1), (5, 3, 2)])
+@pytest.mark.parametrize("size", [(7, 9), (8, 8), (112, 111)])
+def test_max_pool_separable_equals_library(k, s, p, size):
+    x = torch.randn(2, 5, *size, generator=torch.Generator().manual_seed(0)) - 1.0  # negatives: padding must not win
+    x[0, 0, 0, 0] = float("nan")
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(max_pool_separable(t, k, s, p), F.max_pool2d(t, k, s, p), rtol=0, atol=0,
+                                   equal_nan=True)
+
+
+def test_stem_pool_deployed_separable():
+    model = build("tsn_r18")
+    x = clips(model, B=2)
+    d = deploy(model, x[:1], autotune=Alternative(layout=False))
+    assert type(d.maxpool).__name__ == "DeployedMaxPool" and d.maxpool.mode == "separable"
+    with torch.no_grad():
+        assert rel_err(d(x), model(x)) < 1e-4
+    assert deploy(model, x[:1], autotune=False).maxpool.mode == "library"
 
 
 def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):
@@ -238,6 +292,53 @@ def test_temporal_conv_equals_conv3d(B, T, C, O, k, L, bias):
     ref = F.conv3d(x, w, b, padding=(k // 2, 0, 0))[..., 0].permute(0, 2, 1, 3)  # (B, T, O, L)
     frames = x[..., 0].permute(0, 2, 1, 3).contiguous()
     torch.testing.assert_close(temporal_conv(frames, w[..., 0, 0].permute(2, 0, 1), b), ref, rtol=1e-4, atol=1e-5)
+
+
+def _channel_slice(B, T, C, H, W, seed=0):
+    """Channels [C, 2C) of channels-last frames with 4C channels: the layout of a GC group."""
+    x = torch.randn(B * T, 4 * C, H, W, generator=torch.Generator().manual_seed(seed))
+    return x.contiguous(memory_format=torch.channels_last)[:, C:2 * C]
+
+
+@pytest.mark.parametrize("B, T, C, k", [(1, 8, 16, 3), (2, 4, 8, 3), (2, 1, 4, 3), (1, 3, 6, 5), (2, 2, 5, 1)])
+def test_temporal_rows_equals_conv3d(B, T, C, k):
+    x = _channel_slice(B, T, C, 5, 6)
+    assert channels_inner(x) and channels_inner(x.contiguous(memory_format=torch.channels_last))
+    assert not channels_inner(x.contiguous())
+    w, b = torch.randn(C + 3, C, k, 1, 1), torch.randn(C + 3)
+    x5 = x.contiguous().view(B, T, C, 5, 6).transpose(1, 2)
+    ref = F.conv3d(x5, w, b, padding=(k // 2, 0, 0)).transpose(1, 2).reshape(B * T, C + 3, 5, 6)
+    out = temporal_rows(x, T, w, b)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(temporal_rows(x, T, w), ref - b.view(1, -1, 1, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_ecal_s_deployed_keeps_the_layout():
+    from zoo.deploy.forms import DeployedECalS
+    from zoo.models.gc import ECalS
+    m = ECalS(8).eval()
+    x = _channel_slice(2, 4, 8, 7, 5).view(2, 4, 8, 7, 5)
+    ref = m.gate(x.contiguous())
+    m.__class__ = DeployedECalS
+    with torch.no_grad():
+        torch.testing.assert_close(m.gate(x), ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m.gate(x.contiguous()), ref, rtol=1e-5, atol=1e-6)  # NCHW: the plain gate
+
+
+def test_slot_modules_run_nchw_where_chosen():
+    """With channels-last frames each slot module may run on an NCHW copy (hooks turn it back)."""
+    model = build("sda_tsm_r50")
+    x = clips(model, B=2)
+    d = deploy(model, x[:1], autotune=Alternative())
+    layouts = {m.layout for m in d.modules() if hasattr(m, "layout")}
+    assert layouts == {"nchw"}
+    seen = []
+    h = d.layer1[0].calib.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous()), prepend=False)
+    with torch.no_grad():
+        assert rel_err(d(x), model(x)) < 1e-4
+    h.remove()
+    assert seen == [True]
 
 
 def _randomised(module):

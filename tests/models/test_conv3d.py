@@ -10,7 +10,7 @@ from zoo.models.conv3d import FrameConv3d, c3d_conv2
 
 @pytest.mark.parametrize("kernel,stride,groups,T", [
     ((3, 3, 3), 1, 1, 4), ((3, 3, 3), 2, 2, 3), ((3, 1, 1), 2, 1, 5), ((3, 1, 1), 1, 1, 1),
-    ((5, 3, 3), 1, 4, 6), ((1, 3, 3), 1, 1, 2),
+    ((5, 3, 3), 1, 4, 6), ((1, 3, 3), 1, 1, 2), ((5, 1, 1), 1, 1, 2), ((5, 3, 3), 1, 1, 1),
 ])
 def test_equals_conv3d(kernel, stride, groups, T):
     torch.manual_seed(0)

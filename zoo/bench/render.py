@@ -96,7 +96,8 @@ def render_md(run: dict, notes: str = "") -> str:
              + (f"; tensor copy bandwidth {m['copy_gbps']} GB/s (read + write)" if "copy_gbps" in m else "") + ".",
              f"Settings: {s['threads']} thread(s), batch {s['batch']} clip(s) of {s['frames']} frames at "
              f"{s['size']}x{s['size']}, {s['dtype']}, eval, inference_mode"
-             + (", channels_last" if s["channels_last"] else "") + (", zoo.deploy" if s.get("deploy") else "")
+             + (", channels_last" if s["channels_last"] else "")
+             + (", zoo.deploy (zoo models; torchvision's ResNet as shipped)" if s.get("deploy") else "")
              + (", torch.compile" if s["compile"] else "")
              + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model, models alternated "
              "(order rotated each round) in one process"

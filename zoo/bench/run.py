@@ -10,7 +10,7 @@ from typing import Optional
 
 from .machine import machine
 from .probe import MMAP_THRESHOLD, run_probes
-from .spec import DTYPES, baseline_of, build, clip_shape, parse_spec, prepare
+from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepare
 from .targets import target_of
 from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, time_models
 
@@ -40,8 +40,9 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
     they can be measured while the machine is busy and the timing run kept short).
 
     ``malloc``: "keep" (CPU: :func:`keep_heap` before the models are built) or "default".
-    ``deploy``: time each model as ``zoo.deploy.deploy(model, example_input)`` returns it (before
-    ``compile``, when both are set)."""
+    ``deploy``: time each zoo model as ``zoo.deploy.deploy(model, example_input)`` returns it (before
+    ``compile``, when both are set); torchvision's ResNet stays the reference as torchvision ships
+    it (in the ``channels_last`` setting's layout), not converted."""
     import torch
 
     if malloc not in ("keep", "default"):
@@ -122,7 +123,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
                 results[s.label].params = sum(p.numel() for p in model.parameters())
             x = torch.randn(clip_shape(model, batch, frames, size)).to(device, DTYPES[dtype])
             model = prepare(model, device, dtype, channels_last)
-            if to_deploy is not None:
+            if to_deploy is not None and not s.name.startswith(TV):
                 model = to_deploy(model, x)
             if compile:
                 model = torch.compile(model)

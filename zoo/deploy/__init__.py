@@ -9,12 +9,16 @@ The family modules have one forward, the one training, fvcore, tracing, export a
   copy of the weights, the folded one. Whether folding pays is itself timed (whole model
   against whole model): it does on CPUs, it did not on an H200 in bf16 channels-last, where
   the BNs are then kept;
+* the layout: the 2D weights, and with them the frames, contiguous (NCHW) or channels-last,
+  whichever runs faster here, each layout's model converted in full and timed against the
+  other's; with channels-last frames each block's slot module may run on an NCHW copy;
 * modules that gate a block temporary (GC, AIA, SDA) become their in-place forms;
 * where two implementations compete for the same result (TSM's shift copied, done in place
   around the next conv, or fused into a 1x1 conv as products; a 1x1 conv as the library conv
-  or a batched product; a (k, 1, 1) temporal conv as the library conv or tap products; AIA's
-  2-channel gate conv or its banded form; TDN's shift conv or three multiply-adds), each runs
-  on this machine for the shapes the example input produces and the fastest is kept. Timings
+  or a batched product; a (k, 1, 1) temporal conv as the library conv, tap products (NCHW) or
+  row products (channels-last); AIA's 2-channel gate conv or its banded form; TDN's shift conv
+  or three multiply-adds; the stem's max pool as the library kernel or separable maxima), each
+  runs on this machine for the shapes the example input produces and the fastest is kept. Timings
   are cached per machine, torch version, thread count, dtype and shape (``~/.cache/zoo`` or
   ``$ZOO_CACHE``), as ``cudnn.benchmark`` does; ``autotune=False`` keeps the library kernels,
   deterministically, without timing anything.
@@ -42,12 +46,13 @@ from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift
 from .choices import Autotuner, _key, machine_id  # noqa: F401
 from .fold import fold_batchnorms, fold_bn
-from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedShift,
-                    DeployedShiftConv, _banded, _plain_1x1, shift_, shift_conv1x1, temporal_conv, unshift_)
+from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
+                    DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1,
+                    temporal_conv, unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
-           "temporal_conv", "is_deployed"]
+           "temporal_conv", "max_pool_separable", "is_deployed"]
 
 
 def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -> None:
@@ -64,12 +69,13 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
     block.shift = forms[mode]
 
 
-def _record(model: nn.Module, example_input: torch.Tensor, types: tuple) -> dict:
-    """The first inputs each module of ``types`` receives on ``example_input`` (clones)."""
+def _record(model: nn.Module, example_input: torch.Tensor, types) -> dict:
+    """The first inputs each module of ``types`` (a tuple of types, or a set of modules)
+    receives on ``example_input`` (clones)."""
     seen: dict = {}
     hooks = []
     for m in model.modules():
-        if isinstance(m, types):
+        if m in types if isinstance(types, set) else isinstance(m, types):
             def hook(mod, args, m=m):
                 if m not in seen:
                     seen[m] = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
@@ -101,17 +107,84 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
         p.requires_grad_(False)
     tuner = autotune if isinstance(autotune, Autotuner) else Autotuner(bool(autotune), cache_dir)
     model = _fold_or_keep(model, example_input, tuner)
+    fmt = _layout(model, example_input, tuner)
+    if fmt is not None:
+        _to_format(model, fmt)
+    _convert(model, example_input, tuner)
+    tuner.save()
+    model.deployed = True
+    return model
+
+
+def _nchw_in(mod, args):
+    x = args[0]
+    return (x.contiguous(),) + tuple(args[1:]) if x.dim() == 4 and not x.is_contiguous() else None
+
+
+def _channels_last_out(mod, args, out):
+    return out.contiguous(memory_format=torch.channels_last) if isinstance(out, torch.Tensor) and out.dim() == 4 else None
+
+
+def _slot_layouts(model: nn.Module, example_input, tuner: Autotuner) -> None:
+    """Where the frames are channels-last, each block's slot modules (calibrator, ``mid``, slot
+    conv) run on them as they are or on a contiguous (NCHW) copy whose result is turned back,
+    whichever times faster here (``m.layout``: ``"as given"`` or ``"nchw"``; forward hooks do the
+    turning). A module written around per-channel planes (pools, 2-channel convs) can lose more
+    to the channels-inner layout than the two copies cost."""
+    slots = set()
+    for b in model.modules():
+        if isinstance(b, (Bottleneck, BasicBlock)):
+            slots.update(m for m in (b.calib, b.mid, b.conv2 if getattr(b, "_conv2_takes_t", False) else None)
+                         if m is not None)
+    if not slots:
+        return
+    seen = _record(model, example_input, slots)
+    cl = torch.channels_last
+    for m, args in seen.items():
+        x = args[0]
+        if not (isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=cl)):
+            continue
+        rest = args[1:]
+        name = f"{type(m).__name__} {sum(p.numel() for p in m.parameters())}"
+        nchw = {}
+
+        def run_nchw(m=m, x=x, rest=rest):
+            if "m" not in nchw:  # its own 2D weights contiguous too: mixed layouts reorder in every conv
+                nchw["m"] = _to_format(copy.deepcopy(m), torch.contiguous_format)
+            return nchw["m"](x.contiguous(), *rest).contiguous(memory_format=cl)
+
+        # in-place gates change the recorded input each call: its values, not its timing
+        best = tuner.choose("slot_layout", _key(*args, name), {"as given": lambda m=m, x=x, rest=rest: m(x, *rest),
+                                                               "nchw": run_nchw})
+        if best == "nchw":
+            _to_format(m, torch.contiguous_format)
+            m.register_forward_pre_hook(_nchw_in)
+            m.register_forward_hook(_channels_last_out)
+        m.layout = best
+
+
+def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
+    """In place: the deployed forms of the modules, and the kernel choices for the example
+    input in the model's present layout."""
     for m in list(model.modules()):
         cls = _INPLACE.get(type(m))
         if cls is not None:
             m.__class__ = cls
-    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, Bottleneck, BasicBlock)
+    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, Bottleneck, BasicBlock)
     seen = _record(model, example_input, kinds)
     with torch.no_grad():
         for m, args in seen.items():
             if isinstance(m, (Bottleneck, BasicBlock)):
                 continue
             fn = _time_module(m, args)
+            if type(m) is nn.MaxPool2d:
+                m.__class__ = DeployedMaxPool
+                if m.separable_ok():
+                    key = _key(*args, (m.kernel_size, m.stride, m.padding))
+                    m.mode = tuner.choose("maxpool", key, {"library": _set(m, "library", fn),
+                                                           "separable": _set(m, "separable", fn)})
+                continue
             key = _key(*args, tuple((m.conv if isinstance(m, AxialGate) else m).weight.shape))
             if type(m) is Conv1x1:
                 m.__class__ = DeployedConv1x1
@@ -120,7 +193,10 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
                 m.__class__ = DeployedFrameConv3d
                 modes = {"conv": _set(m, "conv", fn)}
                 if m.kernel_size[1:] == (1, 1) and m.stride == (1, 1, 1) and m.groups == 1:
-                    modes["taps"] = _set(m, "taps", fn)
+                    # rows: fp32 only (in bf16 each tap's sum would be rounded once more)
+                    alt = "rows" if channels_inner(args[0]) else "taps"
+                    if alt == "taps" or args[0].dtype in (torch.float32, torch.float64):
+                        modes[alt] = _set(m, alt, fn)
                 m.mode = tuner.choose("frameconv3d", key, modes)
             elif type(m) is AxialGate:
                 m.__class__ = DeployedAxialGate
@@ -136,9 +212,7 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
             if isinstance(m, (Bottleneck, BasicBlock)) and isinstance(m.shift, TemporalShift) \
                     and not isinstance(m.shift, DeployedShift):
                 _deploy_shift(m, args[0], args[1], tuner)
-    tuner.save()
-    model.deployed = True
-    return model
+    _slot_layouts(model, example_input, tuner)
 
 
 def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Module:
@@ -160,17 +234,63 @@ def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Modul
             fold_batchnorms(folded["m"])
         return folded["m"]
 
-    def run(get):
-        return lambda: get()(*example_input) if isinstance(example_input, tuple) else get()(example_input)
+    run = _runner(example_input)
 
-    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
-    sig = f"{arch} params={sum(p.numel() for p in model.parameters())} bn={n_bn}"
     x = example_input[0] if isinstance(example_input, tuple) else example_input
-    if tuner.choose("fold", _key(x, sig), {"fold": run(fold_copy), "keep": run(lambda: model)}) == "keep":
+    key = _key(x, f"{_signature(model)} bn={n_bn}")
+    if tuner.choose("fold", key, {"fold": run(fold_copy), "keep": run(lambda: model)}) == "keep":
         fold_batchnorms(model, backbone=False)
         return model
     fold_batchnorms(model)  # this model, not the timed copy: deploy(..., inplace=True) converts in place
     return model
+
+
+def _signature(model: nn.Module) -> str:
+    arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    return f"{arch} params={sum(p.numel() for p in model.parameters())}"
+
+
+def _runner(example_input):
+    """``run(get)``: a timing candidate calling the model ``get()`` returns on the example input."""
+    def run(get):
+        return lambda: get()(*example_input) if isinstance(example_input, tuple) else get()(example_input)
+    return run
+
+
+def _to_format(model: nn.Module, fmt: torch.memory_format) -> nn.Module:
+    """The 4-D tensors (2D conv weights) of ``model`` in ``fmt``, in place; 3-D/5-D ones as they are."""
+    return model._apply(lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
+
+
+def _layout(model: nn.Module, example_input, tuner: Autotuner) -> Optional[torch.memory_format]:
+    """The layout the model runs faster in here: its 2D conv weights contiguous or channels-last
+    (a channels-last weight makes the conv's output channels-last too, so the frames stay in that
+    layout from the stem on). Timed whole model against whole model, each converted in full
+    (its own kernel and slot-layout choices), as every other choice; with timing off, the
+    layout as given (returns None). oneDNN's convolutions work in a blocked channels-inner layout:
+    contiguous (NCHW) activations are reordered around every conv, channels-last ones are not
+    (torchvision's ResNet-50 and TSN ran in 0.64-0.68x the time channels-last, AVX-512 EPYC),
+    while modules written around per-channel planes can lose more than that. A slot module's
+    input (a tuple of arguments) keeps the caller's layout: nothing is converted there."""
+    if isinstance(example_input, tuple) or not any(p.dim() == 4 for p in model.parameters()):
+        return None
+    cl = torch.channels_last
+    given = "channels_last" if all(p.is_contiguous(memory_format=cl) for p in model.parameters()
+                                   if p.dim() == 4) else "contiguous"
+    fmts = {"contiguous": torch.contiguous_format, "channels_last": cl}
+    built: dict = {}
+
+    def converted(name):
+        if name not in built:
+            built[name] = _to_format(copy.deepcopy(model), fmts[name])
+            _convert(built[name], example_input, tuner)
+        return built[name]
+
+    run = _runner(example_input)
+    names = [given] + [n for n in fmts if n != given]  # timing off: as given
+    choice = tuner.choose("layout", _key(example_input, f"{_signature(model)} given={given}"),
+                          {n: run(lambda n=n: converted(n)) for n in names})
+    return None if choice == given else fmts[choice]
 
 
 def deploy_default(model: nn.Module, **kw) -> nn.Module:

@@ -109,7 +109,8 @@ def _key(*tensors_or_shapes) -> str:
     parts = []
     for t in tensors_or_shapes:
         if isinstance(t, torch.Tensor):
-            parts.append(f"{tuple(t.shape)}:{str(t.dtype)[6:]}:{t.device.type}")
+            cl = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+            parts.append(f"{tuple(t.shape)}:{str(t.dtype)[6:]}:{t.device.type}" + (":cl" if cl else ""))
         else:
             parts.append(str(t))
     return " ".join(parts)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..models.aia import AIACombo, AIAUnit, AxialGate
 from ..models.conv3d import FrameConv3d
-from ..models.gc import GC
+from ..models.gc import GC, ECalS
 from ..models.ops import Conv1x1
 from ..models.sda import SDA
 from ..models.tdn import ShiftConv
@@ -150,15 +150,39 @@ class InplaceAIACombo(AIACombo):
 
 
 class InplaceSDA(SDA):
-    """SDA whose gate is computed in the up-projection's output and multiplied there."""
+    """SDA whose gate is computed in the up-projection's output and multiplied there (or into
+    the input, where the two layouts differ)."""
 
     def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
         if _functional():
             return super().excite(x, agg)
-        return self.bn2(self.up(agg)).sigmoid_().mul_(x)
+        g = self.bn2(self.up(agg)).sigmoid_()
+        # the product in x's layout: a 1x1 conv of an NCHW map gives NCHW even when the frames
+        # are channels-last, and the next conv would reorder it (conv3 1.3-1.6x slower)
+        return g.mul_(x) if g.stride() == x.stride() else x.mul_(g)
 
 
-_INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA}
+def channels_inner(x: torch.Tensor) -> bool:
+    """Channels-last frames, or a channel slice of them (channel stride 1, rows of frames)."""
+    return x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1 and x.stride(3) >= x.shape[1] \
+        and x.stride(2) == x.shape[3] * x.stride(3) and x.stride(0) == x.shape[2] * x.stride(2)
+
+
+class DeployedECalS(ECalS):
+    """ECal-S whose mean over T keeps a channels-inner input's layout: reduced as
+    (B, T, H, W, c), the output comes out channels-last; reduced as (B, T, c, H, W), torch
+    writes an NCHW output across the input's layout (4-8x slower for GC's slices of channels-last
+    frames, AVX-512 EPYC)."""
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        c, W = x.shape[2], x.shape[4]
+        if _functional() or not (x.stride(2) == 1 and c > 1 and x.stride(4) >= c and x.stride(3) == W * x.stride(4)):
+            return super().gate(x)
+        m = x.permute(0, 1, 3, 4, 2).mean(1).permute(0, 3, 1, 2)
+        return torch.sigmoid(self.conv(m)).unsqueeze(1)
+
+
+_INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA, ECalS: DeployedECalS}
 
 
 # -- kernels with a measured choice ---------------------------------------------------------
@@ -208,10 +232,34 @@ def temporal_conv(x: torch.Tensor, taps: torch.Tensor, bias=None) -> torch.Tenso
     return y
 
 
+def temporal_rows(x: torch.Tensor, T: int, weight: torch.Tensor, bias=None) -> torch.Tensor:
+    """A (k, 1, 1) convolution over T (zero padding k // 2) of channels-inner frames (B*T, C, H, W)
+    (:func:`channels_inner`: channels-last, or a channel slice of it, read where it lies):
+    one matrix product per tap on the frames' rows of channels, each tap's accumulating into
+    the output rows of the frames it feeds. Returns channels-last (B*T, O, H, W)."""
+    N, C, H, W = x.shape
+    O, k, L = weight.shape[0], weight.shape[2], H * W
+    X = x.as_strided((N * L, C), (x.stride(3), 1))
+    taps = weight.reshape(O, C, k)
+    p = k // 2
+    y = torch.mm(X, taps[:, :, p].t()) if bias is None else torch.addmm(bias, X, taps[:, :, p].t())
+    for i in range(k):
+        d = i - p  # output frame t reads input frame t + d
+        if d == 0 or abs(d) >= T:
+            continue
+        for r in range(0, N * L, T * L):  # clips: no product crosses a clip border
+            if d < 0:
+                y[r - d * L:r + T * L].addmm_(X[r:r + (T + d) * L], taps[:, :, i].t())
+            else:
+                y[r:r + (T - d) * L].addmm_(X[r + d * L:r + T * L], taps[:, :, i].t())
+    return y.view(N, H, W, O).permute(0, 3, 1, 2)
+
+
 class DeployedFrameConv3d(FrameConv3d):
     """:class:`FrameConv3d` at inference: the taps' sums accumulate into the centre tap's
-    output where it lies (no padded copies). ``mode="taps"`` (a (k, 1, 1) kernel only):
-    :func:`temporal_conv`'s per-tap products instead of one 2D conv over all taps."""
+    output where it lies (no padded copies). For a (k, 1, 1) kernel: ``mode="taps"``
+    (:func:`temporal_conv`'s per-tap products on NCHW frames) or ``"rows"`` (:func:`temporal_rows`
+    on channels-inner frames) instead of one 2D conv over all taps."""
 
     mode = "conv"
 
@@ -220,6 +268,8 @@ class DeployedFrameConv3d(FrameConv3d):
         N, g, o = x.shape[0], self.groups, self.out_channels
         if _functional():
             return super().forward(x, T)
+        if self.mode == "rows" and channels_inner(x) and x.dtype in (torch.float32, torch.float64):
+            return temporal_rows(x, T, self.weight, self.bias)
         if self.mode == "taps" and x.stride(-1) == 1:
             H, W = x.shape[-2:]
             taps = self.weight.view(o, self.in_channels, kt).permute(2, 0, 1)
@@ -267,6 +317,41 @@ class DeployedAxialGate(AxialGate):
         if self.band is not None and self.band[0].shape[0] == D:
             return F.conv2d(ctx.reshape(B, 2 * D, H, W), self.band[0], self.band[1], padding=1).sigmoid_()
         return super().forward(ctx)
+
+
+def max_pool_separable(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
+    """``F.max_pool2d(x, k, s, p)`` as k-1 element-wise maxima over rows, then k-1 over columns
+    (exact: a maximum does not round). PyTorch's CPU kernel for contiguous NCHW frames works
+    one output at a time (18 ms for the ResNet stem's pool of 8 frames at 224 px, AVX-512 EPYC,
+    where these maxima take 3 ms); channels-last frames have a vectorised kernel."""
+    H, W = x.shape[-2:]
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    if p:
+        x = F.pad(x, (p, p, p, p), value=float("-inf"))
+    r = torch.maximum(x[..., 0:(Ho - 1) * s + 1:s, :], x[..., 1:(Ho - 1) * s + 2:s, :])
+    for i in range(2, k):
+        torch.maximum(r, x[..., i:i + (Ho - 1) * s + 1:s, :], out=r)
+    out = torch.maximum(r[..., 0:(Wo - 1) * s + 1:s], r[..., 1:(Wo - 1) * s + 2:s])
+    for i in range(2, k):
+        torch.maximum(out, r[..., i:i + (Wo - 1) * s + 1:s], out=out)
+    return out
+
+
+class DeployedMaxPool(nn.MaxPool2d):
+    """The stem's max pool as the library kernel (``"library"``) or :func:`max_pool_separable`
+    (``"separable"``; square kernels of 2 or more, no dilation, floor mode, no indices)."""
+
+    mode = "library"
+
+    def separable_ok(self) -> bool:
+        k, s, p = (self.kernel_size, self.stride, self.padding)
+        return all(isinstance(v, int) for v in (k, s, p)) and k >= 2 and self.dilation in (1, (1, 1)) \
+            and not self.ceil_mode and not self.return_indices
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode != "separable" or x.dim() != 4 or not x.is_floating_point() or _functional():
+            return super().forward(x)
+        return max_pool_separable(x, self.kernel_size, self.stride, self.padding)
 
 
 class DeployedShiftConv(ShiftConv):

@@ -61,6 +61,8 @@ class FrameConv3d(nn.Conv3d):
         out = a[:, :, :, p]
         for k in range(kt):
             d = k - p  # output frame t reads tap k at input frame t + d
+            if abs(d) >= T:
+                continue  # every frame it would read is padding
             if d < 0:
                 out = out + F.pad(a[:, :d, :, k], (0, 0, 0, 0, 0, 0, 0, 0, -d, 0))
             elif d > 0:
