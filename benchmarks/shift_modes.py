@@ -17,7 +17,7 @@ class Force(Autotuner):
         super().__init__(enabled=False)
         self.mode = mode
 
-    def choose(self, kind, key, candidates):
+    def choose(self, kind, key, candidates, margin=0.0):
         return self.mode if self.mode in candidates else list(candidates)[0]
 
 

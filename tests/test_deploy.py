@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import zoo
 from tests.models.test_temporal import naive_shift
 from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, max_pool_separable, shift_, shift_conv1x1,
-                        temporal_conv, unshift_)
+                        temporal_conv, tree_max, unshift_)
 from zoo.deploy.forms import channels_inner, temporal_rows
 from zoo.models.aia import ATTENTIONS, aia_slot
 from zoo.models.conv3d import FrameConv3d
@@ -33,7 +33,7 @@ class Alternative(Autotuner):
         super().__init__(enabled=False)
         self.layout = layout
 
-    def choose(self, kind, key, candidates):
+    def choose(self, kind, key, candidates, margin=0.0):
         return list(candidates)[-1 if self.layout or kind != "layout" else 0]
 
 
@@ -140,7 +140,7 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
     kinds = {k.split()[0] for k in choices}
     assert {"fold", "shift", "conv1x1"} <= kinds and set(choices.values()) <= {
         "fold", "keep", "contiguous", "channels_last", "copy", "inplace", "fused", "conv", "bmm", "taps", "band",
-        "madd", "library", "separable", "as given", "nchw", "rows"}
+        "madd", "library", "separable", "as given", "nchw", "rows", "amax", "tree"}
     modes = [m.mode for m in d.modules() if isinstance(m, DeployedShift)]
     assert len(modes) == 16 and all(m in choices.values() for m in modes)
     # a second conversion on this machine reads the cache: nothing is timed again
@@ -233,6 +233,22 @@ def test_max_pool_separable_equals_library(k, s, p, size):
                                    equal_nan=True)
 
 
+def test_recorded_inputs_keep_their_strides():
+    """Kernels are timed on what they will get: a channel slice stays a slice, not a dense copy."""
+    from zoo.deploy import _copy
+    for x in (_channel_slice(2, 4, 8, 5, 5), torch.randn(2, 8, 32, 5, 5)[:, :, 8:16].reshape(16, 8, 5, 5)):
+        y = _copy(x)
+        assert y.stride() == x.stride() and torch.equal(y, x) and y.data_ptr() != x.data_ptr()
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 6, 56, 56), (2, 3, 5, 7, 9), (1, 1, 2, 1, 5)])
+def test_tree_max_equals_amax(shape):
+    v = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) - 2.0
+    v.view(-1)[3] = float("nan")
+    for d in range(1, 5):
+        torch.testing.assert_close(tree_max(v, d), v.amax(d), rtol=0, atol=0, equal_nan=True)
+
+
 def test_stem_pool_deployed_separable():
     model = build("tsn_r18")
     x = clips(model, B=2)
@@ -241,6 +257,20 @@ def test_stem_pool_deployed_separable():
     with torch.no_grad():
         assert rel_err(d(x), model(x)) < 1e-4
     assert deploy(model, x[:1], autotune=False).maxpool.mode == "library"
+
+
+def test_whole_model_choices_need_a_margin(tmp_path):
+    """A candidate beats the first (default) form only by more than ``margin`` of its time."""
+    t = {"a": 1.0, "b": 0.98, "c": 0.9}
+
+    class Fixed(Autotuner):
+        def _times(self, fns):
+            return {n: t[n] for n in fns}
+
+    tuner = Fixed(cache_dir=tmp_path)
+    assert tuner.choose("k", 1, {"a": None, "b": None}, margin=0.03) == "a"
+    assert tuner.choose("k", 2, {"a": None, "b": None}) == "b"
+    assert tuner.choose("k", 3, {"a": None, "b": None, "c": None}, margin=0.03) == "c"
 
 
 def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):

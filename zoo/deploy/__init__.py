@@ -17,8 +17,10 @@ The family modules have one forward, the one training, fvcore, tracing, export a
   around the next conv, or fused into a 1x1 conv as products; a 1x1 conv as the library conv
   or a batched product; a (k, 1, 1) temporal conv as the library conv, tap products (NCHW) or
   row products (channels-last); AIA's 2-channel gate conv or its banded form; TDN's shift conv
-  or three multiply-adds; the stem's max pool as the library kernel or separable maxima), each
-  runs on this machine for the shapes the example input produces and the fastest is kept. Timings
+  or three multiply-adds; the stem's max pool as the library kernel or separable maxima; AIA's
+  context maxima as torch's reduction or maxima of halves), each runs on this machine for the
+  shapes and strides the example input produces (a channel slice is timed as a slice) and the
+  fastest is kept. Timings
   are cached per machine, torch version, thread count, dtype and shape (``~/.cache/zoo`` or
   ``$ZOO_CACHE``), as ``cudnn.benchmark`` does; ``autotune=False`` keeps the library kernels,
   deterministically, without timing anything.
@@ -47,12 +49,12 @@ from ..models.temporal import TemporalShift
 from .choices import Autotuner, _key, machine_id  # noqa: F401
 from .fold import fold_batchnorms, fold_bn
 from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
-                    DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1,
-                    temporal_conv, unshift_)
+                    DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_,
+                    shift_conv1x1, temporal_conv, tree_max, unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
-           "temporal_conv", "max_pool_separable", "is_deployed"]
+           "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
 
 
 def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -> None:
@@ -69,6 +71,18 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
     block.shift = forms[mode]
 
 
+# a whole-model choice departs from the first form (folded BNs; the layout as given) only for a
+# larger gain than this: in 5 alternated forwards a busy host can flip a 1-2 % difference (a
+# folded GC-TSM lost to the unfolded one once that way, and ran about 6 % slower for it)
+WHOLE_MODEL_MARGIN = 0.03
+
+
+def _copy(a: torch.Tensor) -> torch.Tensor:
+    """A copy with ``a``'s strides, gaps included: a channel slice stays a slice (``clone`` would
+    make it dense, and a kernel timed on the dense copy would not pay what it pays on the slice)."""
+    return torch.empty_strided(a.shape, a.stride(), dtype=a.dtype, device=a.device).copy_(a)
+
+
 def _record(model: nn.Module, example_input: torch.Tensor, types) -> dict:
     """The first inputs each module of ``types`` (a tuple of types, or a set of modules)
     receives on ``example_input`` (clones)."""
@@ -78,7 +92,7 @@ def _record(model: nn.Module, example_input: torch.Tensor, types) -> dict:
         if m in types if isinstance(types, set) else isinstance(m, types):
             def hook(mod, args, m=m):
                 if m not in seen:
-                    seen[m] = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+                    seen[m] = tuple(_copy(a) if isinstance(a, torch.Tensor) else a for a in args)
             hooks.append(m.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
@@ -122,7 +136,9 @@ def _nchw_in(mod, args):
 
 
 def _channels_last_out(mod, args, out):
-    return out.contiguous(memory_format=torch.channels_last) if isinstance(out, torch.Tensor) and out.dim() == 4 else None
+    if isinstance(out, torch.Tensor) and out.dim() == 4:
+        return out.contiguous(memory_format=torch.channels_last)
+    return None
 
 
 def _slot_layouts(model: nn.Module, example_input, tuner: Autotuner) -> None:
@@ -171,13 +187,21 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
         cls = _INPLACE.get(type(m))
         if cls is not None:
             m.__class__ = cls
-    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, Bottleneck, BasicBlock)
+    _slot_layouts(model, example_input, tuner)  # first: the kernels below are timed in the layout they get
+    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, InplaceAIAUnit, Bottleneck, BasicBlock)
     seen = _record(model, example_input, kinds)
     with torch.no_grad():
         for m, args in seen.items():
             if isinstance(m, (Bottleneck, BasicBlock)):
                 continue
             fn = _time_module(m, args)
+            if isinstance(m, InplaceAIAUnit):
+                x, T = args
+                v = x.view(x.shape[0] // T, T, *x.shape[1:])
+                m.tree = frozenset(d for d in (1, 3, 4) if tuner.choose(
+                    "context_max", _key(v, d), {"amax": lambda d=d: v.amax(d), "tree": lambda d=d: tree_max(v, d)}
+                ) == "tree")
+                continue
             if type(m) is nn.MaxPool2d:
                 m.__class__ = DeployedMaxPool
                 if m.separable_ok():
@@ -212,7 +236,6 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
             if isinstance(m, (Bottleneck, BasicBlock)) and isinstance(m.shift, TemporalShift) \
                     and not isinstance(m.shift, DeployedShift):
                 _deploy_shift(m, args[0], args[1], tuner)
-    _slot_layouts(model, example_input, tuner)
 
 
 def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Module:
@@ -238,7 +261,8 @@ def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Modul
 
     x = example_input[0] if isinstance(example_input, tuple) else example_input
     key = _key(x, f"{_signature(model)} bn={n_bn}")
-    if tuner.choose("fold", key, {"fold": run(fold_copy), "keep": run(lambda: model)}) == "keep":
+    candidates = {"fold": run(fold_copy), "keep": run(lambda: model)}
+    if tuner.choose("fold", key, candidates, margin=WHOLE_MODEL_MARGIN) == "keep":
         fold_batchnorms(model, backbone=False)
         return model
     fold_batchnorms(model)  # this model, not the timed copy: deploy(..., inplace=True) converts in place
@@ -289,7 +313,7 @@ def _layout(model: nn.Module, example_input, tuner: Autotuner) -> Optional[torch
     run = _runner(example_input)
     names = [given] + [n for n in fmts if n != given]  # timing off: as given
     choice = tuner.choose("layout", _key(example_input, f"{_signature(model)} given={given}"),
-                          {n: run(lambda n=n: converted(n)) for n in names})
+                          {n: run(lambda n=n: converted(n)) for n in names}, margin=WHOLE_MODEL_MARGIN)
     return None if choice == given else fmts[choice]
 
 

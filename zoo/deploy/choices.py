@@ -52,7 +52,10 @@ class Autotuner:
             except (OSError, ValueError, AttributeError):
                 self.choices = {}
 
-    def choose(self, kind: str, key, candidates: dict[str, Callable[[], object]]) -> str:
+    def choose(self, kind: str, key, candidates: dict[str, Callable[[], object]], margin: float = 0.0) -> str:
+        """The fastest candidate's name. ``margin``: the first candidate is kept unless another
+        is faster by more than this share of its time (whole-model choices: a busy host moves a
+        forward by a few percent, and a choice is remembered)."""
         names = list(candidates)
         if not self.enabled or len(names) == 1:
             return names[0]
@@ -61,6 +64,8 @@ class Autotuner:
             return self.choices[k]
         times = self._times(candidates)
         best = min(names, key=times.get)
+        if times[best] >= times[names[0]] * (1 - margin):
+            best = names[0]
         self.choices[k] = best
         self._dirty = True
         return best

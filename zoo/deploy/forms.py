@@ -129,7 +129,33 @@ class InplaceGC(GC):
         return x
 
 
+def tree_max(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """``v.amax(dim)`` as element-wise maxima of halves (exact). torch's max reduction over a
+    middle axis (H, W of AIA's contexts) ran 3-5x slower than its mean over the same axis
+    (AVX-512 EPYC); the maxima of halves are plain vectorised passes."""
+    m = v
+    while m.shape[dim] > 1:
+        n = m.shape[dim]
+        h = n // 2
+        half = torch.maximum(m.narrow(dim, 0, h), m.narrow(dim, h, h))
+        if n % 2:
+            first = half.narrow(dim, 0, 1)
+            torch.maximum(first, m.narrow(dim, n - 1, 1), out=first)
+        m = half
+    return m.squeeze(dim)
+
+
 class InplaceAIAUnit(AIAUnit):
+    """AIA gating the block temporary in place; ``tree``: the context axes whose max runs as
+    :func:`tree_max` (timed at conversion)."""
+
+    tree: frozenset = frozenset()
+
+    def context(self, v: torch.Tensor, dim: int) -> torch.Tensor:
+        if dim not in self.tree or _functional():
+            return super().context(v, dim)
+        return torch.stack((tree_max(v, dim), v.mean(dim)), 2)
+
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if _functional():
             return super().forward(x, T)

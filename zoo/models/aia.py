@@ -157,14 +157,18 @@ class AIAUnit(nn.Module):
             nn.init.xavier_normal_(self.h.conv.weight)
             self.w.conv.reset_parameters()  # never initialised by the authors' code
 
+    def context(self, v: torch.Tensor, dim: int) -> torch.Tensor:
+        """:func:`_context` of v over ``dim`` (a method: zoo.deploy's form picks how the max runs)."""
+        return _context(v, dim)
+
     def c_gate(self, v: torch.Tensor) -> torch.Tensor:
         # conv over (T, H, W): (B, T, H, W) -> broadcast over C
-        return self.c(_context(v, 2)).unsqueeze(2)
+        return self.c(self.context(v, 2)).unsqueeze(2)
 
     def st_gate(self, v: torch.Tensor) -> torch.Tensor:
-        t = self.t(_context(v, 1)).unsqueeze(1)                 # conv over (C, H, W): (B, 1, C, H, W)
-        h = self.h(_context(v, 3)).unsqueeze(3)                 # conv over (T, C, W): (B, T, C, 1, W)
-        w = self.w(_context(v, 4).transpose(3, 4))              # conv over (T, H, C): (B, T, H, C)
+        t = self.t(self.context(v, 1)).unsqueeze(1)             # conv over (C, H, W): (B, 1, C, H, W)
+        h = self.h(self.context(v, 3)).unsqueeze(3)             # conv over (T, C, W): (B, T, C, 1, W)
+        w = self.w(self.context(v, 4).transpose(3, 4))          # conv over (T, H, C): (B, T, H, C)
         w = w.transpose(2, 3).unsqueeze(4)                      # (B, T, C, H, 1)
         g = (t * (1 / 3)) + (h * (1 / 3))                       # the one full-size intermediate
         return g.add_(w * (1 / 3))
