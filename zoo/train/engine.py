@@ -132,6 +132,7 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                          "the best epoch as a weights folder; pass it, or export=False")
     rank, world, device, started = _setup(cfg)
     out = Path(cfg.out)
+    finished = False
     try:
         state = _prepare_out(out, cfg.resume, rank)
         if world > 1:
@@ -276,9 +277,15 @@ def fit(model: nn.Module, train_set, val_set, cfg: TrainConfig,
                     extra = f" val top1 {row['val_top1']:.2f}%" if "val_top1" in row else ""
                     print(f"epoch {epoch}/{epochs}: loss {row['train_loss']:.4f}{extra} "
                           f"({row['clips_per_s']:.1f} clips/s)", file=sys.stderr, flush=True)
+        finished = True
         return {"best": best, "history": history, "out": str(out), "model": model}
     finally:
         if started and dist.is_initialized():
+            if finished:
+                # every rank tears the group down together (the usual remedy: a 2-process gloo run
+                # aborted once in CI at the end, rank 1 "terminate called without an active
+                # exception", cause not isolated); after an error a barrier could wait forever
+                dist.barrier()
             dist.destroy_process_group()
 
 
