@@ -85,7 +85,7 @@ def _copy(a: torch.Tensor) -> torch.Tensor:
 
 def _record(model: nn.Module, example_input: torch.Tensor, types) -> dict:
     """The first inputs each module of ``types`` (a tuple of types, or a set of modules)
-    receives on ``example_input`` (clones)."""
+    receives on ``example_input`` (copies with their strides: :func:`_copy`)."""
     seen: dict = {}
     hooks = []
     for m in model.modules():
@@ -121,10 +121,13 @@ def deploy(model: nn.Module, example_input, *, autotune=True, cache_dir: Optiona
         p.requires_grad_(False)
     tuner = autotune if isinstance(autotune, Autotuner) else Autotuner(bool(autotune), cache_dir)
     model = _fold_or_keep(model, example_input, tuner)
-    fmt = _layout(model, example_input, tuner)
-    if fmt is not None:
-        _to_format(model, fmt)
-    _convert(model, example_input, tuner)
+    fmt, built = _layout(model, example_input, tuner)
+    if built is not None and not inplace:
+        model = built  # converted in full while its layout was timed
+    else:
+        if fmt is not None:
+            _to_format(model, fmt)
+        _convert(model, example_input, tuner)
     tuner.save()
     model.deployed = True
     return model
@@ -258,7 +261,6 @@ def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Modul
         return folded["m"]
 
     run = _runner(example_input)
-
     x = example_input[0] if isinstance(example_input, tuple) else example_input
     key = _key(x, f"{_signature(model)} bn={n_bn}")
     candidates = {"fold": run(fold_copy), "keep": run(lambda: model)}
@@ -286,18 +288,19 @@ def _to_format(model: nn.Module, fmt: torch.memory_format) -> nn.Module:
     return model._apply(lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
 
 
-def _layout(model: nn.Module, example_input, tuner: Autotuner) -> Optional[torch.memory_format]:
-    """The layout the model runs faster in here: its 2D conv weights contiguous or channels-last
-    (a channels-last weight makes the conv's output channels-last too, so the frames stay in that
-    layout from the stem on). Timed whole model against whole model, each converted in full
-    (its own kernel and slot-layout choices), as every other choice; with timing off, the
-    layout as given (returns None). oneDNN's convolutions work in a blocked channels-inner layout:
+def _layout(model: nn.Module, example_input, tuner: Autotuner) -> tuple:
+    """(format, converted model or None): the layout the model runs faster in here (None: as
+    given), and, when both were timed, the winner's copy, already converted in full. The layout:
+    its 2D conv weights contiguous or channels-last (a channels-last weight makes the conv's
+    output channels-last too, so the frames stay in that layout from the stem on). Timed whole
+    model against whole model, each converted in full (its own kernel and slot-layout choices),
+    as every other choice; with timing off or a cached choice, nothing is built. oneDNN's convolutions work in a blocked channels-inner layout:
     contiguous (NCHW) activations are reordered around every conv, channels-last ones are not
     (torchvision's ResNet-50 and TSN ran in 0.64-0.68x the time channels-last, AVX-512 EPYC),
     while modules written around per-channel planes can lose more than that. A slot module's
     input (a tuple of arguments) keeps the caller's layout: nothing is converted there."""
     if isinstance(example_input, tuple) or not any(p.dim() == 4 for p in model.parameters()):
-        return None
+        return None, None
     cl = torch.channels_last
     given = "channels_last" if all(p.is_contiguous(memory_format=cl) for p in model.parameters()
                                    if p.dim() == 4) else "contiguous"
@@ -314,7 +317,7 @@ def _layout(model: nn.Module, example_input, tuner: Autotuner) -> Optional[torch
     names = [given] + [n for n in fmts if n != given]  # timing off: as given
     choice = tuner.choose("layout", _key(example_input, f"{_signature(model)} given={given}"),
                           {n: run(lambda n=n: converted(n)) for n in names}, margin=WHOLE_MODEL_MARGIN)
-    return None if choice == given else fmts[choice]
+    return (None if choice == given else fmts[choice]), built.get(choice)
 
 
 def deploy_default(model: nn.Module, **kw) -> nn.Module:
