@@ -4,7 +4,7 @@ import torch
 
 import zoo
 from zoo.factory import create_model
-from zoo.models.aia import ATTENTIONS, AIACombo, AIAUnit, parse_attention
+from zoo.models.aia import ATTENTIONS, AIACombo, AIAUnit, _context_3d, parse_attention
 from zoo.registry import registry
 
 from ..reference import check_reference_logits, fixture
@@ -113,6 +113,36 @@ def test_units_follow_the_definitions():
         torch.testing.assert_close(s(x, 3).view_as(v), v * s.c_gate(v * s.st_gate(v)))
         # channels_last activations give the same result
         torch.testing.assert_close(u(x.contiguous(memory_format=torch.channels_last), 3), u(x, 3))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 6, 5, 7), (2, 3, 4, 14, 14), (1, 2, 3, 1, 20)])
+@pytest.mark.parametrize("dim", [1, 2, 3, 4])
+def test_compiled_form_of_the_context_is_the_same_context(shape, dim):
+    """The merged-axes form torch.compile traces on narrow frames, run eagerly: same values,
+    same (B, D, 2, ...) layout as the stacked max and mean."""
+    v = torch.randn(shape)
+    v[0, 0, 0, 0, 0] = float("nan") if dim == 1 else v[0, 0, 0, 0, 0]
+    want = torch.stack((v.amax(dim), v.mean(dim)), 2)
+    got = _context_3d(v, dim)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("size, merged", [(7, True), (16, False)])
+def test_compiled_aia_reduces_narrow_frames_over_merged_axes(size, merged):
+    """Under torch.compile (CPU), frames narrower than 16 take the merged form (inductor
+    otherwise splits the reduction itself across threads, one parallel region per row); wider
+    ones keep the 5-D reductions, as does the reduction over W itself. Either way the compiled unit equals the eager one."""
+    torch._dynamo.reset()
+    graphs = []
+    u = AIACombo("cinst", "stinc", ">").eval()
+    compiled = torch.compile(u, backend=lambda gm, ex: graphs.append(gm) or gm.forward)
+    x = torch.randn(2 * 4, 8, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, 4), u(x, 4))
+    ranks = {n.args[0].meta["example_value"].dim() for gm in graphs for n in gm.graph.nodes
+             if n.op in ("call_function", "call_method") and "amax" in str(n.target)}
+    assert ranks == ({3, 5} if merged else {5}), ranks  # the max over W (innermost) stays 5-D
 
 
 def test_trace():
