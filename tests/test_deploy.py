@@ -10,8 +10,8 @@ import zoo
 from tests.models.test_temporal import naive_shift
 from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, max_pool_separable, shift_, shift_conv1x1,
                         temporal_conv, tree_max, unshift_)
-from zoo.deploy.forms import channels_inner, temporal_rows
-from zoo.models.aia import ATTENTIONS, aia_slot
+from zoo.deploy.forms import DeployedAxialGate, channels_inner, temporal_rows
+from zoo.models.aia import ATTENTIONS, AxialGate, aia_slot
 from zoo.models.conv3d import FrameConv3d
 from zoo.models.gc import GC
 from zoo.models.sda import SDA
@@ -149,6 +149,25 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
     assert [m.mode for m in d2.modules() if isinstance(m, DeployedShift)] == modes
     with torch.no_grad():
         assert rel_err(d2(x), model(x)) < 1e-4
+
+
+def test_choices_are_timed_again_for_new_code(tmp_path, monkeypatch):
+    """A choice is remembered per code version: after a change to the models or the deployed
+    forms it is timed again, and the stale entries of this machine are dropped."""
+    from zoo.deploy import choices
+    model = build("tsm_r18")
+    x = clips(model, B=1)
+    deploy(model, x, cache_dir=tmp_path)
+    (old,) = json.loads((tmp_path / "deploy-choices.json").read_text())
+    assert f"code {choices.code_id()}" in old
+    monkeypatch.setattr(choices, "code_id", lambda: "0123456789ab")
+    timed = []
+    real = Autotuner._times
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: timed.append(1) or real(self, fns))
+    deploy(model, x, cache_dir=tmp_path)
+    assert timed
+    (new,) = json.loads((tmp_path / "deploy-choices.json").read_text())
+    assert new.endswith("code 0123456789ab") and new.rsplit(" | code ", 1)[0] == old.rsplit(" | code ", 1)[0]
 
 
 def test_inplace_shift_on_channels_last_frames():
@@ -403,6 +422,21 @@ def test_aia_deployed_gates_in_place(attention):
     with torch.no_grad():  # the plain module never writes its input
         mod(y, 4)
     assert torch.equal(y, x)
+
+
+@pytest.mark.parametrize("D", [1, 2, 5])
+def test_aia_deployed_gate_equals_plain(D):
+    """The deployed gate (BN folded into the conv) equals the plain conv + BN + sigmoid, at
+    depths where no, one or both neighbouring slices exist."""
+    torch.manual_seed(D)
+    g = _randomised(AxialGate())
+    ctx = torch.randn(2, D, 2, 6, 7)
+    with torch.no_grad():
+        ref = g(ctx)
+        d = deploy(g, ctx, autotune=False)
+    assert type(d) is DeployedAxialGate and d.band is None and isinstance(d.bn, nn.Identity)
+    with torch.no_grad():
+        torch.testing.assert_close(d(ctx), ref, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("ratio, calibrators, offset", [(1.0, "gstl", 0), (0.5, "gstl", 6), (0.5, "lt", 7)])

@@ -1,9 +1,10 @@
 """Kernel choices timed on this machine: which of several callables computing the same thing is
-fastest, per machine, torch version, thread count, dtype and shape, remembered in
+fastest, per machine, torch version, thread count, code version, dtype and shape, remembered in
 ``<cache_dir>/deploy-choices.json`` (``~/.cache/zoo`` or ``$ZOO_CACHE``) as ``cudnn.benchmark``
 remembers its algorithms."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -16,8 +17,21 @@ from typing import Callable, Optional
 import torch
 
 
+def code_id() -> str:
+    """A digest of the modules whose code the candidates run (the family modules and their
+    deployed forms): a choice timed for other code is timed again, not reused."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for d in ("models", "deploy"):
+        for f in sorted((root / d).glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def machine_id() -> str:
-    """What a timing depends on besides the shapes: the processor, torch, the thread count."""
+    """What a timing depends on besides the shapes: the processor, torch, the thread count and
+    the zoo's code."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -25,7 +39,7 @@ def machine_id() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "-"
-    return f"{cpu} | gpu {gpu} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+    return f"{cpu} | gpu {gpu} | torch {torch.__version__} | threads {torch.get_num_threads()} | code {code_id()}"
 
 
 def _cache_dir() -> Path:
@@ -100,6 +114,9 @@ class Autotuner:
                     table = {}
             except (OSError, ValueError):
                 table = {}
+            # choices timed for earlier code on this machine are stale: dropped, not kept beside
+            same = self.machine.rsplit(" | code ", 1)[0]
+            table = {k: v for k, v in table.items() if k == self.machine or k.rsplit(" | code ", 1)[0] != same}
             table.setdefault(self.machine, {}).update(self.choices)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".deploy-choices.", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
