@@ -147,6 +147,9 @@ def test_cli_errors(capsys):
     assert "unknown architecture" in capsys.readouterr().err
     assert zoo_main(["bench", "tsm_r50_ssv1_8f16f", "--no-probe"]) == 2
     assert "is an ensemble" in capsys.readouterr().err
+    assert zoo_main(["bench", "tsn_r18", "--freeze", "--no-probe"]) == 2
+    err = capsys.readouterr().err
+    assert "--freeze applies to compiled models: add --compile" in err and "Traceback" not in err
 
 
 def test_probe_cache_reused(tmp_path, monkeypatch):
@@ -249,6 +252,32 @@ def test_deploy_option(monkeypatch, capsys):
     assert zoo_main(args) == 0
     # tsn_r18 converted; its backbone, torchvision's ResNet-18, is the reference as shipped
     assert seen == [("VideoResNet", (1, 3, 2, 32, 32))]
+
+
+def test_freeze_compiles_with_inductors_freezing(monkeypatch):
+    """--freeze: inductor's freezing is on while each model compiles (its first call), off
+    after, and named in the results' settings line."""
+    import torch
+    import torch._inductor.config as inductor
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            seen.append(inductor.freezing)
+            return self.model(x)
+
+    monkeypatch.setattr(torch, "compile", Spy)
+    run = bench.run_bench(["tsn_r18"], baseline="tsn_r18", frames=2, size=32, threads=1, repeats=1, warmup=0,
+                          probes=False, compile=True, freeze=True)
+    assert seen[0] is True and not any(seen[1:]) and inductor.freezing is False
+    assert "torch.compile with freezing" in bench.render_md(run)
+    with pytest.raises(ValueError, match="freeze applies to compiled models"):
+        bench.run_bench(["tsn_r18"], probes=False, freeze=True)
 
 
 def test_compile_option_reports_the_first_call(monkeypatch, capsys):

@@ -33,6 +33,9 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deploy", action="store_true",
                    help="time every model as zoo.deploy.deploy(model, example_input) converts it")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (default backend; after --deploy)")
+    p.add_argument("--freeze", action="store_true",
+                   help="with --compile: inductor's freezing (weights folded in as constants and prepacked for "
+                        "oneDNN; inference only), PyTorch's advice for CPU inference")
     p.add_argument("--repeats", type=int, default=10,
                    help=f"timed forwards per model (fewer than {MIN_ROUNDS_FOR_IQR}: no meaningful interquartile range)")
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
@@ -60,6 +63,8 @@ def _run(a) -> int:
         print(render_md(run, notes))
         return 0
     names = list(a.names) + (PRESETS[a.preset] if a.preset else [])
+    if a.freeze and not a.compile:
+        raise ValueError("--freeze applies to compiled models: add --compile")
     if not names:
         raise ValueError("name at least one model (or --preset)")
     if a.profile:
@@ -83,7 +88,7 @@ def _run(a) -> int:
         names = [n for n in names if n not in missing]
     run = run_bench(names, baseline=a.baseline, device=a.device, threads=a.threads, batch=a.batch,
                     frames=a.frames, size=a.size, dtype=a.dtype, channels_last=a.channels_last,
-                    compile=a.compile, deploy=a.deploy, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
+                    compile=a.compile, freeze=a.freeze, deploy=a.deploy, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
                     jobs=a.jobs, probe_cache=a.probe_cache, log=log, malloc=a.malloc)
     notes = Path(a.notes).read_text() if a.notes else ""
     if a.explain:

@@ -98,7 +98,7 @@ def render_md(run: dict, notes: str = "") -> str:
              f"{s['size']}x{s['size']}, {s['dtype']}, eval, inference_mode"
              + (", channels_last" if s["channels_last"] else "")
              + (", zoo.deploy (zoo models; torchvision's ResNet as shipped)" if s.get("deploy") else "")
-             + (", torch.compile" if s["compile"] else "")
+             + (", torch.compile" if s["compile"] else "") + (" with freezing" if s.get("freeze") else "")
              + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model, models alternated "
              "(order rotated each round) in one process"
              + (f"; allocator: {s['malloc']}" if s.get("malloc") and s["device"] == "cpu" else "") + ".",

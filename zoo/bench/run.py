@@ -27,11 +27,19 @@ def deploy_function():
     return deploy
 
 
+def _freezing(on: bool):
+    import contextlib
+
+    import torch._inductor.config as inductor
+
+    return inductor.patch(freezing=True) if on else contextlib.nullcontext()
+
+
 def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "cpu", threads: int = 2,
               batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
               channels_last: bool = False, compile: bool = False, deploy: bool = False, repeats: int = 10,
               warmup: int = 2, probes: bool = True, jobs: int = 1, add_baselines: bool = True,
-              probe_cache: Optional[str] = None, log=None, malloc: str = "keep") -> dict:
+              probe_cache: Optional[str] = None, log=None, malloc: str = "keep", freeze: bool = False) -> dict:
     """Benchmark ``names`` (and their backbones) in one process; returns the run as a dict
     (``machine``, ``settings``, ``results``: {label: BenchResult}).
 
@@ -40,11 +48,15 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
     they can be measured while the machine is busy and the timing run kept short).
 
     ``malloc``: "keep" (CPU: :func:`keep_heap` before the models are built) or "default".
+    ``freeze`` (with ``compile``): inductor's freezing while each model compiles (weights folded in
+    as constants and prepacked for oneDNN; inference only: PyTorch's advice for CPU inference).
     ``deploy``: time each zoo model as ``zoo.deploy.deploy(model, example_input)`` returns it (before
     ``compile``, when both are set); torchvision's ResNet stays the reference as torchvision ships
     it (in the ``channels_last`` setting's layout), not converted."""
     import torch
 
+    if freeze and not compile:
+        raise ValueError("freeze applies to compiled models: pass compile=True (--compile)")
     if malloc not in ("keep", "default"):
         raise ValueError(f"malloc must be 'keep' or 'default', got {malloc!r}")
     to_deploy = deploy_function() if deploy else None
@@ -87,7 +99,8 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
                 if bases[s.label] and bases[s.label] not in have:
                     bases[s.label] = None  # compare only with what is in the run
     settings = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
-                "dtype": dtype, "channels_last": channels_last, "compile": compile, "deploy": deploy, "repeats": repeats,
+                "dtype": dtype, "channels_last": channels_last, "compile": compile, "freeze": freeze, "deploy": deploy,
+                "repeats": repeats,
                 "warmup": warmup, "malloc": heap}
     results = {s.label: BenchResult(s.label, bases.get(s.label), batch=batch) for s in specs}
     if probes:
@@ -128,7 +141,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
             if compile:
                 model = torch.compile(model)
                 t0 = time.perf_counter()
-                with torch.inference_mode():
+                with torch.inference_mode(), _freezing(freeze):  # inductor compiles at the first call
                     model(x)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
