@@ -98,7 +98,6 @@ def run_eval(a) -> int:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     if a.threads:
         torch.set_num_threads(a.threads)
-    ok = False
     try:
         views = a.views or (variant.views if variant else "1x1")
         tf_over = {k: v for k, v in (("size", a.size), ("frames", a.frames), ("protocol", a.protocol)) if v}
@@ -130,8 +129,12 @@ def run_eval(a) -> int:
             # a worker's error arrives with its traceback in the message: keep the error itself
             raise DataError(text.splitlines()[-1].split(": ", 1)[-1]) from None
         elapsed = time.perf_counter() - t0
+        if world > 1:
+            # every rank is done with the group: torn down together (as zoo.train.engine does),
+            # before rank 0 writes its files, so that no rank waits on rank 0's disk
+            dist.barrier()
+            dist.destroy_process_group()
         if rank != 0:
-            ok = True
             return 0
         rows = compare_claims(name, views, result["metrics"])
         meta = {"model": name, "views": views, "average": a.average, "dataset": dataset_key or "",
@@ -146,15 +149,12 @@ def run_eval(a) -> int:
         json_path = write_summary(out / f"{_stem(name, views)}.json", summary)
         _print_report(name, views, result, rows, samples.skipped)
         print(f"wrote {scores_path} and {json_path}", file=sys.stderr)
-        ok = True
         return 0
     finally:
         if world > 1:
             import torch.distributed as dist
 
-            if dist.is_initialized():
-                if ok:
-                    dist.barrier()  # torn down together, as zoo.train.engine does (not after an error)
+            if dist.is_initialized():  # after an error: no barrier, which could wait forever
                 dist.destroy_process_group()
 
 

@@ -4,6 +4,7 @@ fastest, per machine, torch version, thread count, code version, dtype and shape
 remembers its algorithms."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Callable, Optional
 import torch
 
 
+@functools.lru_cache(maxsize=None)
 def code_id() -> str:
     """A digest of the modules whose code the candidates run (the family modules and their
     deployed forms): a choice timed for other code is timed again, not reused."""
