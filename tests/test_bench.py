@@ -234,9 +234,14 @@ def test_results_name_the_machine(tmp_path):
     run = _fake_run()
     run["machine"].update(vector=["avx2", "avx512f"], cores=2, onednn_version="3.1", mkl_version="2024.2")
     md = bench.render_md(run)
-    assert "Test CPU (AVX2, AVX512F; 2 cores" in md and "oneDNN 3.1, MKL 2024.2" in md
+    assert "Test CPU (AVX2, AVX512F; 2 cores" in md and "oneDNN 3.1, MKL 2024.2" in md and "capped" not in md
     rows = list(csv.DictReader(io.StringIO(bench.render_csv(run))))
     assert rows[0]["cpu"] == "Test CPU" and rows[0]["vector"] == "avx2 avx512f" and rows[0]["onednn"] == "3.1"
+    # a run with the kernels capped below the CPU's extensions says so
+    run["machine"].update(cpu_capability="AVX2", isa_caps={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert "AVX512F; ATen kernels AVX2; kernels capped by ONEDNN_MAX_CPU_ISA=AVX2; 2 cores" in bench.render_md(run)
+    rows = list(csv.DictReader(io.StringIO(bench.render_csv(run))))
+    assert rows[0]["isa_caps"] == "ONEDNN_MAX_CPU_ISA=AVX2"
 
 
 def test_deploy_option(monkeypatch, capsys):

@@ -170,6 +170,51 @@ def test_choices_are_timed_again_for_new_code(tmp_path, monkeypatch):
     assert new.endswith("code 0123456789ab") and new.rsplit(" | code ", 1)[0] == old.rsplit(" | code ", 1)[0]
 
 
+def test_a_whole_model_choice_leaves_the_default_only_if_it_wins_twice(tmp_path, monkeypatch):
+    """A burst on a shared host can make the default look slower once; a choice with a margin
+    departs from the default only when a second timing confirms the gain."""
+    rounds = []
+
+    def fake(self, fns):
+        rounds.append(sorted(fns))
+        return script.pop(0)
+
+    monkeypatch.setattr(Autotuner, "_times", fake)
+    tuner = Autotuner(cache_dir=tmp_path)
+    fns = {"fold": lambda: None, "keep": lambda: None, "other": lambda: None}
+    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}, {"fold": 1.0, "keep": 1.01}]
+    assert tuner.choose("fold", "a", fns, margin=0.03) == "fold"     # not confirmed
+    assert rounds[1] == ["fold", "keep"]
+    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}, {"fold": 1.0, "keep": 0.92}]
+    assert tuner.choose("fold", "b", fns, margin=0.03) == "keep"     # confirmed
+    script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}]
+    assert tuner.choose("fold", "c", fns, margin=0.03) == "fold"     # within the margin: one timing
+    script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}]
+    assert tuner.choose("conv", "d", fns) == "keep"                 # no margin: no second timing
+    assert not script and len(rounds) == 6
+
+
+def test_choices_are_kept_per_instruction_set(tmp_path, monkeypatch):
+    """A cap on oneDNN's or MKL's instruction set changes which kernel is fastest, as another
+    CPU would: its choices are timed for it and kept beside the uncapped ones."""
+    from zoo.deploy import choices
+    for k in choices.ISA_CAPS:
+        monkeypatch.delenv(k, raising=False)
+    model = build("tsm_r18")
+    x = clips(model, B=1)
+    deploy(model, x, cache_dir=tmp_path)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    timed = []
+    real = Autotuner._times
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: timed.append(1) or real(self, fns))
+    deploy(model, x, cache_dir=tmp_path)
+    assert timed
+    keys = json.loads((tmp_path / "deploy-choices.json").read_text())
+    capped = [k for k in keys if "ONEDNN_MAX_CPU_ISA=AVX2" in k]
+    assert len(keys) == 2 and len(capped) == 1
+    assert f"isa {torch.backends.cpu.get_cpu_capability()}" in capped[0]
+
+
 def test_inplace_shift_on_channels_last_frames():
     """GPUs run channels-last: the in-place shift is offered there too, and gives the plain result."""
     model = build("tsm_r18")

@@ -12,6 +12,9 @@ __all__ = ["machine", "cpu_info", "math_libraries", "copy_bandwidth", "describe"
 
 # the vector extensions that decide which oneDNN/MKL kernels run
 _VECTOR = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+# environment variables that cap the instruction set of ATen's, oneDNN's and MKL's kernels below
+# what the CPU has (a capped run stands in for a CPU without the extensions, in its kernels only)
+_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_info(path: str = "/proc/cpuinfo") -> dict:
@@ -73,7 +76,8 @@ def machine(bandwidth: bool = True) -> dict:
     info = cpu_info()
     d = {"cpu": info["cpu"], "vector": info["vector"], "cores": info["cores"], "logical_cpus": os.cpu_count(),
          "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-         **math_libraries(), "load_avg": os.getloadavg()}
+         **math_libraries(), "load_avg": os.getloadavg(),
+         "isa_caps": {k: os.environ[k] for k in _CAPS if os.environ.get(k)}}
     if bandwidth:
         d["copy_gbps"] = round(copy_bandwidth(), 1)
     try:
@@ -92,6 +96,10 @@ def describe(m: dict) -> str:
     parts = []
     if vec is not None:
         parts.append(", ".join(v.upper() for v in vec) if vec else "no AVX2/AVX-512/AMX")
+    if m.get("cpu_capability"):
+        parts.append(f"ATen kernels {m['cpu_capability']}")
+    if m.get("isa_caps"):
+        parts.append("kernels capped by " + ", ".join(f"{k}={v}" for k, v in m["isa_caps"].items()))
     if m.get("cores"):
         parts.append(f"{m['cores']} cores")
     parts.append(f"{m['logical_cpus']} logical CPUs")

@@ -88,17 +88,23 @@ def parse_attention(name: str) -> str:
     return key
 
 
+# fp32 lanes of one vector of the instruction set inductor compiles for on this CPU: it follows
+# ATen's dispatch level (the CPU's best, or ATEN_CPU_CAPABILITY) unless its cpp.simdlen is set
+_LANES = {"AVX512": 16, "AVX2": 8, "SVE256": 8}.get(torch.backends.cpu.get_cpu_capability(), 4)
+
+
 def _context(v: torch.Tensor, dim: int) -> torch.Tensor:
     """Max and mean over ``dim`` of v, stacked max-first on a new dim 2: (B, D, 2, ...) is the
     layout :class:`DepthConv` takes (dim 1 is the conv's depth axis)."""
-    if dim < 4 and v.shape[4] < 16 and v.device.type == "cpu" and torch.compiler.is_compiling():
+    if dim < 4 and v.shape[4] < _LANES and v.device.type == "cpu" and torch.compiler.is_compiling():
         return _context_3d(v, dim)
     return torch.stack((v.amax(dim), v.mean(dim)), 2)
 
 
 def _context_3d(v: torch.Tensor, dim: int) -> torch.Tensor:
     """:func:`_context` as a reduction over the middle axis of v viewed as (before, dim, after):
-    what ``torch.compile`` traces on CPU when W is narrower than a 16-float vector. Inductor
+    what ``torch.compile`` traces on CPU when W is narrower than one vector (16 floats with
+    AVX-512, 8 with AVX2). Inductor
     (2.14) vectorises a reduction's innermost kept axis (W, contiguous); a loop of fewer
     elements than one vector counts as zero steps in its parallel-depth rule, which then splits
     the reduction itself across threads, one parallel region per (C, H) row. Reducing T over
