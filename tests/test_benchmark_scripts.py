@@ -92,3 +92,25 @@ def test_gpu_script_refuses_without_cuda(capsys):
         pytest.skip("a CUDA device is present")
     assert load("gpu").main(["tsn_r18", "--forms", "plain"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_choices_compares_two_entries_of_the_cache(tmp_path, capsys):
+    ch = load("choices")
+    cache = tmp_path / "deploy-choices.json"
+    avx2 = "CPU | isa AVX2 ONEDNN_MAX_CPU_ISA=AVX2 | gpu - | torch 2 | threads 2 | code abc"
+    avx512 = "CPU | isa AVX512 | gpu - | torch 2 | threads 2 | code abc"
+    cache.write_text(json.dumps({
+        avx2: {"shift (8, 256, 56, 56)": "fused", "conv1x1 (8, 64)": "conv", "maxpool (8, 64)": "separable"},
+        avx512: {"shift (8, 256, 56, 56)": "inplace", "conv1x1 (8, 64)": "conv", "layout (1, 3)": "channels_last"},
+        "CPU | isa AVX512 | gpu - | torch 2 | threads 2 | code old": {}}))
+    out = tmp_path / "diff.md"
+    assert ch.main(["AVX2", "AVX512", "--cache", str(cache), "--out", str(out)]) == 0
+    md = out.read_text()
+    assert "1 of 2 choices timed on both differ" in md
+    assert "| shift | `(8, 256, 56, 56)` | fused | inplace |" in md and "conv1x1 | `" not in md
+    assert "| conv1x1 | 1 | 0 |" in md and "maxpool" not in md
+    assert ch.main(["--cache", str(cache)]) == 0 and "code old" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="select 0 pairs"):
+        ch.compare(json.loads(cache.read_text()), "AVX2", "code old")
+    assert ch.main(["AVX2", "--cache", str(cache)]) == 2
+    assert ch.main(["AVX2", "AVX512", "--cache", str(tmp_path / "none.json")]) == 2
