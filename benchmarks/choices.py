@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -69,9 +71,19 @@ def main(argv=None) -> int:
         return 2
     md = compare(table, *a.entries)
     if a.out:
-        tmp = a.out.with_name(a.out.name + ".tmp")
-        tmp.write_text(md)
-        tmp.replace(a.out)
+        try:  # a temporary name, then renamed: no half-written table
+            fd, tmp = tempfile.mkstemp(dir=a.out.parent, prefix=f".{a.out.name}.", suffix=".tmp")
+        except OSError as e:
+            print(f"error: cannot write {a.out}: {e}", file=sys.stderr)
+            return 2
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(md)
+            os.replace(tmp, a.out)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            print(f"error: cannot write {a.out}: {e}", file=sys.stderr)
+            return 2
     print(md, end="")
     return 0
 

@@ -113,4 +113,6 @@ def test_choices_compares_two_entries_of_the_cache(tmp_path, capsys):
     with pytest.raises(SystemExit, match="select 0 pairs"):
         ch.compare(json.loads(cache.read_text()), "AVX2", "code old")
     assert ch.main(["AVX2", "--cache", str(cache)]) == 2
+    assert ch.main(["AVX2", "AVX512", "--cache", str(cache), "--out", str(tmp_path / "no" / "d.md")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy-choices.json", "diff.md"]
     assert ch.main(["AVX2", "AVX512", "--cache", str(tmp_path / "none.json")]) == 2
