@@ -87,7 +87,7 @@ def measure(names, forms, *, device, batch, frames, size, dtype, channels_last, 
                     model = deploy(model, x)
                     rec["deploy_s"] = round(time.monotonic() - t0, 2)
                 if "compile" in form:
-                    model = torch.compile(model)
+                    model = torch.compile(model, dynamic=False)  # one graph per model, as zoo bench
                     t0 = time.monotonic()
                     with torch.inference_mode():
                         model(x)

@@ -268,7 +268,7 @@ def test_freeze_compiles_with_inductors_freezing(monkeypatch):
     seen = []
 
     class Spy(torch.nn.Module):
-        def __init__(self, model):
+        def __init__(self, model, **_):
             super().__init__()
             self.model = model
 
@@ -285,12 +285,36 @@ def test_freeze_compiles_with_inductors_freezing(monkeypatch):
         bench.run_bench(["tsn_r18"], probes=False, freeze=True)
 
 
+def test_compile_keeps_every_graph_static(monkeypatch):
+    """Models with different input sizes in one run (TDN's clips hold 5 frames per segment)
+    each get a graph of static shapes: a recompile of the shared forward for a new size must
+    not turn T dynamic (dynamo's default), which gives TDN a graph unlike the others' and one
+    that inductor's freezing fails to run (torch 2.14)."""
+    import torch
+
+    real, graphs = torch.compile, []
+
+    def backend(gm, inputs):
+        sizes = [n for t in inputs for n in (t.shape if isinstance(t, torch.Tensor) else [t])]
+        graphs.append(any(isinstance(n, torch.SymInt) for n in sizes))
+        return gm.forward
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, backend=backend, **kw))
+    torch._dynamo.reset()
+    try:
+        run = bench.run_bench(["tsn_r18", "tdn_r50"], baseline="tsn_r18", frames=2, size=64, threads=1, repeats=1,
+                              warmup=0, probes=False, compile=True)
+    finally:
+        torch._dynamo.reset()
+    assert not [r.error for r in run["results"].values() if r.error]
+    assert len(graphs) >= 2 and not any(graphs)
+
+
 def test_compile_option_reports_the_first_call(monkeypatch, capsys):
     import torch
 
     compiled = []
 
-    def fake_compile(model):
+    def fake_compile(model, **_):
         compiled.append(model)
         return model
     monkeypatch.setattr(torch, "compile", fake_compile)

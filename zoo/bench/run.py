@@ -139,7 +139,10 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
             if to_deploy is not None and not s.name.startswith(TV):
                 model = to_deploy(model, x)
             if compile:
-                model = torch.compile(model)
+                # static shapes: the models share VideoResNet.forward, and a recompile for another
+                # input size (TDN's 5 frames per segment) would otherwise make T dynamic, a graph
+                # unlike the others', which inductor's freezing (torch 2.14) fails to run for TDN
+                model = torch.compile(model, dynamic=False)
                 t0 = time.perf_counter()
                 with torch.inference_mode(), _freezing(freeze):  # inductor compiles at the first call
                     model(x)
