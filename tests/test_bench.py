@@ -244,6 +244,19 @@ def test_results_name_the_machine(tmp_path):
     assert rows[0]["isa_caps"] == "ONEDNN_MAX_CPU_ISA=AVX2"
 
 
+def test_machine_records_the_caps_that_key_deploy_choices(monkeypatch):
+    from zoo.bench.machine import machine
+    from zoo.deploy.choices import ISA_CAPS
+
+    for k in ("ATEN_CPU_CAPABILITY", *ISA_CAPS):
+        monkeypatch.delenv(k, raising=False)
+    assert machine(bandwidth=False)["isa_caps"] == {}
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    for k in ISA_CAPS:
+        monkeypatch.setenv(k, "AVX2")
+    assert machine(bandwidth=False)["isa_caps"] == {"ATEN_CPU_CAPABILITY": "avx2", **{k: "AVX2" for k in ISA_CAPS}}
+
+
 def test_deploy_option(monkeypatch, capsys):
     args = ["bench", "tsn_r18", "--frames", "2", "--size", "32", "--threads", "1", "--repeats", "1",
             "--warmup", "0", "--no-probe", "-q", "--deploy"]

@@ -12,9 +12,15 @@ __all__ = ["machine", "cpu_info", "math_libraries", "copy_bandwidth", "describe"
 
 # the vector extensions that decide which oneDNN/MKL kernels run
 _VECTOR = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
-# environment variables that cap the instruction set of ATen's, oneDNN's and MKL's kernels below
-# what the CPU has (a capped run stands in for a CPU without the extensions, in its kernels only)
-_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def isa_caps() -> dict:
+    """The environment variables set to cap ATen's, oneDNN's or MKL's kernels below what the CPU
+    has (a capped run stands in for a CPU without the extensions, in its kernels only): the same
+    caps that key zoo.deploy's kernel choices, plus ATen's own."""
+    from ..deploy.choices import ISA_CAPS
+
+    return {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", *ISA_CAPS) if os.environ.get(k)}
 
 
 def cpu_info(path: str = "/proc/cpuinfo") -> dict:
@@ -77,7 +83,7 @@ def machine(bandwidth: bool = True) -> dict:
     d = {"cpu": info["cpu"], "vector": info["vector"], "cores": info["cores"], "logical_cpus": os.cpu_count(),
          "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
          **math_libraries(), "load_avg": os.getloadavg(),
-         "isa_caps": {k: os.environ[k] for k in _CAPS if os.environ.get(k)}}
+         "isa_caps": isa_caps()}
     if bandwidth:
         d["copy_gbps"] = round(copy_bandwidth(), 1)
     try:

@@ -295,10 +295,11 @@ def _layout(model: nn.Module, example_input, tuner: Autotuner) -> tuple:
     output channels-last too, so the frames stay in that layout from the stem on). Timed whole
     model against whole model, each converted in full (its own kernel and slot-layout choices),
     as every other choice; with timing off or a cached choice, nothing is built. oneDNN's
-    convolutions work in a blocked channels-inner layout: contiguous (NCHW) activations are reordered around every conv, channels-last ones are not
-    (torchvision's ResNet-50 and TSN ran in 0.64-0.68x the time channels-last, AVX-512 EPYC),
-    while modules written around per-channel planes can lose more than that. A slot module's
-    input (a tuple of arguments) keeps the caller's layout: nothing is converted there."""
+    convolutions work in a blocked channels-inner layout: contiguous (NCHW) activations are
+    reordered around every conv, channels-last ones are not (torchvision's ResNet-50 and TSN ran
+    in 0.64-0.68x the time channels-last, AVX-512 EPYC), while modules written around
+    per-channel planes can lose more than that. A slot module's input (a tuple of arguments)
+    keeps the caller's layout: nothing is converted there."""
     if isinstance(example_input, tuple) or not any(p.dim() == 4 for p in model.parameters()):
         return None, None
     cl = torch.channels_last
