@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from zoo.weights.files import atomic_write  # noqa: E402
+
 
 def _frames(n, w, h, seed=0, noise=4.0):
     """A moving texture with mild noise: work for the codec without being incompressible."""
@@ -284,8 +286,8 @@ def main(argv=None) -> int:
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "decode-cpu.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-        (out / "decode-cpu.md").write_text(text)
+        atomic_write(out / "decode-cpu.json", json.dumps(res, indent=1, default=float) + "\n")
+        atomic_write(out / "decode-cpu.md", text)
         print(f"wrote {out / 'decode-cpu.md'}", file=sys.stderr)
     print(text)
     return 0

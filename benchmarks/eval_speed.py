@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zoo  # noqa: E402
 from zoo.data import VideoDataset, read_samples, views_mode  # noqa: E402
 from zoo.eval import evaluate  # noqa: E402
+from zoo.weights.files import atomic_write  # noqa: E402
 
 
 def cpu_info() -> dict:
@@ -131,8 +132,8 @@ def main() -> int:
     if a.out:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "eval-speed-cpu.json").write_text(json.dumps(res, indent=1) + "\n")
-        (out / "eval-speed-cpu.md").write_text(text + "\n")
+        atomic_write(out / "eval-speed-cpu.json", json.dumps(res, indent=1) + "\n")
+        atomic_write(out / "eval-speed-cpu.md", text + "\n")
     return 0
 
 

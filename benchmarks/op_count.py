@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     from zoo.bench.spec import build, clip_shape, parse_spec
     from zoo.bench.targets import PRESETS
     from zoo.deploy import deploy
+    from zoo.weights.files import atomic_write
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*")
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
         out[name] = {"plain": count(m, x), "deploy": count(deploy(m, x, autotune=False), x)}
         print(name, out[name], flush=True)
     if a.out:
-        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write(a.out, json.dumps(out, indent=1) + "\n")
     return 0
 
 

@@ -34,6 +34,7 @@ import zoo  # noqa: E402
 from zoo.train.data import TemporalOrderDataset  # noqa: E402
 from zoo.train.engine import TrainConfig, fit  # noqa: E402
 from zoo.train.recipes import recipe_for  # noqa: E402
+from zoo.weights.files import atomic_write  # noqa: E402
 
 # family -> its smallest registered network
 FAMILIES = {"tsn": "tsn_r18", "tsm": "tsm_r18", "gst": "gst_r18", "c3d": "c3d_r18", "p3d": "p3d_r18",
@@ -115,8 +116,8 @@ def main(argv=None) -> int:
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-        path.with_suffix(".md").write_text(render(doc))
+        atomic_write(path, json.dumps(doc, indent=1) + "\n")
+        atomic_write(path.with_suffix(".md"), render(doc))
         print(f"wrote {path} and {path.with_suffix('.md')}")
     else:
         print(render(doc))

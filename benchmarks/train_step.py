@@ -40,6 +40,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.bench.probe import reset_hwm, status_kb  # noqa: E402  (the resident-set high-water mark, Linux)
+from zoo.weights.files import atomic_write  # noqa: E402
 
 PAIRS = [("tsm_r50", "tsn_r50"), ("gc_tsn_r50", "tsn_r50"), ("gc_tsm_r50", "tsm_r50"), ("aia_tsn_r50", "tsn_r50"),
          ("sda_tsn_r50", "tsn_r50"), ("stc_r50", "tsn_r50"), ("gst_r50", "tsn_r50"), ("gc_gst_r50", "gst_r50"),
@@ -222,8 +223,8 @@ def main(argv=None) -> int:
     if a.out:
         path = Path(a.out) / "train-step-cpu.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, indent=1) + "\n")
-        path.with_suffix(".md").write_text(text)
+        atomic_write(path, json.dumps(doc, indent=1) + "\n")
+        atomic_write(path.with_suffix(".md"), text)
         print(f"wrote {path} and {path.with_suffix('.md')}")
     else:
         print(text)

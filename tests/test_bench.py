@@ -113,6 +113,64 @@ def test_render_md_and_csv(tmp_path):
     assert all(p.name.startswith("latency-cpu-") for p in paths)
 
 
+_WRITE_ON_A_FULL_DISK = """
+import pickle, resource, signal, sys
+from zoo import bench
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # as on a full disk: 200 bytes per file
+bench.write_results(pickle.loads(sys.stdin.buffer.read()), sys.argv[1])
+"""
+
+
+def test_results_are_written_whole_and_replace_only_bench_files(tmp_path):
+    import pickle
+    import subprocess
+
+    run = _fake_run()
+    md, csv_path, js = bench.write_results(run, str(tmp_path))
+    before = md.read_text()
+    run["results"]["gc_tsn_r50"].times_ms = [120, 120, 120]
+    r = subprocess.run([sys.executable, "-c", _WRITE_ON_A_FULL_DISK, str(tmp_path)], input=pickle.dumps(run),
+                       capture_output=True)
+    assert r.returncode != 0 and b"File too large" in r.stderr
+    assert md.read_text() == before             # the earlier file, not the first 200 bytes of a new one
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (md, csv_path, js))
+    assert bench.write_results(run, str(tmp_path))  # earlier results of zoo bench are replaced
+    for p in (md, csv_path, js):                 # someone else's file of the same name is not
+        other = tmp_path / "other"
+        other.mkdir(exist_ok=True)
+        (other / p.name).write_text("my notes")
+        with pytest.raises(FileExistsError, match="not written by zoo bench"):
+            bench.write_results(run, str(other))
+        assert (other / p.name).read_text() == "my notes"
+        (other / p.name).unlink()
+
+
+def test_file_arguments_are_checked_before_measuring(tmp_path, monkeypatch, capsys):
+    from zoo.bench import cli as bench_cli
+
+    calls = []
+    monkeypatch.setattr(bench_cli, "run_bench", lambda *a, **k: calls.append(a))
+    args = ["bench", "tsn_r18", "--frames", "2", "--size", "32", "--repeats", "1", "-q"]
+    (tmp_path / "file").write_text("mine")
+    dest = bench.render.result_paths(str(tmp_path / "dir"), "cpu")[0]
+    dest.parent.mkdir()
+    dest.write_text("mine")
+    cases = [(["--no-probe", "--out", str(tmp_path / "file")], "is not a folder"),
+             (["--no-probe", "--out", str(dest.parent)], "not written by zoo bench"),
+             (["--no-probe", "--notes", str(tmp_path / "missing.md")], "missing.md: cannot read it"),
+             (["--probe-cache", str(tmp_path / "file")], "is not a probe cache written by zoo bench")]
+    for extra, message in cases:
+        assert zoo_main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert calls == []
+    assert (tmp_path / "file").read_text() == "mine" and dest.read_text() == "mine"
+    (tmp_path / "run.json").write_text('{"models": []}')
+    assert zoo_main(["bench", "--from-json", str(tmp_path / "run.json")]) == 2
+    assert "is not a run saved by zoo bench" in capsys.readouterr().err
+
+
 def test_probe_child_memory_and_flops():
     cfg = {"device": "cpu", "threads": 1, "batch": 1, "frames": 2, "size": 32, "dtype": "fp32",
            "channels_last": False}

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from .profiling import explain, profile
-from .render import load_run, render_md, write_results
-from .run import run_bench
+from .render import check_out, load_run, render_md, write_results
+from .run import read_probe_cache, run_bench
 from .spec import TV
 from .targets import PRESETS
 from .timing import MIN_ROUNDS_FOR_IQR
@@ -51,10 +51,20 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true")
 
 
+def _read_notes(path) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"--notes {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+
+
 def _run(a) -> int:
+    # every file argument is checked before anything is measured: a run can take an hour
+    notes = _read_notes(a.notes)
     if a.from_json:  # render a saved run again (new notes), no measurement
         run = load_run(a.from_json)
-        notes = Path(a.notes).read_text() if a.notes else ""
         if run.get("explain"):
             notes = (notes.rstrip() + "\n\n" if notes else "") + "## Where the time goes (missed targets)\n\n" + run["explain"] + "\n"
         if a.out:
@@ -67,6 +77,10 @@ def _run(a) -> int:
         raise ValueError("--freeze applies to compiled models: add --compile")
     if not names:
         raise ValueError("name at least one model (or --preset)")
+    if a.out:
+        check_out(a.out, a.device)
+    if a.probe_cache and not a.no_probe:
+        read_probe_cache(a.probe_cache)
     if a.profile:
         for n in names:
             print(f"## {n}\n{profile(n, a.frames, a.size, a.threads)}")
@@ -90,7 +104,6 @@ def _run(a) -> int:
                     frames=a.frames, size=a.size, dtype=a.dtype, channels_last=a.channels_last,
                     compile=a.compile, freeze=a.freeze, deploy=a.deploy, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
                     jobs=a.jobs, probe_cache=a.probe_cache, log=log, malloc=a.malloc)
-    notes = Path(a.notes).read_text() if a.notes else ""
     if a.explain:
         ex = run["explain"] = explain(run, log=log)
         if ex:

@@ -14,7 +14,7 @@ from .spec import TV
 from .targets import AUTHORS_ACT_MB, target_of
 from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, quartiles
 
-__all__ = ["rows", "render_md", "render_csv", "load_run", "write_results"]
+__all__ = ["rows", "render_md", "render_csv", "load_run", "write_results", "result_paths", "check_out"]
 
 
 def _pct(x: Optional[float]) -> str:
@@ -136,22 +136,62 @@ def render_md(run: dict, notes: str = "") -> str:
 
 def load_run(path: str) -> dict:
     """A run saved by :func:`write_results` (the ``.json``), to render again."""
-    raw = json.loads(Path(path).read_text())
-    raw["results"] = {k: BenchResult(**v) for k, v in raw["results"].items()}
+    try:
+        raw = json.loads(Path(path).read_text())
+        raw["results"] = {k: BenchResult(**v) for k, v in raw["results"].items()}
+        if not {"machine", "settings"} <= set(raw):
+            raise KeyError("machine")
+    except OSError as e:
+        raise ValueError(f"--from-json {path}: cannot read it ({e.strerror or e})") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"--from-json {path} is not a run saved by zoo bench (its latency-*.json)") from None
     return raw
 
 
-def write_results(run: dict, out_dir: str, notes: str = "") -> list[Path]:
+def result_paths(out_dir: str, device: str) -> list[Path]:
+    """The files a run on ``device`` writes into ``out_dir``: latency-<device>-<torch>.{md,csv,json}."""
     import torch
 
+    stem = Path(out_dir) / f"latency-{device.split(':')[0]}-{torch.__version__.split('+')[0]}"
+    return [stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".json")]
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a results file zoo bench wrote (and may replace)."""
+    try:
+        if path.suffix == ".json":
+            raw = json.loads(path.read_text())
+            return isinstance(raw, dict) and {"machine", "settings", "results"} <= set(raw)
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+        return first.startswith("# Latency, " if path.suffix == ".md" else "model,baseline,")
+    except (OSError, ValueError):
+        return False
+
+
+def check_out(out_dir: str, device: str) -> None:
+    """Before anything is measured: ``out_dir`` can take this run's files, and the ones already
+    there are earlier zoo bench results (replaced), not someone else's files (kept)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dev = run["settings"]["device"].split(":")[0]
-    stem = out / f"latency-{dev}-{torch.__version__.split('+')[0]}"
-    paths = [stem.with_suffix(".md"), stem.with_suffix(".csv")]
-    paths[0].write_text(render_md(run, notes))
-    paths[1].write_text(render_csv(run))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is not a folder; give a folder for the results")
+    for p in result_paths(out_dir, device):
+        if p.is_dir() or (p.exists() and not _ours(p)):
+            raise FileExistsError(f"--out: {p} exists and was not written by zoo bench; "
+                                  "choose another --out (it is left as it is)")
+
+
+def write_results(run: dict, out_dir: str, notes: str = "") -> list[Path]:
+    """The run's Markdown, CSV and JSON files in ``out_dir``, each written whole (a temporary
+    name, then a rename): an interrupted write leaves the earlier file, never half of one."""
+    from ..weights.files import atomic_write
+
+    device = run["settings"]["device"]
+    check_out(out_dir, device)
+    md, csv_path, js = result_paths(out_dir, device)
     raw = {"machine": run["machine"], "settings": run["settings"], "explain": run.get("explain", ""),
            "results": {k: asdict(v) for k, v in run["results"].items()}}
-    stem.with_suffix(".json").write_text(json.dumps(raw, indent=1))
-    return paths + [stem.with_suffix(".json")]
+    atomic_write(md, render_md(run, notes))
+    atomic_write(csv_path, render_csv(run))
+    atomic_write(js, json.dumps(raw, indent=1))
+    return [md, csv_path, js]

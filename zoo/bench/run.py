@@ -14,7 +14,7 @@ from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepar
 from .targets import target_of
 from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, time_models
 
-__all__ = ["run_bench", "deploy_function"]
+__all__ = ["run_bench", "deploy_function", "read_probe_cache"]
 
 
 def deploy_function():
@@ -25,6 +25,22 @@ def deploy_function():
         raise ValueError("--deploy needs zoo.deploy (deploy(model, example_input)), which this installation "
                          f"does not have ({e}); run without --deploy") from None
     return deploy
+
+
+def read_probe_cache(path: str) -> Optional[dict]:
+    """The probe cache at ``path`` ({"settings", "results"}), None when there is none yet; a file
+    there that is not one is an error (it is neither read as one nor overwritten)."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        saved = json.loads(p.read_text())
+        if isinstance(saved, dict) and isinstance(saved.get("results"), dict) and "settings" in saved:
+            return saved
+    except (OSError, ValueError):
+        pass
+    raise ValueError(f"--probe-cache {p} is not a probe cache written by zoo bench; "
+                     "give a new file name (that file is left as it is)")
 
 
 def _freezing(on: bool):
@@ -108,17 +124,17 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
             log(f"memory and FLOPs: {len(specs)} child processes, {jobs} at a time")
         cfg = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
                "dtype": dtype, "channels_last": channels_last, "mmap_threshold": MMAP_THRESHOLD}
-        found = {}
-        if probe_cache and Path(probe_cache).is_file():
-            saved = json.loads(Path(probe_cache).read_text())
-            if saved.get("settings") == cfg:
-                found = {k: v for k, v in saved["results"].items() if "error" not in v}
+        saved = read_probe_cache(probe_cache) if probe_cache else None
+        found = {k: v for k, v in saved["results"].items() if "error" not in v} \
+            if saved and saved["settings"] == cfg else {}
         todo = [s for s in specs if s.label not in found]
         if log and found:
             log(f"  {len(specs) - len(todo)} probe(s) from {probe_cache}")
         found.update(run_probes(todo, cfg, jobs=jobs, log=log))
         if probe_cache:
-            Path(probe_cache).write_text(json.dumps({"settings": cfg, "results": found}, indent=1))
+            from ..weights.files import atomic_write
+
+            atomic_write(probe_cache, json.dumps({"settings": cfg, "results": found}, indent=1))
         for label, r in ((s.label, found[s.label]) for s in specs):
             res = results[label]
             if "error" in r:
