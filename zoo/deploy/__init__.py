@@ -51,7 +51,7 @@ from .fold import fold_batchnorms, fold_bn
 from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
                     DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_,
                     shift_conv1x1, temporal_conv, tree_max, unshift_)
-from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
+from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeGC  # noqa: F401  (importable from here as before)
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -191,11 +191,26 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
         if cls is not None:
             m.__class__ = cls
     _slot_layouts(model, example_input, tuner)  # first: the kernels below are timed in the layout they get
-    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, InplaceAIAUnit, Bottleneck, BasicBlock)
+    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, InplaceAIAUnit, InplaceGC, Bottleneck,
+             BasicBlock)
     seen = _record(model, example_input, kinds)
     with torch.no_grad():
         for m, args in seen.items():
             if isinstance(m, (Bottleneck, BasicBlock)):
+                continue
+            if isinstance(m, InplaceGC):
+                if NativeGC.supports(m) and NativeGC(m).takes(*args):
+                    form = NativeGC(m)
+                    best = tuner.choose("gc", _key(*args, (m.channels, m.groups, m.plan)),
+                                        {"torch": _set(m, None, _time_module(m, args), "native"),
+                                         "native": _set(m, form, _time_module(m, args), "native")})
+                    m.native = form if best == "native" else None
+                    if m.native is not None and hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available():
+                        x, T = args
+                        s = torch.zeros(x.shape[0] // T, form.c, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+                        form.s_onednn = tuner.choose("gc_s_conv", _key(s, tuple(form.s.weight.shape)), {
+                            "library": _set(form, False, lambda: form.s_conv(s), "s_onednn"),
+                            "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
                 continue
             fn = _time_module(m, args)
             if isinstance(m, InplaceAIAUnit):
@@ -235,10 +250,26 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
             elif type(m) is ShiftConv:
                 m.__class__ = DeployedShiftConv
                 m.mode = tuner.choose("shiftconv", key, {"conv": _set(m, "conv", fn), "madd": _set(m, "madd", fn)})
+        for m in seen:
+            _gc_takes_bn(m)
         for m, args in seen.items():
             if isinstance(m, (Bottleneck, BasicBlock)) and isinstance(m.shift, TemporalShift) \
                     and not isinstance(m.shift, DeployedShift):
                 _deploy_shift(m, args[0], args[1], tuner)
+
+
+def _gc_takes_bn(block: nn.Module) -> None:
+    """A block whose GC runs the compiled kernels right after its conv (GC-GST: no conv before
+    the BN to fold it into): the BN that follows moves into GC's gating pass."""
+    if not isinstance(block, (Bottleneck, BasicBlock)) or block.calib_at != "conv2":
+        return
+    gc, name = block.calib, "bn2" if isinstance(block, Bottleneck) else "bn1"
+    bn = getattr(block, name)
+    if isinstance(gc, InplaceGC) and gc.native is not None and getattr(gc, "bn_after", None) is None \
+            and type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None:
+        gc.native.take_bn(bn)
+        gc.bn_after = bn
+        setattr(block, name, nn.Identity())
 
 
 def _fold_or_keep(model: nn.Module, example_input, tuner: Autotuner) -> nn.Module:

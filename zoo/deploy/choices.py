@@ -25,7 +25,7 @@ def code_id() -> str:
     h = hashlib.sha256()
     root = Path(__file__).resolve().parent.parent
     for d in ("models", "deploy"):
-        for f in sorted((root / d).glob("*.py")):
+        for f in sorted([*(root / d).glob("*.py"), *(root / d).glob("*.c")]):
             h.update(f.name.encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:12]

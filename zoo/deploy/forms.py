@@ -17,6 +17,7 @@ from ..models.ops import Conv1x1
 from ..models.sda import SDA
 from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift, temporal_shift
+from . import native
 
 
 def _functional() -> bool:
@@ -116,17 +117,103 @@ class DeployedShift(TemporalShift):
 # -- in-place gates ---------------------------------------------------------------------------
 
 class InplaceGC(GC):
-    """GC multiplying each calibrated group where it lies (the input is a block temporary)."""
+    """GC multiplying each calibrated group where it lies (the input is a block temporary);
+    ``native`` (a :class:`NativeGC`, set by the conversion where it timed faster): all four
+    calibrators in the compiled kernels' two passes, for the frames those take."""
+
+    native: Optional["NativeGC"] = None
+    # bn_after (a submodule, absent by default): the block's BN after GC, moved here with the
+    # kernels (GC-GST), applied after the gates (in the kernels' pass when they run)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if _functional():
-            return super().forward(x, T)
+            x = super().forward(x, T)
+        elif self.native is not None and self.native.takes(x, T):
+            return self.native(x, T)  # the BN after, if any, applied in the same pass
+        else:
+            N, C, H, W = x.shape
+            v = x.view(N // T, T, C, H, W)
+            for k, (a, b) in zip(self.calibrators, self.slices):
+                g = v[:, :, a:b]
+                g.mul_(getattr(self, k).gate(g))
+        after = getattr(self, "bn_after", None)
+        return x if after is None else after(x)
+
+
+class NativeGC:
+    """GC's calibrators (all four: L, T, S, G) as :mod:`zoo.deploy.native`'s kernels run them on
+    fp32 channels-last frames, in place: one pass for the T, S and G groups' means, their gates
+    (ECal-S's dilated conv stays PyTorch's), one pass that gates every group, with ECal-L's
+    temporal conv computed in registers on the way. The kernels' weight layouts are taken from
+    the module's (folded) weights at conversion."""
+
+    def __init__(self, gc: GC):
+        c = gc.channels // gc.groups
+        self.c, self.channels = c, gc.channels
+        self.offsets = {k: a for k, a, _ in gc.plan if k}
+        conv = gc.l.conv
+        self.wL = conv.weight.detach().reshape(c, c, 3).permute(2, 1, 0).contiguous()  # [tap][in][out]
+        self.bL = conv.bias.detach().contiguous() if conv.bias is not None else conv.weight.new_zeros(c)
+        self.wT, self.bT = gc.t.conv.weight.detach().permute(2, 0, 1).contiguous(), _detached(gc.t.conv.bias)
+        self.wG, self.bG = gc.g.fc.weight.detach().contiguous(), _detached(gc.g.fc.bias)
+        self.s = gc.s.conv
+        self.scale = self.shift = None
+        self.s_onednn = False  # ECal-S's conv as oneDNN's, where PyTorch would take its own slower path
+
+    def s_conv(self, m: torch.Tensor) -> torch.Tensor:
+        s = self.s
+        if self.s_onednn:
+            return torch.mkldnn_convolution(m, s.weight, s.bias, s.padding, s.stride, s.dilation, s.groups)
+        return F.conv2d(m, s.weight, s.bias, s.stride, s.padding, s.dilation, s.groups)
+
+    def take_bn(self, bn: nn.BatchNorm2d) -> None:
+        """Apply the eval BatchNorm ``bn`` (channels of the whole feature) after the gates, in
+        the same pass."""
+        scale = bn.running_var.add(bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        self.scale, self.shift = scale.detach().float().contiguous(), shift.detach().float().contiguous()
+
+    @staticmethod
+    def supports(gc: GC) -> bool:
+        """All four calibrators, their BNs folded, groups a whole number of the kernels' vectors."""
+        if set(gc.calibrators) != set("ltsg"):
+            return False
+        vw, c, conv = native.vector_width(), gc.channels // gc.groups, gc.l.conv
+        folded = all(getattr(gc, k).bn is None or isinstance(getattr(gc, k).bn, nn.Identity) for k in "ltg")
+        weights = (conv.weight, gc.t.conv.weight, gc.g.fc.weight, gc.s.conv.weight)
+        return bool(vw) and c % vw == 0 and folded and isinstance(conv, FrameConv3d) \
+            and conv.kernel_size == (3, 1, 1) and conv.stride == (1, 1, 1) and conv.groups == 1 \
+            and gc.s.conv.stride == (1, 1) and all(w.dtype == torch.float32 for w in weights)
+
+    def takes(self, x: torch.Tensor, T: int) -> bool:
+        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] == self.channels \
+            and x.shape[0] % T == 0 and x.is_contiguous(memory_format=torch.channels_last) \
+            and not (x.requires_grad and torch.is_grad_enabled())
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        lib = native.load()
         N, C, H, W = x.shape
-        v = x.view(N // T, T, C, H, W)
-        for k, (a, b) in zip(self.calibrators, self.slices):
-            g = v[:, :, a:b]
-            g.mul_(getattr(self, k).gate(g))
+        B, HW, c, o = N // T, H * W, self.c, self.offsets
+        sT, sS, sG = x.new_empty(B, T, c), x.new_empty(B, H, W, c), x.new_empty(B, c)
+        lib.gc_pool(x.data_ptr(), B, T, HW, C, o["t"], o["s"], o["g"], c, sT.data_ptr(), sS.data_ptr(), sG.data_ptr())
+        zS = self.s_conv(sS.permute(0, 3, 1, 2)).contiguous(memory_format=torch.channels_last)
+        gT, gG = x.new_empty(B, T, c), x.new_empty(B, c)
+        lib.gc_gates(B, T, HW, c, sT.data_ptr(), sG.data_ptr(), zS.data_ptr(), self.wT.data_ptr(), _ptr(self.bT),
+                     self.wG.data_ptr(), _ptr(self.bG), gT.data_ptr(), gG.data_ptr())
+        if lib.gc_apply(x.data_ptr(), B, T, HW, C, o["l"], o["t"], o["s"], o["g"], c, gT.data_ptr(), zS.data_ptr(),
+                        gG.data_ptr(), self.wL.data_ptr(), self.bL.data_ptr(), _ptr(self.scale), _ptr(self.shift)):
+            raise MemoryError("GC's compiled kernel could not allocate its scratch memory")
         return x
+
+
+def _detached(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.detach().contiguous()
+
+
+def _ptr(t: Optional[torch.Tensor]):
+    return None if t is None else t.data_ptr()
 
 
 def tree_max(v: torch.Tensor, dim: int) -> torch.Tensor:

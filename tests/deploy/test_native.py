@@ -1,0 +1,165 @@
+"""zoo.deploy's compiled kernels: GC's calibrators in two passes, built on this machine. Each
+case compares with the plain module; where the kernels cannot be built (no C compiler) only the
+fallback is checked."""
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from tests.test_deploy import Alternative, _randomised
+from zoo.deploy import deploy, native
+from zoo.deploy.fold import fold_batchnorms
+from zoo.deploy.forms import InplaceGC, NativeGC
+from zoo.models.gc import GC
+
+needs_kernels = pytest.mark.skipif(native.load() is None, reason=f"no compiled kernels: {native.why_not()}")
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A cache of its own and a library loaded anew (the state of this process's load put back after)."""
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_state", {})
+    return tmp_path
+
+
+class KernelsWherever(Alternative):
+    """Channels-last frames, slot modules in the frames' layout, the compiled kernels wherever offered."""
+
+    def choose(self, kind, key, candidates, margin=0.0):
+        return list(candidates)[0] if kind == "slot_layout" else super().choose(kind, key, candidates, margin)
+
+
+def _frames(B, T, C, H, W, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B * T, C, H, W, generator=g).contiguous(memory_format=torch.channels_last)
+
+
+def _native_gc(channels, ratio=1.0, offset=0, bn=True):
+    gc = _randomised(GC(channels, ratio, "gstl", group_offset=offset, bn=bn))
+    fold_batchnorms(gc)
+    gc.__class__ = InplaceGC
+    gc.native = NativeGC(gc)
+    return gc
+
+
+@needs_kernels
+@pytest.mark.parametrize("channels, ratio, offset, bn, B, T, H, W", [
+    (64, 1.0, 0, True, 1, 8, 7, 9),      # c = 16: the 12-pixel tile, a tail of 3 pixels per row
+    (128, 0.5, 3, True, 2, 4, 6, 5),     # half the channels pass through; groups rotated (loop version)
+    (128, 1.0, 1, False, 2, 3, 5, 5),    # GC-GST's calibrators (no BN, no biases); c = 32
+    (256, 1.0, 0, True, 1, 8, 3, 4),     # c = 64
+    (512, 1.0, 2, True, 2, 2, 7, 7),     # c = 128: two output blocks of the 6-pixel tile
+    (64, 1.0, 0, True, 1, 1, 4, 4),      # one frame: ECal-L's conv sees only its centre tap
+])
+def test_native_gc_equals_plain_gc(channels, ratio, offset, bn, B, T, H, W):
+    gc = _native_gc(channels, ratio, offset, bn)
+    if channels // gc.groups % native.vector_width():
+        pytest.skip("groups narrower than this machine's vectors: the kernels are not offered")
+    x = _frames(B, T, channels, H, W)
+    with torch.no_grad():
+        ref = GC.forward(gc, x.clone(), T)
+        for onednn in (False, True):
+            gc.native.s_onednn = onednn
+            assert gc.native.takes(x, T)
+            y = x.clone()
+            out = gc(y, T)
+            assert out.data_ptr() == y.data_ptr()    # in place
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@needs_kernels
+def test_the_bn_after_gc_runs_in_its_pass():
+    from tests.test_deploy import randomise_bn
+
+    gc = _native_gc(128, 0.5, 1, bn=False)   # half the channels pass through: the BN covers them too
+    bn = randomise_bn(nn.BatchNorm2d(128))
+    gc.native.take_bn(bn)
+    x = _frames(2, 4, 128, 5, 6)
+    with torch.no_grad():
+        ref = bn(GC.forward(gc, x.clone(), 4))
+        torch.testing.assert_close(gc(x.clone(), 4), ref, rtol=1e-5, atol=1e-5)
+        gc.bn_after, gc.native = bn, None     # the PyTorch path applies the same BN after
+        torch.testing.assert_close(gc(x.clone(), 4), ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_native_gc_leaves_other_frames_to_torch():
+    gc = _native_gc(64)
+    x = _frames(1, 4, 64, 5, 5).contiguous()          # NCHW
+    assert not gc.native.takes(x, 4) and not gc.native.takes(x.to(torch.bfloat16), 4)
+    with torch.no_grad():
+        torch.testing.assert_close(gc(x.clone(), 4), GC.forward(gc, x.clone(), 4))
+    assert not gc.native.takes(_frames(1, 4, 64, 5, 5).requires_grad_(), 4)
+
+
+@needs_kernels
+@pytest.mark.parametrize("name", ["gc_tsn_r50", "gc_gst_r50", "gc_tdn_r50"])
+def test_deployed_gc_networks_run_the_kernels(name):
+    from tests.test_deploy import build, clips, rel_err
+
+    model = build(name)
+    x = clips(model)
+    with torch.no_grad():
+        ref = model(x)
+        d = deploy(model, x[:1], autotune=KernelsWherever())
+        gcs = [m for m in d.modules() if isinstance(m, InplaceGC)]
+        assert gcs and all(m.native is not None for m in gcs)
+        # GC-GST's calibrators sit between the conv and bn2: the BN moves into their pass
+        moved = [isinstance(getattr(m, "bn_after", None), nn.BatchNorm2d) and m.native.scale is not None
+                 for m in gcs]
+        assert all(moved) if name == "gc_gst_r50" else not any(moved)
+        assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
+
+
+def test_without_a_compiler_the_torch_forms_stay(fresh, monkeypatch):
+    monkeypatch.setenv("CC", str(fresh / "no-such-cc"))
+    assert native.load() is None and "no C compiler" in native.why_not()
+    gc = _randomised(GC(64))
+    fold_batchnorms(gc)
+    assert not NativeGC.supports(gc)
+    x = _frames(1, 4, 64, 5, 5)
+    with torch.no_grad():
+        ref = gc(x.clone(), 4)
+        d = deploy(gc, (x.clone(), 4), autotune=Alternative())
+        assert d.native is None
+        torch.testing.assert_close(d(x.clone(), 4), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_turned_off_by_the_environment(fresh, monkeypatch):
+    monkeypatch.setenv("ZOO_NATIVE", "0")
+    assert native.load() is None and "ZOO_NATIVE=0" in native.why_not()
+    assert native.vector_width() == 0
+
+
+@needs_kernels
+def test_built_once_per_machine_whole_and_shared_with_torch(fresh):
+    lib = native.load()
+    built = list((fresh / "native").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"   # no temporary build folder left
+    stamp = built[0].stat().st_mtime_ns
+    native._state.clear()
+    assert native.load() is not None and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+    # one OpenMP runtime: torch's thread count is the kernels'
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert native.load().zoo_max_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    del lib
+
+
+@needs_kernels
+def test_compile_flags_do_not_change_the_process_float_mode():
+    # a library linked with -ffast-math would flush denormals to zero for the whole process
+    native.load()
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0
+
+
+def test_kernel_source_is_part_of_the_package():
+    assert native.SOURCE.is_file() and "gc_apply" in native.SOURCE.read_text()
+    cfg = (Path(__file__).resolve().parents[2] / "setup.cfg").read_text()
+    assert "deploy/*.c" in cfg
