@@ -10,7 +10,8 @@ import torch.nn as nn
 from tests.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import InplaceGC, NativeGC
+from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, NativeAIAC, NativeGC
+from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
 
 needs_kernels = pytest.mark.skipif(native.load() is None, reason=f"no compiled kernels: {native.why_not()}")
@@ -110,6 +111,39 @@ def test_deployed_gc_networks_run_the_kernels(name):
         moved = [isinstance(getattr(m, "bn_after", None), nn.BatchNorm2d) and m.native.scale is not None
                  for m in gcs]
         assert all(moved) if name == "gc_gst_r50" else not any(moved)
+        assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
+
+
+@needs_kernels
+@pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 7, 9), (2, 3, 32, 5, 4), (1, 1, 16, 2, 2)])
+def test_native_aia_c_equals_plain(B, T, C, H, W):
+    unit = _randomised(AIAUnit("c"))
+    fold_batchnorms(unit)
+    x = _frames(B, T, C, H, W)
+    with torch.no_grad():
+        ref = AIAUnit.forward(unit, x.clone(), T)
+        unit.__class__ = InplaceAIAUnit
+        assert NativeAIAC.supports(unit)
+        unit.native = NativeAIAC(unit)
+        y = x.clone()
+        out = unit(y, T)
+        assert out.data_ptr() == y.data_ptr()
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        assert not unit.native.takes(x.contiguous(), T) and NativeAIAC.supports(unit)
+        assert not NativeAIAC.supports(_randomised(AIAUnit("cinst")))   # only the C unit
+
+
+@needs_kernels
+def test_deployed_aia_c_network_runs_the_kernel():
+    from tests.test_deploy import build, clips, rel_err
+
+    model = build("aia_tsn_r50", attention="c")
+    x = clips(model)
+    with torch.no_grad():
+        ref = model(x)
+        d = deploy(model, x[:1], autotune=KernelsWherever())
+        units = [m for m in d.modules() if isinstance(m, InplaceAIAUnit)]
+        assert units and all(m.native is not None for m in units)
         assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
 
 

@@ -18,18 +18,28 @@ The family modules have one forward, the one training, fvcore, tracing, export a
   or a batched product; a (k, 1, 1) temporal conv as the library conv, tap products (NCHW) or
   row products (channels-last); AIA's 2-channel gate conv or its banded form; TDN's shift conv
   or three multiply-adds; the stem's max pool as the library kernel or separable maxima; AIA's
-  context maxima as torch's reduction or maxima of halves), each runs on this machine for the
-  shapes and strides the example input produces (a channel slice is timed as a slice) and the
-  fastest is kept. Timings
+  context maxima as torch's reduction or maxima of halves; GC's four calibrators as PyTorch
+  operators or as kernels compiled on this machine, see below), each runs on this machine for
+  the shapes and strides the example input produces (a channel slice is timed as a slice) and
+  the fastest is kept. Timings
   are cached per machine, torch version, thread count, dtype and shape (``~/.cache/zoo`` or
   ``$ZOO_CACHE``), as ``cudnn.benchmark`` does; ``autotune=False`` keeps the library kernels,
   deterministically, without timing anything.
 
-The result is for inference only (``eval()``, no gradients); it traces and exports. Inputs of
-other shapes still run (each choice checks its shapes and falls back to the library kernel).
+Compiled kernels (``native``, source ``kernels.c``): where a C compiler is at hand (``$CC`` or
+``cc``, as inductor needs on CPUs too), the conversion builds them once per machine with
+``-march=native`` and offers them as one more timed candidate; ``ZOO_NATIVE=0`` turns them off.
+GC on channels-last fp32 frames runs as two passes (the groups' means; the gates applied in
+place, ECal-L's temporal conv computed in registers on the way), where PyTorch runs about twenty
+operators per block (op-count.json); a BN that follows GC (GC-GST) is applied in the same pass.
+
+The result is for inference only (``eval()``, no gradients); it traces and exports (tracing and
+``torch.compile`` see the plain operators). Inputs of other shapes still run (each choice checks
+its shapes and falls back to the library kernel).
 
 Here: the conversion. ``choices``: the timed kernel-choice cache; ``fold``: BatchNorm folding;
-``forms``: the deployed forms of the modules.
+``forms``: the deployed forms of the modules; ``native``: building and loading the compiled
+kernels.
 """
 from __future__ import annotations
 
@@ -51,7 +61,7 @@ from .fold import fold_batchnorms, fold_bn
 from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
                     DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_,
                     shift_conv1x1, temporal_conv, tree_max, unshift_)
-from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeGC  # noqa: F401  (importable from here as before)
+from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeGC  # noqa: F401  (importable from here as before)
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -213,6 +223,11 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
                             "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
                 continue
             fn = _time_module(m, args)
+            if isinstance(m, InplaceAIAUnit) and NativeAIAC.supports(m) and NativeAIAC(m).takes(*args):
+                form = NativeAIAC(m)
+                best = tuner.choose("aia_c", _key(*args), {"torch": _set(m, None, fn, "native"),
+                                                          "native": _set(m, form, fn, "native")})
+                m.native = form if best == "native" else None
             if isinstance(m, InplaceAIAUnit):
                 x, T = args
                 v = x.view(x.shape[0] // T, T, *x.shape[1:])

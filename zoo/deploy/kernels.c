@@ -147,26 +147,29 @@ CONV_TILE(conv_1x1, 1, 1)
 CONV_TILE(conv_1x2, 1, 2)
 CONV_TILE(conv_1x4, 1, 4)
 
-#define PT 12  /* pixels per task: a multiple of every tile's P */
+/* the tile for c outputs: how many output vectors per block, how many pixels */
+static void tile_of(long c, int *nbc, int *pt) {
+    long nv = c / VW;
+    *nbc = nv % 4 == 0 ? 4 : nv % 2 == 0 ? 2 : 1;
+    *pt = *nbc == 4 ? 6 : *nbc == 2 ? 8 : 12;
+}
 
+/* ECal-L's conv for P (<= one tile) pixels from base into y[t][p][c] (rows of pt pixels) */
 static void conv_group(const float *base, long fs, long C, long T, long c, const float *w,
                        const float *bias, float *y, long P) {
-    long nv = c / VW;
-    int nbc = nv % 4 == 0 ? 4 : nv % 2 == 0 ? 2 : 1, pt = nbc == 4 ? 6 : nbc == 2 ? 8 : 12;
-    long ys = PT * c;
-    for (long p0 = 0; p0 < P; p0 += pt) {
-        long n = P - p0 < pt ? P - p0 : pt;
-        for (long o0 = 0; o0 < c; o0 += nbc * VW) {
-            if (n == pt) {
-                if (nbc == 4) conv_6x4(base + p0 * C, fs, C, T, c, w, bias, y + p0 * c, ys, o0);
-                else if (nbc == 2) conv_8x2(base + p0 * C, fs, C, T, c, w, bias, y + p0 * c, ys, o0);
-                else conv_12x1(base + p0 * C, fs, C, T, c, w, bias, y + p0 * c, ys, o0);
-            } else {
-                for (long p = p0; p < p0 + n; p++) {
-                    if (nbc == 4) conv_1x4(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
-                    else if (nbc == 2) conv_1x2(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
-                    else conv_1x1(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
-                }
+    int nbc, pt;
+    tile_of(c, &nbc, &pt);
+    long ys = pt * c;
+    for (long o0 = 0; o0 < c; o0 += nbc * VW) {
+        if (P == pt) {
+            if (nbc == 4) conv_6x4(base, fs, C, T, c, w, bias, y, ys, o0);
+            else if (nbc == 2) conv_8x2(base, fs, C, T, c, w, bias, y, ys, o0);
+            else conv_12x1(base, fs, C, T, c, w, bias, y, ys, o0);
+        } else {
+            for (long p = 0; p < P; p++) {
+                if (nbc == 4) conv_1x4(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
+                else if (nbc == 2) conv_1x2(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
+                else conv_1x1(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
             }
         }
     }
@@ -180,25 +183,26 @@ static void conv_group(const float *base, long fs, long C, long T, long c, const
 int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long oS, long oG, long c,
              const float *gT, const float *gS, const float *gG, const float *wL, const float *bL,
              const float *scale, const float *shift) {
-    long tiles = (HW + PT - 1) / PT, fs = HW * C;
-    int failed = 0;
+    int nbc, pt, failed = 0;
+    tile_of(c, &nbc, &pt);
+    long tiles = (HW + pt - 1) / pt, fs = HW * C;  /* one tile per task: small maps still split evenly */
     #pragma omp parallel
     {
-        float *y = malloc(sizeof(float) * T * PT * c);
+        float *y = malloc(sizeof(float) * T * pt * c);
         #pragma omp atomic
         failed += y == NULL;
         #pragma omp barrier
         if (!failed) {
             #pragma omp for schedule(static)
             for (long bt = 0; bt < B * tiles; bt++) {
-                long b = bt / tiles, p0 = (bt % tiles) * PT, P = HW - p0 < PT ? HW - p0 : PT;
+                long b = bt / tiles, p0 = (bt % tiles) * pt, P = HW - p0 < pt ? HW - p0 : pt;
                 float *base = x + (b * T * HW + p0) * C;
                 conv_group(base + oL, fs, C, T, c, wL, bL, y, P);
                 const float *gg = gG + b * c;
                 for (long t = 0; t < T; t++) {
                     const float *gt = gT + (b * T + t) * c;
                     for (long p = 0; p < P; p++) {
-                        float *r = base + t * fs + p * C, *yy = y + (t * PT + p) * c;
+                        float *r = base + t * fs + p * C, *yy = y + (t * pt + p) * c;
                         const float *gs = gS + (b * HW + p0 + p) * c;
                         #pragma omp simd
                         for (long i = 0; i < c; i++) yy[i] = sigmoid(yy[i]);
@@ -220,4 +224,61 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
         free(y);
     }
     return failed ? -1 : 0;
+}
+
+/* AIA's C unit in place: the context (max, mean over the C channels of every pixel), the gate
+   sigmoid(Conv3d(2 -> 1, 3x3x3, zero padding 1) over (T, H, W) + bias), x times the gate. w: the
+   conv's 54 weights [channel][t][h][w]; ctx: scratch of B*T*2*H*W floats, gate: of B*T*H*W. */
+void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, float bias, float *ctx,
+           float *gate) {
+    long HW = H * W, N = B * T;
+    #pragma omp parallel
+    {
+        #pragma omp for schedule(static)
+        for (long np = 0; np < N * HW; np++) {
+            const float *r = x + np * C;
+            float m = r[0], s = 0.0f;
+            #pragma omp simd reduction(max:m) reduction(+:s)
+            for (long i = 0; i < C; i++) {
+                m = r[i] > m ? r[i] : m;
+                s += r[i];
+            }
+            long n = np / HW, p = np % HW;
+            ctx[(n * 2) * HW + p] = m;
+            ctx[(n * 2 + 1) * HW + p] = s / C;
+        }
+        /* the gate conv by output rows: each tap adds a shifted context row (vectorised over W) */
+        float *acc = malloc(sizeof(float) * W);
+        #pragma omp for schedule(static)
+        for (long nh = 0; nh < N * H; nh++) {
+            long n = nh / H, h = nh % H, b = n / T, t = n % T;
+            for (long v = 0; v < W; v++) acc[v] = bias;
+            for (long k = 0; k < 3; k++) {
+                long u = t + k - 1;
+                if (u < 0 || u >= T) continue;
+                for (long ch = 0; ch < 2; ch++)
+                    for (long i = 0; i < 3; i++) {
+                        long hh = h + i - 1;
+                        if (hh < 0 || hh >= H) continue;
+                        const float *row = ctx + ((b * T + u) * 2 + ch) * HW + hh * W, *wk = w + ((ch * 3 + k) * 3 + i) * 3;
+                        #pragma omp simd
+                        for (long v = 1; v < W; v++) acc[v] += wk[0] * row[v - 1];
+                        #pragma omp simd
+                        for (long v = 0; v < W; v++) acc[v] += wk[1] * row[v];
+                        #pragma omp simd
+                        for (long v = 0; v < W - 1; v++) acc[v] += wk[2] * row[v + 1];
+                    }
+            }
+            float *g = gate + n * HW + h * W;
+            #pragma omp simd
+            for (long v = 0; v < W; v++) g[v] = sigmoid(acc[v]);
+        }
+        free(acc);
+        #pragma omp for schedule(static)
+        for (long np = 0; np < N * HW; np++) {
+            float *r = x + np * C, g = gate[np];
+            #pragma omp simd
+            for (long i = 0; i < C; i++) r[i] *= g;
+        }
+    }
 }

@@ -81,6 +81,8 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gc_gates.restype = None
     lib.gc_apply.argtypes = [P, L, L, L, L, L, L, L, L, L, P, P, P, P, P, P, P]
     lib.gc_apply.restype = ctypes.c_int
+    lib.aia_c.argtypes = [P, L, L, L, L, L, P, ctypes.c_float, P, P]
+    lib.aia_c.restype = None
     return lib
 
 
