@@ -98,20 +98,26 @@ def test_native_gc_leaves_other_frames_to_torch():
 @needs_kernels
 @pytest.mark.parametrize("name", ["gc_tsn_r50", "gc_gst_r50", "gc_tdn_r50"])
 def test_deployed_gc_networks_run_the_kernels(name):
+    gcs = _deployed_with_kernels(name, InplaceGC)
+    # GC-GST's calibrators sit between the conv and bn2: the BN moves into their pass
+    moved = [isinstance(getattr(m, "bn_after", None), nn.BatchNorm2d) and m.native.scale is not None for m in gcs]
+    assert all(moved) if name == "gc_gst_r50" else not any(moved)
+
+
+def _deployed_with_kernels(name, kind, **kw):
+    """The network deployed with the kernels wherever offered: every ``kind`` module runs one,
+    and the outputs equal the plain model's (one and two clips). Returns those modules."""
     from tests.test_deploy import build, clips, rel_err
 
-    model = build(name)
+    model = build(name, **kw)
     x = clips(model)
     with torch.no_grad():
         ref = model(x)
         d = deploy(model, x[:1], autotune=KernelsWherever())
-        gcs = [m for m in d.modules() if isinstance(m, InplaceGC)]
-        assert gcs and all(m.native is not None for m in gcs)
-        # GC-GST's calibrators sit between the conv and bn2: the BN moves into their pass
-        moved = [isinstance(getattr(m, "bn_after", None), nn.BatchNorm2d) and m.native.scale is not None
-                 for m in gcs]
-        assert all(moved) if name == "gc_gst_r50" else not any(moved)
+        mods = [m for m in d.modules() if isinstance(m, kind)]
+        assert mods and all(m.native is not None for m in mods)
         assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
+    return mods
 
 
 @needs_kernels
@@ -135,16 +141,7 @@ def test_native_aia_c_equals_plain(B, T, C, H, W):
 
 @needs_kernels
 def test_deployed_aia_c_network_runs_the_kernel():
-    from tests.test_deploy import build, clips, rel_err
-
-    model = build("aia_tsn_r50", attention="c")
-    x = clips(model)
-    with torch.no_grad():
-        ref = model(x)
-        d = deploy(model, x[:1], autotune=KernelsWherever())
-        units = [m for m in d.modules() if isinstance(m, InplaceAIAUnit)]
-        assert units and all(m.native is not None for m in units)
-        assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
+    _deployed_with_kernels("aia_tsn_r50", InplaceAIAUnit, attention="c")
 
 
 def test_without_a_compiler_the_torch_forms_stay(fresh, monkeypatch):
