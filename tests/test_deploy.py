@@ -523,3 +523,18 @@ def test_create_model_deploy(tmp_path, monkeypatch):
     assert zoo.deploy.is_deployed(d) and not any(isinstance(m, _BN) for m in d.modules())
     assert d.pretrained_cfg["frames"] == 2
     assert (tmp_path / "deploy-choices.json").exists()  # timed for 2 frames at the model's 224 px
+
+
+def test_residual_join_runs_as_one_pass_where_chosen():
+    from zoo.deploy.forms import DeployedBasicBlock, joins_fused
+
+    model = build("tsm_r18")
+    x = clips(model)
+    with torch.no_grad():
+        ref = model(x)
+        d = deploy(model, x[:1], autotune=Alternative())
+        blocks = [m for m in d.modules() if isinstance(m, DeployedBasicBlock)]
+        assert len(blocks) == 8 and all(b.fused_join for b in blocks)
+        assert rel_err(d(x), ref) < 1e-4
+    half = torch.zeros(2, 3, dtype=torch.bfloat16)
+    assert not joins_fused(half, half)  # ATen's add_relu takes fp32/fp64 only: the block adds, then ReLUs

@@ -58,7 +58,7 @@ from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift
 from .choices import Autotuner, _key, machine_id  # noqa: F401
 from .fold import fold_batchnorms, fold_bn
-from .forms import (_INPLACE, DeployedAxialGate, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
+from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBottleneck, joins_fused, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
                     DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_,
                     shift_conv1x1, temporal_conv, tree_max, unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeGC  # noqa: F401  (importable from here as before)
@@ -265,8 +265,15 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
             elif type(m) is ShiftConv:
                 m.__class__ = DeployedShiftConv
                 m.mode = tuner.choose("shiftconv", key, {"conv": _set(m, "conv", fn), "madd": _set(m, "madd", fn)})
-        for m in seen:
+        for m, args in seen.items():
             _gc_takes_bn(m)
+            if isinstance(m, (DeployedBottleneck, DeployedBasicBlock)):
+                y = m(*args)
+                if joins_fused(y, y):
+                    a, b = _copy(y), _copy(y)
+                    m.fused_join = tuner.choose("join", _key(y), {
+                        "library": lambda a=a, b=b: a.add_(b).relu_(),
+                        "fused": lambda a=a, b=b: torch.ops.aten._add_relu_(a, b)}) == "fused"
         for m, args in seen.items():
             if isinstance(m, (Bottleneck, BasicBlock)) and isinstance(m.shift, TemporalShift) \
                     and not isinstance(m.shift, DeployedShift):

@@ -14,6 +14,7 @@ from ..models.aia import AIACombo, AIAUnit, AxialGate, DepthConv
 from ..models.conv3d import FrameConv3d
 from ..models.gc import GC, ECalS
 from ..models.ops import Conv1x1
+from ..models.resnet import BasicBlock, Bottleneck
 from ..models.sda import SDA
 from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift, temporal_shift
@@ -326,7 +327,36 @@ class DeployedECalS(ECalS):
         return torch.sigmoid(self.conv(m)).unsqueeze(1)
 
 
-_INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA, ECalS: DeployedECalS}
+class _FusedJoin:
+    """A block whose residual join (``out += identity``, then the ReLU) may run as ATen's
+    ``_add_relu_``: one pass over the block's output instead of two (``fused_join``, timed at
+    conversion for the block's output)."""
+
+    fused_join = False
+
+    def _join(self, out: torch.Tensor, identity: torch.Tensor, T: int) -> torch.Tensor:
+        if not self.fused_join or self.drop_path is not None or _functional() or not joins_fused(out, identity):
+            return super()._join(out, identity, T)
+        torch.ops.aten._add_relu_(out, identity)
+        return self._calib(out, T, "out")
+
+
+def joins_fused(out: torch.Tensor, identity: torch.Tensor) -> bool:
+    """Whether ATen's ``_add_relu_`` takes these (CPU, fp32/fp64 only in torch 2.14)."""
+    return out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64) and out.shape == identity.shape \
+        and out.dtype == identity.dtype and hasattr(torch.ops.aten, "_add_relu_")
+
+
+class DeployedBottleneck(_FusedJoin, Bottleneck):
+    pass
+
+
+class DeployedBasicBlock(_FusedJoin, BasicBlock):
+    pass
+
+
+_INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA, ECalS: DeployedECalS,
+            Bottleneck: DeployedBottleneck, BasicBlock: DeployedBasicBlock}
 
 
 # -- kernels with a measured choice ---------------------------------------------------------
