@@ -116,3 +116,13 @@ def test_choices_compares_two_entries_of_the_cache(tmp_path, capsys):
     assert ch.main(["AVX2", "AVX512", "--cache", str(cache), "--out", str(tmp_path / "no" / "d.md")]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy-choices.json", "diff.md"]
     assert ch.main(["AVX2", "AVX512", "--cache", str(tmp_path / "none.json")]) == 2
+
+
+def test_kernels_report_names_each_module_and_the_ratio():
+    kernels = load("kernels")
+    doc = {"machine": {"cpu": "Test CPU", "logical_cpus": 2, "python": "3", "torch": "2.x", "platform": "linux"},
+           "threads": 2, "rounds": 4,
+           "stages": [{"module": "InplaceGC", "block": 0, "frames": [8, 64, 56, 56], "pytorch": 1.5, "kernel": 0.5}],
+           "in_model": {"kernels_used": 16, "modules": 16, "gc_modules": 7.6, "gc_tsn_r50": 164.6, "tsn_r50": 159.0}}
+    text = kernels.render(doc)
+    assert "| InplaceGC | 8x64x56x56 | 1.500 | 0.500 | 3.00x |" in text and "16 of its 16" in text

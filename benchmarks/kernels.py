@@ -1,0 +1,140 @@
+"""zoo.deploy's compiled kernels against the PyTorch forms they replace, module by module.
+
+For GC (deployed GC-TSN) and AIA's C unit (deployed AIA C-only), one module per ResNet-50 stage
+runs alone on frames of its stage's size (8 frames, channels-last, fp32), hot: the PyTorch form
+and the kernel alternate round by round on their own copies of the same frames; medians. Then
+the GC modules' total time inside full forwards of deployed GC-TSN (forward hooks), beside
+GC-TSN's and TSN's forward times in the same rounds.
+
+    python benchmarks/kernels.py --out benchmarks/results/native
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.bench.machine import describe, machine  # noqa: E402
+from zoo.bench.timing import keep_heap  # noqa: E402
+from zoo.deploy import deploy, native  # noqa: E402
+from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, NativeAIAC, NativeGC  # noqa: E402
+from zoo.weights.files import atomic_write  # noqa: E402
+
+STAGES = {64: 56, 128: 28, 256: 14, 512: 7}  # a block's width -> its frames' size at 224 px
+
+
+def alternate(fns: dict, rounds: int) -> dict:
+    """Median ms of each callable, alternating A B, B A, ... after one untimed call each."""
+    ts = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+    for r in range(rounds):
+        for k in (list(fns) if r % 2 else list(fns)[::-1]):
+            t0 = time.perf_counter()
+            fns[k]()
+            ts[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
+def per_stage(name: str, kind, form, rounds: int, **kw) -> list:
+    clip = torch.randn(1, 3, 8, 224, 224)
+    model = deploy(zoo.create_model(name, **kw), clip)
+    mods = [m for m in model.modules() if isinstance(m, kind)]
+    rows, seen = [], set()
+    for i, m in enumerate(mods):
+        width = m.channels if isinstance(m, InplaceGC) else _width(model, m)
+        if width in seen:
+            continue
+        seen.add(width)
+        size = STAGES[width]
+        frames = torch.randn(8, width, size, size).contiguous(memory_format=torch.channels_last)
+        kernel = form(m)
+        m.native = None
+        a, b = frames.clone(), frames.clone()
+        t = alternate({"pytorch": lambda: m(a, 8), "kernel": lambda: kernel(b, 8)}, rounds)
+        rows.append({"module": type(m).__name__, "block": i, "frames": [8, width, size, size], **t})
+    return rows
+
+
+def _width(model, unit) -> int:
+    block = next(b for b in model.modules() if getattr(b, "calib", None) is unit)
+    return block.conv2.out_channels
+
+
+def in_model(rounds: int) -> dict:
+    clip = torch.randn(1, 3, 8, 224, 224)
+    gc = deploy(zoo.create_model("gc_tsn_r50"), clip)
+    tsn = deploy(zoo.create_model("tsn_r50"), clip)
+    mods = [m for m in gc.modules() if isinstance(m, InplaceGC)]
+    spent, start = [0.0], [0.0]
+    for m in mods:
+        m.register_forward_pre_hook(lambda *a: start.__setitem__(0, time.perf_counter()))
+        m.register_forward_hook(lambda *a: spent.__setitem__(0, spent[0] + time.perf_counter() - start[0]))
+    for _ in range(2):
+        gc(clip)
+        tsn(clip)
+    rows = {"gc_tsn_r50": [], "gc_modules": [], "tsn_r50": []}
+    for _ in range(rounds):
+        spent[0] = 0.0
+        t0 = time.perf_counter()
+        gc(clip)
+        rows["gc_tsn_r50"].append((time.perf_counter() - t0) * 1e3)
+        rows["gc_modules"].append(spent[0] * 1e3)
+        t0 = time.perf_counter()
+        tsn(clip)
+        rows["tsn_r50"].append((time.perf_counter() - t0) * 1e3)
+    out = {k: statistics.median(v) for k, v in rows.items()}
+    out["kernels_used"] = sum(m.native is not None for m in mods)
+    out["modules"] = len(mods)
+    return out
+
+
+def render(doc: dict) -> str:
+    lines = ["# zoo.deploy's compiled kernels against the PyTorch forms", "",
+             f"Machine: {describe(doc['machine'])}. {doc['threads']} threads; hot, alternated, medians of "
+             f"{doc['rounds']} rounds; ms.", "",
+             "| module | frames | PyTorch form | kernel | ratio |", "|---|---|---|---|---|"]
+    for r in doc["stages"]:
+        lines.append(f"| {r['module']} | {'x'.join(map(str, r['frames']))} | {r['pytorch']:.3f} | {r['kernel']:.3f} "
+                     f"| {r['pytorch'] / r['kernel']:.2f}x |")
+    m = doc["in_model"]
+    lines += ["", f"Inside deployed GC-TSN ({m['kernels_used']} of its {m['modules']} GC modules on the kernel): "
+              f"the GC modules take {m['gc_modules']:.1f} ms of a {m['gc_tsn_r50']:.1f} ms forward; deployed TSN "
+              f"{m['tsn_r50']:.1f} ms in the same rounds."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", help="write kernels-cpu.{json,md} into this folder")
+    a = p.parse_args(argv)
+    if native.load() is None:
+        print(f"no compiled kernels here: {native.why_not()}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(a.threads)
+    keep_heap()
+    with torch.inference_mode():
+        stages = per_stage("gc_tsn_r50", InplaceGC, NativeGC, a.rounds) \
+            + per_stage("aia_tsn_r50", InplaceAIAUnit, NativeAIAC, a.rounds, attention="c")
+        doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds, "stages": stages,
+               "in_model": in_model(max(a.rounds // 3, 5))}
+    text = render(doc)
+    print(text)
+    if a.out:
+        atomic_write(Path(a.out) / "kernels-cpu.json", json.dumps(doc, indent=1) + "\n")
+        atomic_write(Path(a.out) / "kernels-cpu.md", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
