@@ -104,7 +104,7 @@ def test_deployed_gc_networks_run_the_kernels(name):
     assert all(moved) if name == "gc_gst_r50" else not any(moved)
 
 
-def _deployed_with_kernels(name, kind, **kw):
+def _deployed_with_kernels(name, kind, attr="native", **kw):
     """The network deployed with the kernels wherever offered: every ``kind`` module runs one,
     and the outputs equal the plain model's (one and two clips). Returns those modules."""
     from tests.test_deploy import build, clips, rel_err
@@ -115,7 +115,7 @@ def _deployed_with_kernels(name, kind, **kw):
         ref = model(x)
         d = deploy(model, x[:1], autotune=KernelsWherever())
         mods = [m for m in d.modules() if isinstance(m, kind)]
-        assert mods and all(m.native is not None for m in mods)
+        assert mods and all(getattr(m, attr) is not None for m in mods)
         assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
     return mods
 
@@ -142,6 +142,31 @@ def test_native_aia_c_equals_plain(B, T, C, H, W):
 @needs_kernels
 def test_deployed_aia_c_network_runs_the_kernel():
     _deployed_with_kernels("aia_tsn_r50", InplaceAIAUnit, attention="c")
+
+
+@needs_kernels
+@pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 5, 7), (2, 3, 256, 4, 4), (1, 1, 16, 3, 3)])
+def test_tsm_shift_in_place_and_the_join_that_reads_it_back(B, T, C, H, W):
+    from zoo.models.temporal import temporal_shift
+
+    lib, f = native.load(), C // 8
+    x = _frames(B, T, C, H, W)
+    out = _frames(B, T, C, H, W, seed=1)
+    ref_shift, ref_join = temporal_shift(x, T), torch.relu(out + x)
+    saved = x.new_empty(B, H * W, 2 * f)
+    lib.tsm_shift(x.data_ptr(), B, T, H * W, C, f, saved.data_ptr())
+    torch.testing.assert_close(x, ref_shift, rtol=0, atol=0)
+    lib.tsm_join(out.data_ptr(), x.data_ptr(), B, T, H * W, C, f, saved.data_ptr())
+    torch.testing.assert_close(out, ref_join, rtol=1e-6, atol=1e-6)
+
+
+@needs_kernels
+def test_deployed_tsm_lends_its_blocks_input():
+    from zoo.deploy import DeployedShift
+    from zoo.deploy.forms import DeployedBottleneck
+
+    blocks = _deployed_with_kernels("tsm_r50", DeployedBottleneck, attr="shift")
+    assert all(isinstance(b.shift, DeployedShift) and b.shift.mode == "lent" for b in blocks)
 
 
 def test_without_a_compiler_the_torch_forms_stay(fresh, monkeypatch):

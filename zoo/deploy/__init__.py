@@ -79,6 +79,13 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
     mode = tuner.choose("shift", _key(x, T, shift.fold_div, name),
                         {m: (lambda f=f: f.around(work, T, conv)) for m, f in forms.items()})
     block.shift = forms[mode]
+    if isinstance(block, DeployedBottleneck) and block._lends(x, T) and block.conv1.stride == (1, 1):
+        # lent: the shift and the join change together, so the whole block is timed
+        lent = DeployedShift(shift.fold_div, "lent")
+        run = _time_module(block, (x.clone(), T))
+        best = tuner.choose("shift_lent", _key(x, T, shift.fold_div, name), {
+            mode: _set(block, forms[mode], run, "shift"), "lent": _set(block, lent, run, "shift")})
+        block.shift = lent if best == "lent" else forms[mode]
 
 
 # a whole-model choice departs from the first form (folded BNs; the layout as given) only for a

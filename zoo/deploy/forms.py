@@ -90,7 +90,7 @@ class DeployedShift(TemporalShift):
     in place for the conv and shifted back: the block owns it while conv1 runs) or
     ``"fused"`` (:func:`shift_conv1x1`, for a 1x1 conv)."""
 
-    MODES = ("copy", "inplace", "fused")
+    MODES = ("copy", "inplace", "fused", "lent")
 
     def __init__(self, fold_div: int, mode: str):
         super().__init__(fold_div)
@@ -103,7 +103,7 @@ class DeployedShift(TemporalShift):
             return conv(temporal_shift(x, T, self.fold_div))
         if self.mode == "fused" and _plain_1x1(conv) and x.stride(-1) == 1:
             return shift_conv1x1(x, T, conv, self.fold_div)
-        if self.mode == "inplace" and _dense(x):
+        if self.mode in ("inplace", "lent") and _dense(x):  # "lent" where the block does not lend (see DeployedBottleneck)
             kept = shift_(x, T, self.fold_div)
             try:
                 return conv(x)
@@ -348,7 +348,32 @@ def joins_fused(out: torch.Tensor, identity: torch.Tensor) -> bool:
 
 
 class DeployedBottleneck(_FusedJoin, Bottleneck):
-    pass
+    """With its shift in mode ``"lent"``: the block input, which the block owns, is shifted in
+    place by the compiled kernel for conv1 and not shifted back; the join reads the shifted
+    channels back from the neighbouring frames (``tsm_join``, with the ReLU). One pass over the
+    shifted channels instead of three (save, shift, restore) and one pass for the join."""
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if getattr(self.shift, "mode", None) != "lent" or not self._lends(x, T):
+            return super().forward(x, T)
+        lib, f = native.load(), x.shape[1] // self.shift.fold_div
+        N, C, H, W = x.shape
+        B, HW = N // T, H * W
+        if self.downsample is not None:  # x is not needed after conv1: nothing to read back
+            identity = self.downsample(x)
+            lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, None)
+            return self._join(self._after_conv1(self.conv1(x), T), identity, T)
+        saved = x.new_empty(B, HW, 2 * f)
+        lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
+        out = self._after_conv1(self.conv1(x), T).contiguous(memory_format=torch.channels_last)
+        lib.tsm_join(out.data_ptr(), x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
+        return self._calib(out, T, "out")
+
+    def _lends(self, x: torch.Tensor, T: int) -> bool:
+        return not _functional() and self.drop_path is None and native.load() is not None \
+            and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
+            and x.is_contiguous(memory_format=torch.channels_last) and _plain_1x1(self.conv1) \
+            and not (x.requires_grad and torch.is_grad_enabled())
 
 
 class DeployedBasicBlock(_FusedJoin, BasicBlock):

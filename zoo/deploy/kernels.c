@@ -282,3 +282,42 @@ void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, flo
         }
     }
 }
+
+/* TSM's shift in place: channels [0, f) of frame t take frame t + 1's, [f, 2f) frame t - 1's, the
+   missing ends zero; one pass over the 2f channels of each pixel, frame by frame in the order that
+   reads each value before it is overwritten. saved (B*HW*2f, or NULL when x is not needed after):
+   what the shift loses, frame 0's [0, f) and the last frame's [f, 2f), for tsm_join. */
+void tsm_shift(float *x, long B, long T, long HW, long C, long f, float *saved) {
+    #pragma omp parallel for schedule(static)
+    for (long bp = 0; bp < B * HW; bp++) {
+        long b = bp / HW, p = bp % HW, fs = HW * C;
+        float *col = x + (b * T * HW + p) * C;
+        if (saved) {
+            memcpy(saved + bp * 2 * f, col, sizeof(float) * f);
+            memcpy(saved + bp * 2 * f + f, col + (T - 1) * fs + f, sizeof(float) * f);
+        }
+        for (long t = 0; t + 1 < T; t++) memcpy(col + t * fs, col + (t + 1) * fs, sizeof(float) * f);
+        memset(col + (T - 1) * fs, 0, sizeof(float) * f);
+        for (long t = T - 1; t > 0; t--) memcpy(col + t * fs + f, col + (t - 1) * fs + f, sizeof(float) * f);
+        memset(col + f, 0, sizeof(float) * f);
+    }
+}
+
+/* The residual join after tsm_shift: out = relu(out + x as it was before the shift), reading the
+   shifted channels back from the neighbouring frames (and saved), so x need not be shifted back. */
+void tsm_join(float *out, const float *x, long B, long T, long HW, long C, long f, const float *saved) {
+    long N = B * T;
+    #pragma omp parallel for schedule(static)
+    for (long np = 0; np < N * HW; np++) {
+        long n = np / HW, p = np % HW, b = n / T, t = n % T, fs = HW * C;
+        float *o = out + np * C;
+        const float *r = x + np * C, *s = saved + (b * HW + p) * 2 * f;
+        const float *a = t > 0 ? r - fs : s, *z = t + 1 < T ? r + fs + f : s + f;
+        #pragma omp simd
+        for (long i = 0; i < f; i++) o[i] = fmaxf(o[i] + a[i], 0.0f);
+        #pragma omp simd
+        for (long i = 0; i < f; i++) o[f + i] = fmaxf(o[f + i] + z[i], 0.0f);
+        #pragma omp simd
+        for (long i = 2 * f; i < C; i++) o[i] = fmaxf(o[i] + r[i], 0.0f);
+    }
+}

@@ -83,6 +83,10 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gc_apply.restype = ctypes.c_int
     lib.aia_c.argtypes = [P, L, L, L, L, L, P, ctypes.c_float, P, P]
     lib.aia_c.restype = None
+    lib.tsm_shift.argtypes = [P, L, L, L, L, L, P]
+    lib.tsm_shift.restype = None
+    lib.tsm_join.argtypes = [P, P, L, L, L, L, L, P]
+    lib.tsm_join.restype = None
     return lib
 
 

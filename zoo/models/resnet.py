@@ -148,13 +148,16 @@ class Bottleneck(_Block):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self._calib(self.bn1(self._shifted(x, T, self.conv1)), T, "bn1"))
+        return self._join(self._after_conv1(self._shifted(x, T, self.conv1), T), identity, T)
+
+    def _after_conv1(self, out: torch.Tensor, T: int) -> torch.Tensor:
+        """The residual branch from conv1's output on (zoo.deploy may produce conv1's output its own way)."""
+        out = self.relu(self._calib(self.bn1(out), T, "bn1"))
         if self.mid is not None:
             out = self.mid(out, T)
         out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
         out = self._calib(self.bn2(self._calib(out, T, "conv2")), T, "bn2")
-        out = self._calib(self.bn3(self.conv3(self.relu(out))), T, "bn3")
-        return self._join(out, identity, T)
+        return self._calib(self.bn3(self.conv3(self.relu(out))), T, "bn3")
 
 
 class BasicBlock(_Block):
