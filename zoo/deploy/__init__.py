@@ -32,6 +32,10 @@ Compiled kernels (``native``, source ``kernels.c``): where a C compiler is at ha
 GC on channels-last fp32 frames runs as two passes (the groups' means; the gates applied in
 place, ECal-L's temporal conv computed in registers on the way), where PyTorch runs about twenty
 operators per block (op-count.json); a BN that follows GC (GC-GST) is applied in the same pass.
+AIA's C unit runs as one call. TSM's shift may be lent: the block input shifted in place and not
+shifted back, the residual join reading the shifted channels from the neighbouring frames (timed
+per block). Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
+``_add_relu_`` in one pass.
 
 The result is for inference only (``eval()``, no gradients); it traces and exports (tracing and
 ``torch.compile`` see the plain operators). Inputs of other shapes still run (each choice checks

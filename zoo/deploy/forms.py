@@ -88,7 +88,9 @@ class DeployedShift(TemporalShift):
     """TSM's shift with the way it meets the next conv fixed at conversion (``around``):
     ``"copy"`` (the plain shifted copy, then the conv), ``"inplace"`` (the block input shifted
     in place for the conv and shifted back: the block owns it while conv1 runs) or
-    ``"fused"`` (:func:`shift_conv1x1`, for a 1x1 conv)."""
+    ``"fused"`` (:func:`shift_conv1x1`, for a 1x1 conv) or ``"lent"`` (:class:`DeployedBottleneck`
+    shifts its input with the compiled kernel and reads it back at the join; where the block
+    cannot, as ``"inplace"``)."""
 
     MODES = ("copy", "inplace", "fused", "lent")
 
