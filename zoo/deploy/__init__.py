@@ -62,9 +62,10 @@ from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift
 from .choices import Autotuner, _key, machine_id  # noqa: F401
 from .fold import fold_batchnorms, fold_bn
-from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBottleneck, joins_fused, _dense, DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool,
-                    DeployedShift, DeployedShiftConv, _banded, _plain_1x1, channels_inner, max_pool_separable, shift_,
-                    shift_conv1x1, temporal_conv, tree_max, unshift_)
+from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBottleneck, joins_fused, _dense,
+                    DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool, DeployedShift, DeployedShiftConv, _banded,
+                    _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
+                    unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeGC  # noqa: F401  (importable from here as before)
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
@@ -226,9 +227,11 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
                                         {"torch": _set(m, None, _time_module(m, args), "native"),
                                          "native": _set(m, form, _time_module(m, args), "native")})
                     m.native = form if best == "native" else None
-                    if m.native is not None and hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available():
+                    onednn = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
+                    if m.native is not None and onednn:
                         x, T = args
-                        s = torch.zeros(x.shape[0] // T, form.c, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+                        s = torch.zeros(x.shape[0] // T, form.c, *x.shape[2:])
+                        s = s.contiguous(memory_format=torch.channels_last)
                         form.s_onednn = tuner.choose("gc_s_conv", _key(s, tuple(form.s.weight.shape)), {
                             "library": _set(form, False, lambda: form.s_conv(s), "s_onednn"),
                             "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"

@@ -105,7 +105,8 @@ class DeployedShift(TemporalShift):
             return conv(temporal_shift(x, T, self.fold_div))
         if self.mode == "fused" and _plain_1x1(conv) and x.stride(-1) == 1:
             return shift_conv1x1(x, T, conv, self.fold_div)
-        if self.mode in ("inplace", "lent") and _dense(x):  # "lent" where the block does not lend (see DeployedBottleneck)
+        # "lent" here: the block did not lend its input (see DeployedBottleneck)
+        if self.mode in ("inplace", "lent") and _dense(x):
             kept = shift_(x, T, self.fold_div)
             try:
                 return conv(x)
