@@ -136,15 +136,19 @@ def render_md(run: dict, notes: str = "") -> str:
 
 def load_run(path: str) -> dict:
     """A run saved by :func:`write_results` (the ``.json``), to render again."""
+    not_a_run = ValueError(f"--from-json {path} is not a run saved by zoo bench (its latency-*.json)")
     try:
         raw = json.loads(Path(path).read_text())
-        raw["results"] = {k: BenchResult(**v) for k, v in raw["results"].items()}
-        if not {"machine", "settings"} <= set(raw):
-            raise KeyError("machine")
     except OSError as e:
         raise ValueError(f"--from-json {path}: cannot read it ({e.strerror or e})") from None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise ValueError(f"--from-json {path} is not a run saved by zoo bench (its latency-*.json)") from None
+    except ValueError:
+        raise not_a_run from None
+    if not (isinstance(raw, dict) and {"machine", "settings", "results"} <= set(raw)):
+        raise not_a_run
+    try:
+        raw["results"] = {k: BenchResult(**v) for k, v in raw["results"].items()}
+    except (TypeError, AttributeError):
+        raise not_a_run from None
     return raw
 
 

@@ -84,7 +84,7 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
     mode = tuner.choose("shift", _key(x, T, shift.fold_div, name),
                         {m: (lambda f=f: f.around(work, T, conv)) for m, f in forms.items()})
     block.shift = forms[mode]
-    if isinstance(block, DeployedBottleneck) and block._lends(x, T) and block.conv1.stride == (1, 1):
+    if isinstance(block, DeployedBottleneck) and block._lends(x, T):
         # lent: the shift and the join change together, so the whole block is timed
         lent = DeployedShift(shift.fold_div, "lent")
         run = _time_module(block, (x.clone(), T))
@@ -221,8 +221,8 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
             if isinstance(m, (Bottleneck, BasicBlock)):
                 continue
             if isinstance(m, InplaceGC):
-                if NativeGC.supports(m) and NativeGC(m).takes(*args):
-                    form = NativeGC(m)
+                form = NativeGC(m) if NativeGC.supports(m) else None
+                if form is not None and form.takes(*args):
                     best = tuner.choose("gc", _key(*args, (m.channels, m.groups, m.plan)),
                                         {"torch": _set(m, None, _time_module(m, args), "native"),
                                          "native": _set(m, form, _time_module(m, args), "native")})
@@ -237,8 +237,8 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
                             "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
                 continue
             fn = _time_module(m, args)
-            if isinstance(m, InplaceAIAUnit) and NativeAIAC.supports(m) and NativeAIAC(m).takes(*args):
-                form = NativeAIAC(m)
+            form = NativeAIAC(m) if isinstance(m, InplaceAIAUnit) and NativeAIAC.supports(m) else None
+            if form is not None and form.takes(*args):
                 best = tuner.choose("aia_c", _key(*args), {"torch": _set(m, None, fn, "native"),
                                                           "native": _set(m, form, fn, "native")})
                 m.native = form if best == "native" else None

@@ -241,13 +241,12 @@ class InplaceAIAUnit(AIAUnit):
     :func:`tree_max` (timed at conversion)."""
 
     tree: frozenset = frozenset()
+    native: Optional["NativeAIAC"] = None  # a C unit's compiled form, where timed faster
 
     def context(self, v: torch.Tensor, dim: int) -> torch.Tensor:
         if dim not in self.tree or _functional():
             return super().context(v, dim)
         return torch.stack((tree_max(v, dim), v.mean(dim)), 2)
-
-    native: Optional["NativeAIAC"] = None  # a C unit's compiled form, where timed faster
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if _functional():

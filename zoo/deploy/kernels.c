@@ -28,7 +28,7 @@ int zoo_vector_width(void) { return VW; }
 int zoo_max_threads(void) { return omp_get_max_threads(); }
 
 /* sT[B*T*c]: mean over the pixels (ECal-T); sS[B*HW*c]: mean over T (ECal-S); sG[B*c]: mean
-   over both (ECal-G). Scratch: none; each thread sums its own pixel range. */
+   over both (ECal-G). Each thread sums its own pixel range. */
 void gc_pool(const float *x, long B, long T, long HW, long C, long oT, long oS, long oG, long c,
              float *sT, float *sS, float *sG) {
     memset(sT, 0, sizeof(float) * B * T * c);
@@ -38,7 +38,7 @@ void gc_pool(const float *x, long B, long T, long HW, long C, long oT, long oS, 
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
         long p0 = HW * id / nt, p1 = HW * (id + 1) / nt;
-        float *aT = malloc(sizeof(float) * c), *aG = malloc(sizeof(float) * c);
+        float aT[c], aG[c];  /* c <= a block's width / 4: a few KB at most */
         for (long b = 0; b < B; b++) {
             memset(aG, 0, sizeof(float) * c);
             for (long t = 0; t < T; t++) {
@@ -60,8 +60,6 @@ void gc_pool(const float *x, long B, long T, long HW, long C, long oT, long oS, 
             #pragma omp critical
             for (long i = 0; i < c; i++) sG[b * c + i] += aG[i];
         }
-        free(aT);
-        free(aG);
         #pragma omp barrier
         #pragma omp for
         for (long i = 0; i < B * HW * c; i++) sS[i] *= 1.0f / T;
@@ -140,9 +138,20 @@ static void NAME(const float *base, long fs, long C, long T, long c, const float
                 vstore(y + t * ys + p * c + o0 + j * VW, acc[p][j]);                               \
     }                                                                                              \
 }
-CONV_TILE(conv_12x1, 12, 1)
-CONV_TILE(conv_8x2, 8, 2)
-CONV_TILE(conv_6x4, 6, 4)
+/* pixels per tile for 1, 2 and 4 output vectors: the accumulators, the weight vectors and one
+   broadcast fit the vector registers (32 with AVX-512, 16 with AVX2) */
+#if VW == 16
+#define P1 12
+#define P2 8
+#define P4 6
+#else
+#define P1 12
+#define P2 6
+#define P4 2
+#endif
+CONV_TILE(conv_p1, P1, 1)
+CONV_TILE(conv_p2, P2, 2)
+CONV_TILE(conv_p4, P4, 4)
 CONV_TILE(conv_1x1, 1, 1)
 CONV_TILE(conv_1x2, 1, 2)
 CONV_TILE(conv_1x4, 1, 4)
@@ -151,7 +160,7 @@ CONV_TILE(conv_1x4, 1, 4)
 static void tile_of(long c, int *nbc, int *pt) {
     long nv = c / VW;
     *nbc = nv % 4 == 0 ? 4 : nv % 2 == 0 ? 2 : 1;
-    *pt = *nbc == 4 ? 6 : *nbc == 2 ? 8 : 12;
+    *pt = *nbc == 4 ? P4 : *nbc == 2 ? P2 : P1;
 }
 
 /* ECal-L's conv for P (<= one tile) pixels from base into y[t][p][c] (rows of pt pixels) */
@@ -162,9 +171,9 @@ static void conv_group(const float *base, long fs, long C, long T, long c, const
     long ys = pt * c;
     for (long o0 = 0; o0 < c; o0 += nbc * VW) {
         if (P == pt) {
-            if (nbc == 4) conv_6x4(base, fs, C, T, c, w, bias, y, ys, o0);
-            else if (nbc == 2) conv_8x2(base, fs, C, T, c, w, bias, y, ys, o0);
-            else conv_12x1(base, fs, C, T, c, w, bias, y, ys, o0);
+            if (nbc == 4) conv_p4(base, fs, C, T, c, w, bias, y, ys, o0);
+            else if (nbc == 2) conv_p2(base, fs, C, T, c, w, bias, y, ys, o0);
+            else conv_p1(base, fs, C, T, c, w, bias, y, ys, o0);
         } else {
             for (long p = 0; p < P; p++) {
                 if (nbc == 4) conv_1x4(base + p * C, fs, C, T, c, w, bias, y + p * c, ys, o0);
@@ -248,7 +257,7 @@ void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, flo
             ctx[(n * 2 + 1) * HW + p] = s / C;
         }
         /* the gate conv by output rows: each tap adds a shifted context row (vectorised over W) */
-        float *acc = malloc(sizeof(float) * W);
+        float acc[W];  /* one row of the frame */
         #pragma omp for schedule(static)
         for (long nh = 0; nh < N * H; nh++) {
             long n = nh / H, h = nh % H, b = n / T, t = n % T;
@@ -273,7 +282,6 @@ void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, flo
             #pragma omp simd
             for (long v = 0; v < W; v++) g[v] = sigmoid(acc[v]);
         }
-        free(acc);
         #pragma omp for schedule(static)
         for (long np = 0; np < N * HW; np++) {
             float *r = x + np * C, g = gate[np];
