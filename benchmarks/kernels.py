@@ -1,10 +1,10 @@
 """zoo.deploy's compiled kernels against the PyTorch forms they replace, module by module.
 
-For GC (deployed GC-TSN) and AIA's C unit (deployed AIA C-only), one module per ResNet-50 stage
-runs alone on frames of its stage's size (8 frames, channels-last, fp32), hot: the PyTorch form
-and the kernel alternate round by round on their own copies of the same frames; medians. Then
-the GC modules' total time inside full forwards of deployed GC-TSN (forward hooks), beside
-GC-TSN's and TSN's forward times in the same rounds.
+For GC (deployed GC-TSN), AIA's C unit (deployed AIA C-only) and SDA (deployed SDA-TSN), one
+module per ResNet-50 stage runs alone on frames of its stage's size (8 frames, channels-last,
+fp32), hot: the PyTorch form and the kernel alternate round by round on their own copies of the
+same frames; medians. Then the GC and SDA modules' total time inside full forwards of deployed
+GC-TSN and SDA-TSN (forward hooks), beside their and TSN's forward times in the same rounds.
 
     python benchmarks/kernels.py --out benchmarks/results/native
 """
@@ -25,7 +25,7 @@ import zoo  # noqa: E402
 from zoo.bench.machine import describe, machine  # noqa: E402
 from zoo.bench.timing import keep_heap  # noqa: E402
 from zoo.deploy import deploy, native  # noqa: E402
-from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, NativeAIAC, NativeGC  # noqa: E402
+from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeGC, NativeSDA  # noqa: E402
 from zoo.weights.files import atomic_write  # noqa: E402
 
 STAGES = {64: 56, 128: 28, 256: 14, 512: 7}  # a block's width -> its frames' size at 224 px
@@ -69,31 +69,32 @@ def _width(model, unit) -> int:
     return block.conv2.out_channels
 
 
-def in_model(rounds: int) -> dict:
+def in_model(name: str, kind, rounds: int) -> dict:
+    """Forward times of deployed ``name`` and TSN alternated, and the time ``name``'s ``kind``
+    modules take inside its forwards (hooks)."""
     clip = torch.randn(1, 3, 8, 224, 224)
-    gc = deploy(zoo.create_model("gc_tsn_r50"), clip)
+    net = deploy(zoo.create_model(name), clip)
     tsn = deploy(zoo.create_model("tsn_r50"), clip)
-    mods = [m for m in gc.modules() if isinstance(m, InplaceGC)]
+    mods = [m for m in net.modules() if isinstance(m, kind)]
     spent, start = [0.0], [0.0]
     for m in mods:
         m.register_forward_pre_hook(lambda *a: start.__setitem__(0, time.perf_counter()))
         m.register_forward_hook(lambda *a: spent.__setitem__(0, spent[0] + time.perf_counter() - start[0]))
     for _ in range(2):
-        gc(clip)
+        net(clip)
         tsn(clip)
-    rows = {"gc_tsn_r50": [], "gc_modules": [], "tsn_r50": []}
+    rows = {"network": [], "modules_ms": [], "tsn_r50": []}
     for _ in range(rounds):
         spent[0] = 0.0
         t0 = time.perf_counter()
-        gc(clip)
-        rows["gc_tsn_r50"].append((time.perf_counter() - t0) * 1e3)
-        rows["gc_modules"].append(spent[0] * 1e3)
+        net(clip)
+        rows["network"].append((time.perf_counter() - t0) * 1e3)
+        rows["modules_ms"].append(spent[0] * 1e3)
         t0 = time.perf_counter()
         tsn(clip)
         rows["tsn_r50"].append((time.perf_counter() - t0) * 1e3)
     out = {k: statistics.median(v) for k, v in rows.items()}
-    out["kernels_used"] = sum(m.native is not None for m in mods)
-    out["modules"] = len(mods)
+    out.update(name=name, module=kind.__name__, kernels_used=sum(m.native is not None for m in mods), modules=len(mods))
     return out
 
 
@@ -105,10 +106,11 @@ def render(doc: dict) -> str:
     for r in doc["stages"]:
         lines.append(f"| {r['module']} | {'x'.join(map(str, r['frames']))} | {r['pytorch']:.3f} | {r['kernel']:.3f} "
                      f"| {r['pytorch'] / r['kernel']:.2f}x |")
-    m = doc["in_model"]
-    lines += ["", f"Inside deployed GC-TSN ({m['kernels_used']} of its {m['modules']} GC modules on the kernel): "
-              f"the GC modules take {m['gc_modules']:.1f} ms of a {m['gc_tsn_r50']:.1f} ms forward; deployed TSN "
-              f"{m['tsn_r50']:.1f} ms in the same rounds."]
+    lines.append("")
+    for m in doc["in_model"]:
+        lines.append(f"* Inside deployed {m['name']} ({m['kernels_used']} of its {m['modules']} {m['module']} modules "
+                     f"on the kernels): they take {m['modules_ms']:.1f} ms of a {m['network']:.1f} ms forward; "
+                     f"deployed TSN {m['tsn_r50']:.1f} ms in the same rounds.")
     return "\n".join(lines) + "\n"
 
 
@@ -125,9 +127,11 @@ def main(argv=None) -> int:
     keep_heap()
     with torch.inference_mode():
         stages = per_stage("gc_tsn_r50", InplaceGC, NativeGC, a.rounds) \
-            + per_stage("aia_tsn_r50", InplaceAIAUnit, NativeAIAC, a.rounds, attention="c")
+            + per_stage("aia_tsn_r50", InplaceAIAUnit, NativeAIAC, a.rounds, attention="c") \
+            + per_stage("sda_tsn_r50", InplaceSDA, NativeSDA, a.rounds)
+        n = max(a.rounds // 3, 5)
         doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds, "stages": stages,
-               "in_model": in_model(max(a.rounds // 3, 5))}
+               "in_model": [in_model("gc_tsn_r50", InplaceGC, n), in_model("sda_tsn_r50", InplaceSDA, n)]}
     text = render(doc)
     print(text)
     if a.out:

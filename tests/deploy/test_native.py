@@ -1,4 +1,4 @@
-"""zoo.deploy's compiled kernels: GC's calibrators in two passes, built on this machine. Each
+"""zoo.deploy's compiled kernels (GC, AIA's C unit, SDA, TSM's shift), built on this machine. Each
 case compares with the plain module; where the kernels cannot be built (no C compiler) only the
 fallback is checked."""
 from pathlib import Path
@@ -10,9 +10,10 @@ import torch.nn as nn
 from tests.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, NativeAIAC, NativeGC
+from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeAIAST, NativeGC, NativeSDA
 from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
+from zoo.models.sda import SDA
 
 needs_kernels = pytest.mark.skipif(native.load() is None, reason=f"no compiled kernels: {native.why_not()}")
 
@@ -142,6 +143,100 @@ def test_native_aia_c_equals_plain(B, T, C, H, W):
 @needs_kernels
 def test_deployed_aia_c_network_runs_the_kernel():
     _deployed_with_kernels("aia_tsn_r50", InplaceAIAUnit, attention="c")
+
+
+def _sda(channels, deps=("lst", "lt", "ls", "s122"), agg="sec", chunk=None):
+    """An SDA with BN statistics far from the identity and a query that weighs the maps unevenly
+    (the authors' init keeps the gates off saturation), BNs folded."""
+    from tests.test_deploy import randomise_bn
+
+    torch.manual_seed(0)
+    sda = SDA(channels, deps, agg, chunk=chunk)
+    sda.init_weights()
+    randomise_bn(sda)
+    if sda.query is not None:
+        nn.init.normal_(sda.query, 0, 1)
+    fold_batchnorms(sda)
+    return sda
+
+
+@needs_kernels
+@pytest.mark.parametrize("C, deps, agg, chunk, B, T, H, W", [
+    (64, ("lst", "lt", "ls", "s122"), "sec", None, 1, 8, 8, 8),      # r = 16, even: 2x2 windows
+    (128, ("s122", "ls", "lst", "lt"), "sec", None, 2, 3, 7, 7),     # another order; 7 -> 3 -> 7 overlaps
+    (256, ("lst", "lt", "ls", "s122"), "avg", None, 1, 4, 9, 5),     # r = 64, plain average, odd sizes
+    (512, ("lt", "s144", "lst", "ls"), "sec", None, 1, 4, 7, 7),     # r = 128, 4x4 pooling
+    (128, ("lst", "lt", "ls", "s122"), "sec", 4, 1, 8, 6, 6),        # two chunks of 4 frames
+    (64, ("lst", "lt", "ls", "s122"), "sec", None, 2, 1, 4, 6),      # one frame
+])
+def test_native_sda_equals_plain_sda(C, deps, agg, chunk, B, T, H, W):
+    sda = _sda(C, deps, agg, chunk)
+    if sda.down.out_channels % native.vector_width():
+        pytest.skip("reduced channels narrower than this machine's vectors: the kernels are not offered")
+    x = _frames(B, T, C, H, W)
+    with torch.no_grad():
+        ref = SDA.forward(sda, x.clone(), T)
+        sda.__class__ = InplaceSDA
+        assert NativeSDA.supports(sda)
+        sda.native = NativeSDA(sda)
+        assert sda.native.takes(x, T)
+        y = x.clone()
+        out = sda(y, T)
+        assert out.data_ptr() == y.data_ptr()    # in place
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_native_sda_is_offered_for_its_branches_only_and_leaves_other_frames_to_torch():
+    for deps in (("lst", "lt"), ("lst", "lt", "ls", "s222"), ("lst", "lt", "ls", "p122c133")):
+        assert not NativeSDA.supports(_sda(64, deps))
+    assert not NativeSDA.supports(SDA(64))                    # BNs not folded
+    sda = _sda(64)
+    sda.__class__ = InplaceSDA
+    sda.native = NativeSDA(sda)
+    x = _frames(1, 4, 64, 6, 6)
+    for other in (x.contiguous(), x.to(torch.bfloat16), x.clone().requires_grad_()):
+        assert not sda.native.takes(other, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(sda(x.contiguous(), 4), SDA.forward(sda, x.contiguous(), 4))
+
+
+@needs_kernels
+@pytest.mark.parametrize("name", ["sda_tsn_r50", "sda_tsm_r50"])
+def test_deployed_sda_networks_run_the_kernels(name):
+    _deployed_with_kernels(name, InplaceSDA)
+
+
+@needs_kernels
+@pytest.mark.parametrize("kind", ["st", "cinst", "stinc"])
+@pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 7, 9), (2, 3, 32, 5, 4), (1, 4, 128, 3, 6), (1, 1, 16, 2, 3)])
+def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
+    from tests.test_deploy import randomise_bn
+
+    torch.manual_seed(0)
+    unit = AIAUnit(kind)
+    unit.init_weights()   # the authors' init: gates off saturation, so a wrong axis shows
+    randomise_bn(unit)
+    fold_batchnorms(unit)
+    if C % native.vector_width():
+        pytest.skip("channels narrower than this machine's vectors: the kernels are not offered")
+    x = _frames(B, T, C, H, W)
+    with torch.no_grad():
+        ref = AIAUnit.forward(unit, x.clone(), T)
+        unit.__class__ = InplaceAIAUnit
+        assert NativeAIAST.supports(unit) and not NativeAIAC.supports(unit)
+        unit.native = NativeAIAST(unit)
+        assert unit.native.takes(x, T) and not unit.native.takes(x.contiguous(), T)
+        y = x.clone()
+        out = unit(y, T)
+        assert out.data_ptr() == y.data_ptr()
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("attention", ["st", "cinst>stinc"])
+def test_deployed_aia_networks_run_the_kernels(attention):
+    _deployed_with_kernels("aia_tsn_r50", InplaceAIAUnit, attention=attention)
 
 
 @needs_kernels

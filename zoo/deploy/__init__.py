@@ -32,7 +32,12 @@ Compiled kernels (``native``, source ``kernels.c``): where a C compiler is at ha
 GC on channels-last fp32 frames runs as two passes (the groups' means; the gates applied in
 place, ECal-L's temporal conv computed in registers on the way), where PyTorch runs about twenty
 operators per block (op-count.json); a BN that follows GC (GC-GST) is applied in the same pass.
-AIA's C unit runs as one call. TSM's shift may be lent: the block input shifted in place and not
+AIA's C unit runs as one call; its ST unit, CinST and STinC as one pass for the three axial
+contexts, the gate convs, one pass for the product. SDA (the paper's four branches) keeps its
+down-projection and 3x3 branch conv in PyTorch; its pooling, temporal convs, aggregation,
+up-projection and gate run as two calls. The compiled forms are chosen before the slot layouts
+(they take channels-last frames only). Weights are read at conversion: deploy after loading
+them. TSM's shift may be lent: the block input shifted in place and not
 shifted back, the residual join reading the shifted channels from the neighbouring frames (timed
 per block). Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
 ``_add_relu_`` in one pass.
@@ -66,7 +71,8 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     DeployedConv1x1, DeployedFrameConv3d, DeployedMaxPool, DeployedShift, DeployedShiftConv, _banded,
                     _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
                     unshift_)
-from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeGC  # noqa: F401  (importable from here as before)
+from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
+from .forms import NativeAIAC, NativeAIAST, NativeGC, NativeSDA
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -205,6 +211,38 @@ def _slot_layouts(model: nn.Module, example_input, tuner: Autotuner) -> None:
         m.layout = best
 
 
+def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
+    """The compiled forms of the slot modules that have one (GC, SDA, AIA's C and ST units),
+    each kept where it runs faster than the module's PyTorch form on the input it receives here.
+    Decided before the slot layouts: the kernels take channels-last frames only, so the layout
+    choice has to see them."""
+    seen = _record(model, example_input, (InplaceGC, InplaceSDA, InplaceAIAUnit))
+    with torch.no_grad():
+        for m, args in seen.items():
+            if isinstance(m, InplaceGC):
+                form = NativeGC(m) if NativeGC.supports(m) else None
+                kind, extra = "gc", ((m.channels, m.groups, m.plan),)
+            elif isinstance(m, InplaceSDA):
+                form, kind, extra = (NativeSDA(m) if NativeSDA.supports(m) else None), "sda", \
+                    ((m.dependencies, m.aggregation, m.chunk),)
+            else:
+                form = NativeAIAC(m) if NativeAIAC.supports(m) else NativeAIAST(m) if NativeAIAST.supports(m) else None
+                kind, extra = f"aia_{m.kind}", ()
+            if form is None or not form.takes(*args):
+                continue
+            fn = _time_module(m, args)
+            best = tuner.choose(kind, _key(*args, *extra),
+                                {"torch": _set(m, None, fn, "native"), "native": _set(m, form, fn, "native")})
+            m.native = form if best == "native" else None
+            onednn = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
+            if isinstance(m, InplaceGC) and m.native is not None and onednn:
+                x, T = args
+                s = torch.zeros(x.shape[0] // T, form.c, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+                form.s_onednn = tuner.choose("gc_s_conv", _key(s, tuple(form.s.weight.shape)), {
+                    "library": _set(form, False, lambda: form.s_conv(s), "s_onednn"),
+                    "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
+
+
 def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
     """In place: the deployed forms of the modules, and the kernel choices for the example
     input in the model's present layout."""
@@ -212,36 +250,15 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
         cls = _INPLACE.get(type(m))
         if cls is not None:
             m.__class__ = cls
-    _slot_layouts(model, example_input, tuner)  # first: the kernels below are timed in the layout they get
-    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, InplaceAIAUnit, InplaceGC, Bottleneck,
-             BasicBlock)
+    _native_forms(model, example_input, tuner)
+    _slot_layouts(model, example_input, tuner)  # then: the kernels below are timed in the layout they get
+    kinds = (Conv1x1, FrameConv3d, AxialGate, ShiftConv, nn.MaxPool2d, InplaceAIAUnit, Bottleneck, BasicBlock)
     seen = _record(model, example_input, kinds)
     with torch.no_grad():
         for m, args in seen.items():
             if isinstance(m, (Bottleneck, BasicBlock)):
                 continue
-            if isinstance(m, InplaceGC):
-                form = NativeGC(m) if NativeGC.supports(m) else None
-                if form is not None and form.takes(*args):
-                    best = tuner.choose("gc", _key(*args, (m.channels, m.groups, m.plan)),
-                                        {"torch": _set(m, None, _time_module(m, args), "native"),
-                                         "native": _set(m, form, _time_module(m, args), "native")})
-                    m.native = form if best == "native" else None
-                    onednn = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
-                    if m.native is not None and onednn:
-                        x, T = args
-                        s = torch.zeros(x.shape[0] // T, form.c, *x.shape[2:])
-                        s = s.contiguous(memory_format=torch.channels_last)
-                        form.s_onednn = tuner.choose("gc_s_conv", _key(s, tuple(form.s.weight.shape)), {
-                            "library": _set(form, False, lambda: form.s_conv(s), "s_onednn"),
-                            "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
-                continue
             fn = _time_module(m, args)
-            form = NativeAIAC(m) if isinstance(m, InplaceAIAUnit) and NativeAIAC.supports(m) else None
-            if form is not None and form.takes(*args):
-                best = tuner.choose("aia_c", _key(*args), {"torch": _set(m, None, fn, "native"),
-                                                          "native": _set(m, form, fn, "native")})
-                m.native = form if best == "native" else None
             if isinstance(m, InplaceAIAUnit):
                 x, T = args
                 v = x.view(x.shape[0] // T, T, *x.shape[1:])

@@ -1,7 +1,8 @@
 """The deployed forms of the family modules: TSM's shift met by the next conv in one of three
-ways, the in-place gates (GC, AIA, SDA), and the kernels whose fastest implementation
-:mod:`zoo.deploy` times at conversion (1x1 conv, frame-wise 3D conv, AIA's gate, TDN's shift
-conv). Each falls back to the plain module's forward where its shapes or tracing rule it out."""
+ways, the in-place gates (GC, AIA, SDA) and their compiled forms (``Native*``), and the kernels
+whose fastest implementation :mod:`zoo.deploy` times at conversion (1x1 conv, frame-wise 3D conv,
+AIA's gate, TDN's shift conv). Each falls back to the plain module's forward where its shapes or
+tracing rule it out."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -15,7 +16,7 @@ from ..models.conv3d import FrameConv3d
 from ..models.gc import GC, ECalS
 from ..models.ops import Conv1x1
 from ..models.resnet import BasicBlock, Bottleneck
-from ..models.sda import SDA
+from ..models.sda import SDA, GlobalBranch, LocalBranch, SpacePooledBranch, TimePooledBranch
 from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift, temporal_shift
 from . import native
@@ -241,7 +242,7 @@ class InplaceAIAUnit(AIAUnit):
     :func:`tree_max` (timed at conversion)."""
 
     tree: frozenset = frozenset()
-    native: Optional["NativeAIAC"] = None  # a C unit's compiled form, where timed faster
+    native = None  # a C or ST unit's compiled form (NativeAIAC, NativeAIAST), where timed faster
 
     def context(self, v: torch.Tensor, dim: int) -> torch.Tensor:
         if dim not in self.tree or _functional():
@@ -287,6 +288,72 @@ class NativeAIAC:
         return x
 
 
+class NativeAIAST:
+    """AIA's ST unit, and the AIA modules CinST and STinC, as :mod:`zoo.deploy.native`'s kernels
+    run them on fp32 channels-last frames, in place. ST: one pass for the three axial contexts
+    (max and mean over T, over H and over W), the three 2 -> 1 3x3x3 gate convs (BNs folded),
+    each vectorised over the channels, and one pass applying the mean of the three gates.
+    CinST: the C gate first (the channel context, its conv), the ST contexts read x times it on
+    the way. STinC: the C context reads x times the ST gate on the way, the C gate is applied.
+    PyTorch runs about thirty operators per ST unit.
+
+    The kernels keep the channels innermost; each gate's conv weights are permuted at conversion
+    so that their last axis is the channel axis: the T gate convolves (C, H, W), the H gate
+    (T, C, W) and the W gate (T, H, C), as in the authors' code."""
+
+    # each ST gate's weight axes (channel, then the conv's three) -> (channel, outer, inner, C)
+    ORDER = {"t": (0, 2, 3, 1), "h": (0, 1, 3, 2), "w": (0, 1, 2, 3)}
+
+    def __init__(self, unit: AIAUnit):
+        self.kind, self.w, self.bias = unit.kind, {}, {}
+        for k, order in self.ORDER.items():
+            conv = getattr(unit, k).conv
+            self.w[k] = conv.weight.detach()[0].permute(order).contiguous()
+            self.bias[k] = float(conv.bias) if conv.bias is not None else 0.0
+        if unit.c is not None:
+            self.w["c"] = unit.c.conv.weight.detach().reshape(54).contiguous()
+            self.bias["c"] = float(unit.c.conv.bias) if unit.c.conv.bias is not None else 0.0
+
+    @staticmethod
+    def supports(unit: AIAUnit) -> bool:
+        if unit.kind not in ("st", "cinst", "stinc") or not native.vector_width():
+            return False
+        gates = [g for g in (unit.c, unit.t, unit.h, unit.w) if g is not None]
+        return all(isinstance(g.conv, DepthConv) and (g.bn is None or isinstance(g.bn, nn.Identity))
+                   and g.conv.weight.dtype == torch.float32 for g in gates)
+
+    def takes(self, x: torch.Tensor, T: int) -> bool:
+        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
+            and x.shape[1] % native.vector_width() == 0 and x.is_contiguous(memory_format=torch.channels_last) \
+            and not (x.requires_grad and torch.is_grad_enabled())
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        lib = native.load()
+        N, C, H, W = x.shape
+        B, w, bias = N // T, self.w, self.bias
+        nT, nH, nW, nC = B * H * W * C, B * T * W * C, B * T * H * C, N * H * W
+        # one scratch buffer: the ST contexts (max, mean) and gates, each axis; the C context and gate
+        buf = x.new_empty(2 * (nT + nH + nW) + nT + nH + nW + 3 * nC)
+        p = [buf.data_ptr()]
+        for n in (nT, nT, nH, nH, nW, nW, nT, nH, nW, 2 * nC):
+            p.append(p[-1] + 4 * n)
+        tm, ta, hm, ha, wm, wa, gT, gH, gW, ctx, gC = p
+        if self.kind == "cinst":
+            lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, None, None, None, ctx)
+            lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
+        lib.aia_st_ctx(x.data_ptr(), gC if self.kind == "cinst" else None, B, T, H, W, C, tm, ta, hm, ha, wm, wa)
+        lib.aia_axial(tm, ta, B, H, W, C, w["t"].data_ptr(), bias["t"], gT)
+        lib.aia_axial(hm, ha, B, T, W, C, w["h"].data_ptr(), bias["h"], gH)
+        lib.aia_axial(wm, wa, B, T, H, C, w["w"].data_ptr(), bias["w"], gW)
+        if self.kind == "stinc":
+            lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, gT, gH, gW, ctx)
+            lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
+            lib.aia_c_apply(x.data_ptr(), nC, C, gC)
+        else:
+            lib.aia_st_apply(x.data_ptr(), B, T, H, W, C, gT, gH, gW)
+        return x
+
+
 class InplaceAIACombo(AIACombo):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.how == ">" or _functional():
@@ -299,7 +366,15 @@ class InplaceAIACombo(AIACombo):
 
 class InplaceSDA(SDA):
     """SDA whose gate is computed in the up-projection's output and multiplied there (or into
-    the input, where the two layouts differ)."""
+    the input, where the two layouts differ); ``native`` (a :class:`NativeSDA`, set by the
+    conversion where it timed faster): the branches and the gate in the compiled kernels."""
+
+    native: Optional["NativeSDA"] = None
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.native is not None and not _functional() and self.native.takes(x, T):
+            return self.native(x, T)
+        return super().forward(x, T)
 
     def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
         if _functional():
@@ -308,6 +383,105 @@ class InplaceSDA(SDA):
         # the product in x's layout: a 1x1 conv of an NCHW map gives NCHW even when the frames
         # are channels-last, and the next conv would reorder it (conv3 1.3-1.6x slower)
         return g.mul_(x) if g.stride() == x.stride() else x.mul_(g)
+
+
+def _windows(n_in: int, n_out: int) -> tuple:
+    """Adaptive average pooling's windows from n_in to n_out positions: (starts, ends)."""
+    return (torch.tensor([i * n_in // n_out for i in range(n_out)]),
+            torch.tensor([-(-(i + 1) * n_in // n_out) for i in range(n_out)]))
+
+
+class NativeSDA:
+    """The four-branch SDA (global, pooled over T, pooled over the pixels, one local branch with
+    a (3, 1, 1) conv: the paper's final lst + lt + ls + s122, any order) on fp32 channels-last
+    frames, in place. The down-projection and the pooled-over-T branch's 3x3 conv stay
+    PyTorch's (oneDNN's); :mod:`zoo.deploy.native`'s kernels do the rest: one pass over the
+    reduced frames for every branch's pooling (the ReLU applied as they are read), the two
+    temporal convs in registers, the aggregation weights, and one pass that forms each pixel's
+    weighted sum, the up-projection in registers and the gate product. PyTorch runs about sixty
+    operators per module. Weights (BNs folded) are taken at conversion."""
+
+    def __init__(self, sda: SDA):
+        by = {type(b): b for b in sda.branches}
+        g, lt, ls, loc = by[GlobalBranch], by[TimePooledBranch], by[SpacePooledBranch], by[LocalBranch]
+        self.down, self.lt, self.local = sda.down, lt.conv, loc
+        self.chunk, self.r, self.channels = sda.chunk, sda.down.out_channels, sda.up.out_channels
+        self.wG, self.bG = g.conv.weight.detach().contiguous(), _bias(g.conv)
+        self.wS, self.bS = ls.conv.weight.detach().permute(2, 1, 0).contiguous(), _bias(ls.conv)  # [tap][in][out]
+        self.wL, self.bL = loc.conv.weight.detach().flatten(2).permute(2, 1, 0).contiguous(), _bias(loc.conv)
+        self.wU, self.bU = sda.up.weight.detach().flatten(1).t().contiguous(), _bias(sda.up)  # [in][out]
+        self.q = None if sda.query is None else sda.query.detach().reshape(-1).contiguous()
+        # the kernels' arguments, as addresses (the tensors above hold the memory)
+        self._tconv = (self.wS.data_ptr(), self.bS.data_ptr(), self.wL.data_ptr(), self.bL.data_ptr())
+        self._global, self._up = (self.wG.data_ptr(), self.bG.data_ptr()), (self.wU.data_ptr(), self.bU.data_ptr())
+        self._q = _ptr(self.q)
+        self._sizes: dict = {}
+
+    @staticmethod
+    def supports(sda: SDA) -> bool:
+        """One branch of each kind, the local one pooling space only with a (3, 1, 1) conv, the
+        pixel-pooled one a size-3 conv, every BN folded, channels a whole number of vectors."""
+        kinds = [type(b) for b in sda.branches]
+        if sorted(k.__name__ for k in kinds) != sorted(k.__name__ for k in (
+                GlobalBranch, TimePooledBranch, SpacePooledBranch, LocalBranch)):
+            return False
+        by = {type(b): b for b in sda.branches}
+        loc, ls, vw = by[LocalBranch], by[SpacePooledBranch], native.vector_width()
+        r, C = sda.down.out_channels, sda.up.out_channels
+        folded = all(isinstance(m, nn.Identity) for m in [sda.bn1, sda.bn2] + [b.bn for b in sda.branches])
+        weights = [sda.down.weight, sda.up.weight] + [b.conv.weight for b in sda.branches]
+        return bool(vw) and r % vw == 0 and C % vw == 0 and folded and loc.pool[0] == 1 \
+            and tuple(loc.conv.kernel_size) == (3, 1, 1) and ls.conv.kernel_size == (3,) \
+            and all(w.dtype == torch.float32 for w in weights)
+
+    def takes(self, x: torch.Tensor, T: int) -> bool:
+        T = self.chunk or T
+        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 \
+            and x.shape[1] == self.channels and x.shape[0] % T == 0 \
+            and x.is_contiguous(memory_format=torch.channels_last) and not (x.requires_grad and torch.is_grad_enabled())
+
+    def _windows(self, H: int, W: int) -> tuple:
+        """For frames H x W: the local map's size (h, w), then the addresses of its pooling
+        windows, of the windows that bring it back, and of its rows' and columns' weights in
+        the mean of the map brought back (the tensors kept here)."""
+        if (H, W) not in self._sizes:
+            h, w = self.local._size(H, W)
+            up_h, up_w = _windows(h, H), _windows(w, W)
+            uh, uw = torch.zeros(h), torch.zeros(w)
+            for u, (starts, ends), n in ((uh, up_h, H), (uw, up_w, W)):
+                for s, e in zip(starts.tolist(), ends.tolist()):
+                    u[s:e] += 1.0 / (n * (e - s))
+            kept = (*_windows(H, h), *_windows(W, w), *up_h, *up_w, uh, uw)
+            self._sizes[H, W] = (h, w, [t.data_ptr() for t in kept], kept)
+        return self._sizes[H, W]
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        lib, r = native.load(), self.r
+        T = self.chunk or T
+        N, C, H, W = x.shape
+        B, HW = N // T, H * W
+        h, w, (h0, h1, w0, w1, uh0, uh1, uw0, uw1, uh, uw), _ = self._windows(H, W)
+        y = self.down(x).contiguous(memory_format=torch.channels_last)
+        # one scratch buffer: sT, then sF, mS, base (B*T*r each), sL, mL (B*T*h*w*r each), a (2*B)
+        nT, nF, nL = B * HW * r, B * T * r, B * T * h * w * r
+        buf = x.new_empty(nT + 3 * nF + 2 * nL + 2 * B)
+        sT = buf[:nT].view(B, H, W, r)
+        pF = buf.data_ptr() + 4 * nT
+        pS, pB = pF + 4 * nF, pF + 8 * nF
+        pL = pF + 12 * nF
+        pM, pA = pL + 4 * nL, pL + 8 * nL
+        lib.sda_branches(y.data_ptr(), B, T, H, W, r, h, w, h0, h1, w0, w1, sT.data_ptr(), pF, pL, *self._tconv, pS, pM)
+        lt = self.lt
+        mT = F.conv2d(sT.permute(0, 3, 1, 2), lt.weight, lt.bias, lt.stride, lt.padding)  # its ReLU in the kernel
+        mT = mT.contiguous(memory_format=torch.channels_last)
+        lib.sda_gate(x.data_ptr(), B, T, H, W, C, r, h, w, pF, *self._global, mT.data_ptr(), pS, pM, uh, uw,
+                     self._q, uh0, uh1, uw0, uw1, *self._up, pB, pA)
+        return x
+
+
+def _bias(m: nn.Module) -> torch.Tensor:
+    w = m.weight
+    return m.bias.detach().contiguous() if m.bias is not None else w.new_zeros(w.shape[0])
 
 
 def channels_inner(x: torch.Tensor) -> bool:

@@ -1,12 +1,18 @@
 /* Kernels that zoo.deploy compiles on the running machine (cc -O3 -march=native -fopenmp) and
-   times against the PyTorch forms; the faster is kept. GC's four calibrators over a block's
-   channels-last frames in two passes: gc_pool reads the ECal-T, -S and -G groups once for their
-   means; gc_gates turns the means into gates; gc_apply gates every group in place, computing
-   ECal-L's temporal conv tile by tile in registers (PyTorch runs each as separate operators,
-   each a pass over the frames, and its small-channel conv at a fraction of the backbone's rate).
-   Frames: B*T of HW pixels of C floats (channels-last); a group is c channels from an offset.
-   OpenMP here is PyTorch's own libgomp (the loader reuses the loaded library of that name), so
-   torch.set_num_threads sets these kernels' threads too. */
+   times against the PyTorch forms; the faster is kept. Each replaces a module's chain of
+   PyTorch operators (each a pass over the frames) by one or two passes:
+   * GC's four calibrators: gc_pool reads the ECal-T, -S and -G groups once for their means;
+     gc_gates turns the means into gates; gc_apply gates every group in place, computing ECal-L's
+     temporal conv tile by tile in registers.
+   * AIA's C unit (aia_c), its ST unit and the CinST / STinC modules (aia_st_ctx: the three axial
+     contexts in one pass; aia_axial: each gate conv vectorised over the channels; aia_st_apply).
+   * SDA: sda_branches pools the reduced frames for every branch and runs the temporal convs;
+     sda_gate forms the weighted sum of the maps at each pixel, the up-projection in registers
+     and the gate product.
+   * TSM's shift lent to the block (tsm_shift, tsm_join).
+   Frames: B*T of HW pixels of C floats (channels-last). OpenMP here is PyTorch's own libgomp
+   (the loader reuses the loaded library of that name), so torch.set_num_threads sets these
+   kernels' threads too. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +28,11 @@ typedef float vf __attribute__((vector_size(VW * 4)));
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 static inline vf vbcast(float s) { return (vf){0} + s; }
+static inline vf vmax(vf a, vf b) {
+    vf r;
+    for (int i = 0; i < VW; i++) r[i] = a[i] > b[i] ? a[i] : b[i];
+    return r;
+}
 static inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 int zoo_vector_width(void) { return VW; }
@@ -163,12 +174,11 @@ static void tile_of(long c, int *nbc, int *pt) {
     *pt = *nbc == 4 ? P4 : *nbc == 2 ? P2 : P1;
 }
 
-/* ECal-L's conv for P (<= one tile) pixels from base into y[t][p][c] (rows of pt pixels) */
+/* A (3, 1, 1) conv for P (<= one tile) pixels from base into y[t * ys + p * c + o] */
 static void conv_group(const float *base, long fs, long C, long T, long c, const float *w,
-                       const float *bias, float *y, long P) {
+                       const float *bias, float *y, long ys, long P) {
     int nbc, pt;
     tile_of(c, &nbc, &pt);
-    long ys = pt * c;
     for (long o0 = 0; o0 < c; o0 += nbc * VW) {
         if (P == pt) {
             if (nbc == 4) conv_p4(base, fs, C, T, c, w, bias, y, ys, o0);
@@ -206,7 +216,7 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
             for (long bt = 0; bt < B * tiles; bt++) {
                 long b = bt / tiles, p0 = (bt % tiles) * pt, P = HW - p0 < pt ? HW - p0 : pt;
                 float *base = x + (b * T * HW + p0) * C;
-                conv_group(base + oL, fs, C, T, c, wL, bL, y, P);
+                conv_group(base + oL, fs, C, T, c, wL, bL, y, pt * c, P);
                 const float *gg = gG + b * c;
                 for (long t = 0; t < T; t++) {
                     const float *gt = gT + (b * T + t) * c;
@@ -235,28 +245,45 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
     return failed ? -1 : 0;
 }
 
-/* AIA's C unit in place: the context (max, mean over the C channels of every pixel), the gate
-   sigmoid(Conv3d(2 -> 1, 3x3x3, zero padding 1) over (T, H, W) + bias), x times the gate. w: the
-   conv's 54 weights [channel][t][h][w]; ctx: scratch of B*T*2*H*W floats, gate: of B*T*H*W. */
-void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, float bias, float *ctx,
-           float *gate) {
+/* AIA's C context: the max and mean over the C channels of every pixel of x, or of x times the
+   ST gate (gT[b][h][w] + gH[b][t][w] + gW[b][t][h]) / 3 when gT is not NULL (STinC), into
+   ctx[n][2][HW]. */
+void aia_c_ctx(const float *x, long B, long T, long H, long W, long C, const float *gT, const float *gH,
+               const float *gW, float *ctx) {
     long HW = H * W, N = B * T;
     #pragma omp parallel
     {
+        float v[C];
         #pragma omp for schedule(static)
         for (long np = 0; np < N * HW; np++) {
             const float *r = x + np * C;
+            long n = np / HW, p = np % HW, b = n / T, t = n % T, h = p / W, w = p % W;
+            if (gT) {
+                const float *gt = gT + ((b * H + h) * W + w) * C, *gh = gH + ((b * T + t) * W + w) * C;
+                const float *gw = gW + ((b * T + t) * H + h) * C;
+                #pragma omp simd
+                for (long i = 0; i < C; i++) v[i] = r[i] * ((gt[i] + gh[i] + gw[i]) * (1.0f / 3));
+                r = v;
+            }
             float m = r[0], s = 0.0f;
             #pragma omp simd reduction(max:m) reduction(+:s)
             for (long i = 0; i < C; i++) {
                 m = r[i] > m ? r[i] : m;
                 s += r[i];
             }
-            long n = np / HW, p = np % HW;
             ctx[(n * 2) * HW + p] = m;
             ctx[(n * 2 + 1) * HW + p] = s / C;
         }
-        /* the gate conv by output rows: each tap adds a shifted context row (vectorised over W) */
+    }
+}
+
+/* AIA's C gate from its context: sigmoid(Conv3d(2 -> 1, 3x3x3, zero padding 1) over (T, H, W) +
+   bias) into gate[n][HW], by output rows (each tap adds a shifted context row, vectorised over
+   W). w: the conv's 54 weights [channel][t][h][w]. */
+void aia_c_gate(const float *ctx, long B, long T, long H, long W, const float *w, float bias, float *gate) {
+    long HW = H * W, N = B * T;
+    #pragma omp parallel
+    {
         float acc[W];  /* one row of the frame */
         #pragma omp for schedule(static)
         for (long nh = 0; nh < N * H; nh++) {
@@ -282,11 +309,369 @@ void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, flo
             #pragma omp simd
             for (long v = 0; v < W; v++) g[v] = sigmoid(acc[v]);
         }
+    }
+}
+
+/* x[pixel] *= gate[pixel] over P pixels of C channels, in place. */
+void aia_c_apply(float *x, long P, long C, const float *gate) {
+    #pragma omp parallel for schedule(static)
+    for (long np = 0; np < P; np++) {
+        float *r = x + np * C, g = gate[np];
+        #pragma omp simd
+        for (long i = 0; i < C; i++) r[i] *= g;
+    }
+}
+
+/* AIA's C unit in place: aia_c_ctx, aia_c_gate, aia_c_apply. ctx: scratch of B*T*2*H*W floats,
+   gate: of B*T*H*W. */
+void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, float bias, float *ctx,
+           float *gate) {
+    aia_c_ctx(x, B, T, H, W, C, NULL, NULL, NULL, ctx);
+    aia_c_gate(ctx, B, T, H, W, w, bias, gate);
+    aia_c_apply(x, B * T * H * W, C, gate);
+}
+
+/* SDA (the four-branch module: global, pooled over T, pooled over the pixels, local). y: the
+   reduced frames, B*T frames of HW = H*W pixels of r floats, before their ReLU, which is applied
+   as they are read. Out: sT[B][HW][r] the mean over T, sF[B][T][r] the mean over the pixels,
+   sL[B][T][h][w][r] the adaptive average over rows [h0[i], h1[i]) and columns [w0[j], w1[j]). */
+void sda_pool(const float *y, long B, long T, long H, long W, long r, long h, long w, const long *h0,
+              const long *h1, const long *w0, const long *w1, float *sT, float *sF, float *sL) {
+    long HW = H * W;
+    memset(sF, 0, sizeof(float) * B * T * r);
+    #pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        long p0 = HW * id / nt, p1 = HW * (id + 1) / nt;
+        float acc[r];  /* r <= a block's width / 4: a few KB at most */
+        for (long b = 0; b < B; b++) {
+            float *st = sT + b * HW * r;
+            memset(st + p0 * r, 0, sizeof(float) * (p1 - p0) * r);
+            for (long t = 0; t < T; t++) {
+                memset(acc, 0, sizeof(float) * r);
+                const float *f = y + (b * T + t) * HW * r;
+                for (long p = p0; p < p1; p++) {
+                    const float *v = f + p * r;
+                    float *s = st + p * r;
+                    #pragma omp simd
+                    for (long k = 0; k < r; k++) {
+                        float u = fmaxf(v[k], 0.0f);
+                        s[k] += u;
+                        acc[k] += u;
+                    }
+                }
+                #pragma omp critical
+                for (long k = 0; k < r; k++) sF[(b * T + t) * r + k] += acc[k];
+            }
+            for (long i = p0 * r; i < p1 * r; i++) st[i] *= 1.0f / T;
+        }
+        #pragma omp barrier
+        #pragma omp for schedule(static) nowait
+        for (long i = 0; i < B * T * r; i++) sF[i] *= 1.0f / HW;
         #pragma omp for schedule(static)
-        for (long np = 0; np < N * HW; np++) {
-            float *r = x + np * C, g = gate[np];
+        for (long ni = 0; ni < B * T * h; ni++) {
+            long n = ni / h, i = ni % h;
+            const float *f = y + n * HW * r;
+            for (long j = 0; j < w; j++) {
+                memset(acc, 0, sizeof(float) * r);
+                for (long u = h0[i]; u < h1[i]; u++)
+                    for (long v = w0[j]; v < w1[j]; v++) {
+                        const float *e = f + (u * W + v) * r;
+                        #pragma omp simd
+                        for (long k = 0; k < r; k++) acc[k] += fmaxf(e[k], 0.0f);
+                    }
+                float sc = 1.0f / ((h1[i] - h0[i]) * (w1[j] - w0[j]));
+                float *o = sL + ((n * h + i) * w + j) * r;
+                #pragma omp simd
+                for (long k = 0; k < r; k++) o[k] = acc[k] * sc;
+            }
+        }
+    }
+}
+
+/* y = ReLU(a (3, 1, 1) conv over T with zero padding of x + bias): x, y [B][T][P][r];
+   w[tap][in][out]. r must be a multiple of zoo_vector_width(). */
+void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
+    int nbc, pt;
+    tile_of(r, &nbc, &pt);
+    long tiles = (P + pt - 1) / pt, fs = P * r;
+    #pragma omp parallel for schedule(static)
+    for (long bt = 0; bt < B * tiles; bt++) {
+        long b = bt / tiles, p0 = (bt % tiles) * pt, n = P - p0 < pt ? P - p0 : pt;
+        float *out = y + (b * T * P + p0) * r;
+        conv_group(x + (b * T * P + p0) * r, fs, r, T, r, w, bias, out, fs, n);
+        for (long t = 0; t < T; t++) {
+            float *o = out + t * fs;
             #pragma omp simd
-            for (long i = 0; i < C; i++) r[i] *= g;
+            for (long i = 0; i < n * r; i++) o[i] = fmaxf(o[i], 0.0f);
+        }
+    }
+}
+
+/* The aggregation weights, from the branch maps: the global map (computed here: ReLU(wG times
+   the mean of sF over T + bG), wG[out][in]), mT[B][HW][r] (pooled over T, before its ReLU),
+   mS[B][T][r] (pooled over the pixels), mL[B][T][h][w][r] (local, at its pooled size; uh[h],
+   uw[w]: each row's and column's weight in the mean of the map brought back to H x W). The
+   weights: softmax over the maps of (each map's mean) . q, or 1/4 each without q. Out:
+   base[B][T][r] = a_G g + a_S mS, the part of the weighted sum constant over a frame, and
+   a[B][2] = (a_T, a_L). Small: one thread. */
+void sda_mix(long B, long T, long HW, long h, long w, long r, const float *sF, const float *wG, const float *bG,
+             const float *mT, const float *mS, const float *mL, const float *uh, const float *uw,
+             const float *q, float *base, float *a) {
+    float m[r], g[r], kT[r], kS[r], kL[r];
+    for (long b = 0; b < B; b++) {
+        memset(m, 0, sizeof m);
+        memset(kT, 0, sizeof kT);
+        memset(kS, 0, sizeof kS);
+        memset(kL, 0, sizeof kL);
+        for (long t = 0; t < T; t++)
+            for (long k = 0; k < r; k++) {
+                m[k] += sF[(b * T + t) * r + k] / T;
+                kS[k] += mS[(b * T + t) * r + k] / T;
+            }
+        for (long o = 0; o < r; o++) {
+            float s = bG[o];
+            for (long i = 0; i < r; i++) s += wG[o * r + i] * m[i];
+            g[o] = fmaxf(s, 0.0f);
+        }
+        for (long p = 0; p < HW; p++) {
+            const float *e = mT + (b * HW + p) * r;
+            #pragma omp simd
+            for (long k = 0; k < r; k++) kT[k] += fmaxf(e[k], 0.0f);
+        }
+        for (long k = 0; k < r; k++) kT[k] /= HW;
+        for (long t = 0; t < T; t++)
+            for (long i = 0; i < h; i++)
+                for (long j = 0; j < w; j++) {
+                    const float *e = mL + (((b * T + t) * h + i) * w + j) * r;
+                    float u = uh[i] * uw[j] / T;
+                    #pragma omp simd
+                    for (long k = 0; k < r; k++) kL[k] += u * e[k];
+                }
+        float aG = 0.25f, aT = 0.25f, aS = 0.25f, aL = 0.25f;
+        if (q) {
+            float s[4] = {0, 0, 0, 0};
+            for (long k = 0; k < r; k++) {
+                s[0] += g[k] * q[k];
+                s[1] += kT[k] * q[k];
+                s[2] += kS[k] * q[k];
+                s[3] += kL[k] * q[k];
+            }
+            float mx = fmaxf(fmaxf(s[0], s[1]), fmaxf(s[2], s[3])), z = 0.0f;
+            for (int i = 0; i < 4; i++) z += s[i] = expf(s[i] - mx);
+            aG = s[0] / z, aT = s[1] / z, aS = s[2] / z, aL = s[3] / z;
+        }
+        for (long t = 0; t < T; t++)
+            for (long k = 0; k < r; k++) base[(b * T + t) * r + k] = aG * g[k] + aS * mS[(b * T + t) * r + k];
+        a[2 * b] = aT;
+        a[2 * b + 1] = aL;
+    }
+}
+
+/* x[p][o0 ...] *= sigmoid(bU + agg[p] wU) for P pixels and NBC output vectors from o0: the
+   up-projection (r -> C, wU[in][out]) in registers, the gate applied to the frames in place. */
+#define UP_TILE(NAME, P, NBC)                                                                      \
+static void NAME(const float *agg, long r, const float *wU, const float *bU, long C, float *x, long o0) { \
+    vf acc[P][NBC];                                                                                \
+    _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) {                                       \
+        vf bv = vload(bU + o0 + j * VW);                                                           \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) acc[p][j] = bv;                       \
+    }                                                                                              \
+    for (long k = 0; k < r; k++) {                                                                 \
+        const float *wk = wU + k * C + o0;                                                         \
+        vf wv[NBC];                                                                                \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) wv[j] = vload(wk + j * VW);         \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                                     \
+            vf xb = vbcast(agg[p * r + k]);                                                        \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) acc[p][j] += xb * wv[j];        \
+        }                                                                                          \
+    }                                                                                              \
+    float z[P * NBC * VW];                                                                         \
+    _Pragma("GCC unroll 16") for (int p = 0; p < P; p++)                                           \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) vstore(z + (p * NBC + j) * VW, acc[p][j]); \
+    for (int p = 0; p < P; p++) {                                                                  \
+        float *xp = x + p * C + o0;                                                                \
+        const float *zp = z + p * NBC * VW;                                                        \
+        _Pragma("omp simd") for (int i = 0; i < NBC * VW; i++) xp[i] *= sigmoid(zp[i]);            \
+    }                                                                                              \
+}
+UP_TILE(up_p1, P1, 1)
+UP_TILE(up_p2, P2, 2)
+UP_TILE(up_p4, P4, 4)
+UP_TILE(up_1x1, 1, 1)
+UP_TILE(up_1x2, 1, 2)
+UP_TILE(up_1x4, 1, 4)
+
+/* SDA's gate applied in place: at each pixel the weighted sum of the maps (base[b][t] + a_T ReLU(mT[b][p])
+   + a_L times mL brought back to H x W by adaptive averaging: output row i averages rows
+   [uh0[i], uh1[i]) of mL, column j columns [uw0[j], uw1[j])), then x *= sigmoid(bU + sum wU),
+   the up-projection computed tile by tile in registers. C must be a multiple of
+   zoo_vector_width(). */
+void sda_excite(float *x, long B, long T, long H, long W, long C, long r, const float *base, const float *mT,
+                const float *mL, long h, long w, const long *uh0, const long *uh1, const long *uw0,
+                const long *uw1, const float *a, const float *wU, const float *bU) {
+    int nbc, pt;
+    tile_of(C, &nbc, &pt);
+    long HW = H * W, tiles = (HW + pt - 1) / pt;
+    #pragma omp parallel
+    {
+        float agg[pt * r];  /* one tile's sums: a few KB */
+        #pragma omp for schedule(static)
+        for (long nt = 0; nt < B * T * tiles; nt++) {
+            long n = nt / tiles, b = n / T, p0 = (nt % tiles) * pt, P = HW - p0 < pt ? HW - p0 : pt;
+            const float *bs = base + n * r;
+            float aT = a[2 * b], aL = a[2 * b + 1];
+            for (long p = 0; p < P; p++) {
+                long q = p0 + p, i = q / W, j = q % W;
+                float *g = agg + p * r;
+                const float *mt = mT + (b * HW + q) * r;
+                #pragma omp simd
+                for (long k = 0; k < r; k++) g[k] = bs[k] + aT * fmaxf(mt[k], 0.0f);
+                float sc = aL / ((uh1[i] - uh0[i]) * (uw1[j] - uw0[j]));
+                for (long u = uh0[i]; u < uh1[i]; u++)
+                    for (long v = uw0[j]; v < uw1[j]; v++) {
+                        const float *ml = mL + ((n * h + u) * w + v) * r;
+                        #pragma omp simd
+                        for (long k = 0; k < r; k++) g[k] += sc * ml[k];
+                    }
+            }
+            float *xp = x + (n * HW + p0) * C;
+            for (long o0 = 0; o0 < C; o0 += nbc * VW) {
+                if (P == pt) {
+                    if (nbc == 4) up_p4(agg, r, wU, bU, C, xp, o0);
+                    else if (nbc == 2) up_p2(agg, r, wU, bU, C, xp, o0);
+                    else up_p1(agg, r, wU, bU, C, xp, o0);
+                } else {
+                    for (long p = 0; p < P; p++) {
+                        if (nbc == 4) up_1x4(agg + p * r, r, wU, bU, C, xp + p * C, o0);
+                        else if (nbc == 2) up_1x2(agg + p * r, r, wU, bU, C, xp + p * C, o0);
+                        else up_1x1(agg + p * r, r, wU, bU, C, xp + p * C, o0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* SDA's branches in one call: sda_pool, then both temporal convs (mS, mL: the maps of the
+   branches pooled over the pixels and of the local one, after their ReLUs). */
+void sda_branches(const float *y, long B, long T, long H, long W, long r, long h, long w, const long *h0,
+                  const long *h1, const long *w0, const long *w1, float *sT, float *sF, float *sL,
+                  const float *wS, const float *bS, const float *wL, const float *bL, float *mS, float *mL) {
+    sda_pool(y, B, T, H, W, r, h, w, h0, h1, w0, w1, sT, sF, sL);
+    sda_tconv(sF, B, T, 1, r, wS, bS, mS);
+    sda_tconv(sL, B, T, h * w, r, wL, bL, mL);
+}
+
+/* SDA's gate in one call: sda_mix, then sda_excite (base, a: scratch of B*T*r and 2*B floats). */
+void sda_gate(float *x, long B, long T, long H, long W, long C, long r, long h, long w, const float *sF,
+              const float *wG, const float *bG, const float *mT, const float *mS, const float *mL,
+              const float *uh, const float *uw, const float *q, const long *uh0, const long *uh1,
+              const long *uw0, const long *uw1, const float *wU, const float *bU, float *base, float *a) {
+    sda_mix(B, T, H * W, h, w, r, sF, wG, bG, mT, mS, mL, uh, uw, q, base, a);
+    sda_excite(x, B, T, H, W, C, r, base, mT, mL, h, w, uh0, uh1, uw0, uw1, a, wU, bU);
+}
+
+/* AIA's ST unit. The three axial contexts of x (channels-last frames x[b][t][h][w][c], each
+   pixel times s[b][t][h][w] first when s is not NULL), max and mean, in one pass: over T into
+   tm, ta[B][H][W][C]; over H into hm, ha[B][T][W][C]; over W into wm, wa[B][T][H][C]. Tasks are
+   (clip, one vector of channels): every context is the task's own. */
+void aia_st_ctx(const float *x, const float *s, long B, long T, long H, long W, long C, float *tm, float *ta,
+                float *hm, float *ha, float *wm, float *wa) {
+    long nc = C / VW;
+    #pragma omp parallel for schedule(static)
+    for (long bc = 0; bc < B * nc; bc++) {
+        long b = bc / nc, c0 = (bc % nc) * VW;
+        for (long t = 0; t < T; t++)
+            for (long h = 0; h < H; h++) {
+                vf m = vbcast(-INFINITY), a = vbcast(0.0f);
+                for (long w = 0; w < W; w++) {
+                    long px = ((b * T + t) * H + h) * W + w;
+                    vf v = vload(x + px * C + c0);
+                    if (s) v *= s[px];
+                    m = vmax(v, m);
+                    a += v;
+                    float *pm = tm + ((b * H + h) * W + w) * C + c0, *pa = ta + ((b * H + h) * W + w) * C + c0;
+                    if (t == 0) {
+                        vstore(pm, v);
+                        vstore(pa, v);
+                    } else {
+                        vf o = vload(pm);
+                        vstore(pm, vmax(v, o));
+                        vstore(pa, vload(pa) + v);
+                    }
+                    pm = hm + ((b * T + t) * W + w) * C + c0, pa = ha + ((b * T + t) * W + w) * C + c0;
+                    if (h == 0) {
+                        vstore(pm, v);
+                        vstore(pa, v);
+                    } else {
+                        vf o = vload(pm);
+                        vstore(pm, vmax(v, o));
+                        vstore(pa, vload(pa) + v);
+                    }
+                }
+                vstore(wm + ((b * T + t) * H + h) * C + c0, m);
+                vstore(wa + ((b * T + t) * H + h) * C + c0, a * (1.0f / W));
+            }
+        for (long i = 0; i < H * W; i++) {
+            float *pa = ta + (b * H * W + i) * C + c0;
+            vstore(pa, vload(pa) * (1.0f / T));
+        }
+        for (long i = 0; i < T * W; i++) {
+            float *pa = ha + (b * T * W + i) * C + c0;
+            vstore(pa, vload(pa) * (1.0f / H));
+        }
+    }
+}
+
+/* An axial gate: g = sigmoid(bias + a 2 -> 1 3x3x3 conv, zero padding, of the context (max m,
+   mean a), both [B][A][R][C]) over the grid (A, R, C); w[channel][a][r][c] (27 per channel). */
+void aia_axial(const float *m, const float *a, long B, long A, long R, long C, const float *w, float bias,
+               float *g) {
+    #pragma omp parallel
+    {
+        float acc[C];  /* one row of channels */
+        #pragma omp for schedule(static)
+        for (long bar = 0; bar < B * A * R; bar++) {
+            long b = bar / (A * R), i = bar / R % A, j = bar % R;
+            for (long c = 0; c < C; c++) acc[c] = bias;
+            for (long ch = 0; ch < 2; ch++) {
+                const float *src = ch ? a : m;
+                for (long di = 0; di < 3; di++) {
+                    long ii = i + di - 1;
+                    if (ii < 0 || ii >= A) continue;
+                    for (long dj = 0; dj < 3; dj++) {
+                        long jj = j + dj - 1;
+                        if (jj < 0 || jj >= R) continue;
+                        const float *row = src + ((b * A + ii) * R + jj) * C, *wk = w + ((ch * 3 + di) * 3 + dj) * 3;
+                        #pragma omp simd
+                        for (long c = 1; c < C; c++) acc[c] += wk[0] * row[c - 1];
+                        #pragma omp simd
+                        for (long c = 0; c < C; c++) acc[c] += wk[1] * row[c];
+                        #pragma omp simd
+                        for (long c = 0; c < C - 1; c++) acc[c] += wk[2] * row[c + 1];
+                    }
+                }
+            }
+            float *o = g + bar * C;
+            #pragma omp simd
+            for (long c = 0; c < C; c++) o[c] = sigmoid(acc[c]);
+        }
+    }
+}
+
+/* x[b][t][h][w] *= (gT[b][h][w] + gH[b][t][w] + gW[b][t][h]) / 3, vectors of C channels. */
+void aia_st_apply(float *x, long B, long T, long H, long W, long C, const float *gT, const float *gH,
+                  const float *gW) {
+    #pragma omp parallel for schedule(static)
+    for (long bth = 0; bth < B * T * H; bth++) {
+        long b = bth / (T * H), t = bth / H % T, h = bth % H;
+        const float *gw = gW + bth * C;
+        for (long w = 0; w < W; w++) {
+            float *r = x + (bth * W + w) * C;
+            const float *gt = gT + ((b * H + h) * W + w) * C, *gh = gH + ((b * T + t) * W + w) * C;
+            #pragma omp simd
+            for (long c = 0; c < C; c++) r[c] *= (gt[c] + gh[c] + gw[c]) * (1.0f / 3);
         }
     }
 }
