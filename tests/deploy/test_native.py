@@ -1,4 +1,4 @@
-"""zoo.deploy's compiled kernels (GC, AIA's C unit, SDA, TSM's shift), built on this machine. Each
+"""zoo.deploy's compiled kernels (GC, AIA, SDA, STC, TSM's shift), built on this machine. Each
 case compares with the plain module; where the kernels cannot be built (no C compiler) only the
 fallback is checked."""
 from pathlib import Path
@@ -10,10 +10,12 @@ import torch.nn as nn
 from tests.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeAIAST, NativeGC, NativeSDA
+from zoo.deploy.forms import (DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeAIAST,
+                              NativeGC, NativeSDA, NativeSTC)
 from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
 from zoo.models.sda import SDA
+from zoo.models.stc import STCConv
 
 needs_kernels = pytest.mark.skipif(native.load() is None, reason=f"no compiled kernels: {native.why_not()}")
 
@@ -237,6 +239,47 @@ def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
 @pytest.mark.parametrize("attention", ["st", "cinst>stinc"])
 def test_deployed_aia_networks_run_the_kernels(attention):
     _deployed_with_kernels("aia_tsn_r50", InplaceAIAUnit, attention=attention)
+
+
+@needs_kernels
+@pytest.mark.parametrize("C, stride, kw, B, T, H, W", [
+    (64, 1, {}, 1, 8, 6, 7),                    # the temporal conv and TR's gate in the kernels
+    (64, 2, {}, 2, 4, 9, 7),                    # stride 2 on odd sizes: T_S reads every other pixel
+    (128, 1, {"reduction": 4}, 1, 4, 5, 5),     # STC-Light: the refinements' reductions in PyTorch
+    (64, 1, {"equal": True, "shift": False}, 1, 4, 4, 6),   # T_S 32 -> 16 channels: PyTorch's conv
+    (64, 1, {"tr": False, "sr": False}, 1, 1, 3, 3),       # no refinements; one frame
+])
+def test_native_stc_equals_conv_bn_relu(C, stride, kw, B, T, H, W):
+    from tests.test_deploy import randomise_bn
+
+    torch.manual_seed(0)
+    stc = STCConv(C, C, stride, **kw)
+    for m in stc.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.normal_(m.weight, 0, 0.1)   # gates off saturation: a wrong axis shows
+    bn = randomise_bn(nn.BatchNorm2d(C))
+    x = _frames(B, T, C, H, W)
+    with torch.no_grad():
+        ref = torch.relu(bn(stc(x, T)))
+        stc.__class__ = DeployedSTCConv
+        assert NativeSTC.supports(stc, bn)
+        form = NativeSTC(stc, bn)
+        kernels = C // 4 % native.vector_width() == 0 and not kw
+        assert (form.wT is not None and form.wR is not None) == kernels
+        assert form.takes(x, T) and not form.takes(x.contiguous(), T)
+        for onednn in (False, True):
+            form.sr_onednn = onednn and stc.sr is not None
+            torch.testing.assert_close(form(x, T), ref, rtol=1e-5, atol=1e-5)
+        x0 = x.clone()
+        form(x, T)
+        assert torch.equal(x, x0)   # the block input is only read
+
+
+@needs_kernels
+@pytest.mark.parametrize("name", ["stc_r50", "stc_light_r50"])
+def test_deployed_stc_networks_run_the_kernels(name):
+    convs = _deployed_with_kernels(name, DeployedSTCConv)
+    assert all(isinstance(c.bn_after, nn.BatchNorm2d) for c in convs)
 
 
 @needs_kernels

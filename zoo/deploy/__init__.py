@@ -72,7 +72,7 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
-from .forms import NativeAIAC, NativeAIAST, NativeGC, NativeSDA
+from .forms import DeployedSTCConv, NativeAIAC, NativeAIAST, NativeGC, NativeSDA, NativeSTC
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -216,9 +216,13 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
     each kept where it runs faster than the module's PyTorch form on the input it receives here.
     Decided before the slot layouts: the kernels take channels-last frames only, so the layout
     choice has to see them."""
-    seen = _record(model, example_input, (InplaceGC, InplaceSDA, InplaceAIAUnit))
+    seen = _record(model, example_input, (InplaceGC, InplaceSDA, InplaceAIAUnit, DeployedSTCConv))
+    blocks = {b.conv2: b for b in model.modules() if isinstance(b, Bottleneck)}
     with torch.no_grad():
         for m, args in seen.items():
+            if isinstance(m, DeployedSTCConv):
+                _native_stc(m, blocks.get(m), args, tuner)
+                continue
             if isinstance(m, InplaceGC):
                 form = NativeGC(m) if NativeGC.supports(m) else None
                 kind, extra = "gc", ((m.channels, m.groups, m.plan),)
@@ -241,6 +245,30 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
                 form.s_onednn = tuner.choose("gc_s_conv", _key(s, tuple(form.s.weight.shape)), {
                     "library": _set(form, False, lambda: form.s_conv(s), "s_onednn"),
                     "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
+
+
+def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> None:
+    """STC's compiled form, which applies the block's bn2 too: timed against the conv and the BN
+    as PyTorch runs them; where it wins, the BN moves into the form (``bn_after``)."""
+    bn = getattr(block, "bn2", None)
+    if block is None or not NativeSTC.supports(stc, bn):
+        return
+    form = NativeSTC(stc, bn)
+    if not form.takes(*args):
+        return
+    best = tuner.choose("stc", _key(*args, (stc.alpha, stc.equal, stc.shift, stc.tr is not None, stc.sr is not None)), {
+        "torch": lambda: bn(stc(*args)), "native": lambda: form(*args)})
+    if best == "native":
+        stc.native, stc.bn_after = form, bn
+        block.bn2 = nn.Identity()
+        if stc.sr is not None and hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available():
+            x, T = args
+            c = stc.sr.conv
+            p = torch.zeros(x.shape[0] // T, c.in_channels, *stc.spatial(x[:1, :stc.s_in]).shape[-2:])
+            p = p.contiguous(memory_format=torch.channels_last)
+            form.sr_onednn = tuner.choose("stc_sr_conv", _key(p, tuple(c.weight.shape)), {
+                "library": _set(form, False, lambda: form.sr_conv(p), "sr_onednn"),
+                "onednn": _set(form, True, lambda: form.sr_conv(p), "sr_onednn")}) == "onednn"
 
 
 def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:

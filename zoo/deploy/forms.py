@@ -17,6 +17,7 @@ from ..models.gc import GC, ECalS
 from ..models.ops import Conv1x1
 from ..models.resnet import BasicBlock, Bottleneck
 from ..models.sda import SDA, GlobalBranch, LocalBranch, SpacePooledBranch, TimePooledBranch
+from ..models.stc import STCConv
 from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift, temporal_shift
 from . import native
@@ -484,6 +485,107 @@ def _bias(m: nn.Module) -> torch.Tensor:
     return m.bias.detach().contiguous() if m.bias is not None else w.new_zeros(w.shape[0])
 
 
+class DeployedSTCConv(STCConv):
+    """STC's middle conv; ``native`` (a :class:`NativeSTC`, set by the conversion where it timed
+    faster, together with ``bn_after``, the block's BN moved here, and the block's ReLU after it):
+    around its two library convs, S_T's shifted input, the refinements and the concatenation in
+    the compiled kernels, the BN and the ReLU applied in the same pass."""
+
+    native: Optional["NativeSTC"] = None
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.native is not None and not _functional() and self.native.takes(x, T):
+            return self.native(x, T)
+        y = super().forward(x, T)
+        after = getattr(self, "bn_after", None)
+        return y if after is None else torch.relu(after(y))
+
+
+class NativeSTC:
+    """STC's middle conv, the BN after it (the block's bn2) and the ReLU after that, on fp32
+    channels-last frames: S_T's
+    shifted input copied in one pass (the plain form copies the slice, then shifts a copy of it),
+    S_T's 3x3 conv and T_S's temporal conv as the library runs them, the refinements' pooled
+    inputs in one pass over both outputs, their small convs in PyTorch, and one pass that applies
+    both gates, concatenates and applies the BN and the ReLU. The BN is read at conversion."""
+
+    def __init__(self, stc: STCConv, bn: nn.BatchNorm2d):
+        self.stc = stc
+        scale = bn.running_var.add(bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
+        self.scale, self.shift = scale.detach().float().contiguous(), shift.detach().float().contiguous()
+        conv, vw = stc.temporal, native.vector_width()
+        self.wT = self.bT = None  # T_S's conv for the kernel: (3, 1, 1), c -> c channels, no padding in space
+        st = conv.stride
+        if conv.kernel_size == (3, 1, 1) and st[0] == 1 and st[1] == st[2] and tuple(conv.padding) == (1, 0, 0) \
+                and conv.groups == 1 and vw \
+                and conv.in_channels == conv.out_channels and conv.out_channels % vw == 0:
+            self.wT = conv.weight.detach().flatten(2).permute(2, 1, 0).contiguous()  # [tap][in][out]
+            self.bT = _bias(conv)
+        tr = stc.tr  # TR's conv for the kernel: no reduction, c -> c channels
+        self.wR = self.bR = None
+        if tr is not None and tr.reduce is None and vw and tr.conv.out_channels % vw == 0:
+            self.wR, self.bR = tr.conv.weight.detach().permute(2, 1, 0).contiguous(), _bias(tr.conv)
+        self.sr_onednn = False  # SR's 3x3 conv as oneDNN's, where PyTorch would take its own slower path
+
+    def sr_conv(self, p: torch.Tensor) -> torch.Tensor:
+        c = self.stc.sr.conv
+        if self.sr_onednn:
+            return torch.mkldnn_convolution(p, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
+        return c(p)
+
+    @staticmethod
+    def supports(stc: STCConv, bn) -> bool:
+        """Both blocks, channels-last-friendly plain convs, an eval BatchNorm2d after."""
+        return native.load() is not None and stc.spatial is not None and stc.temporal is not None \
+            and type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None \
+            and stc.spatial.weight.dtype == torch.float32
+
+    def takes(self, x: torch.Tensor, T: int) -> bool:
+        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
+            and x.is_contiguous(memory_format=torch.channels_last) and not (x.requires_grad and torch.is_grad_enabled())
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        lib, stc, cl = native.load(), self.stc, torch.channels_last
+        N, C, H, W = x.shape
+        B, cs = N // T, stc.s_in
+        xs = torch.empty(N, cs, H, W, memory_format=cl)
+        lib.stc_shift(x.data_ptr(), B, T, H * W, C, cs, cs // stc.shift_div if stc.shift else 0, xs.data_ptr())
+        ys = stc.spatial(xs).contiguous(memory_format=cl)
+        os_, h, w = ys.shape[1], ys.shape[2], ys.shape[3]
+        ot = stc.temporal.out_channels
+        pS = torch.empty(B, ot, h, w, memory_format=cl)
+        if self.wT is not None:  # the temporal conv in registers, SR's pool on the way
+            yt = torch.empty(N, ot, h, w, memory_format=cl)
+            lib.stc_temporal(x.data_ptr(), B, T, H, W, C, stc.temporal.stride[1], cs, ot, self.wT.data_ptr(),
+                             self.bT.data_ptr(), yt.data_ptr(), pS.data_ptr())
+        else:
+            yt = stc.temporal(x[:, cs:], T).contiguous(memory_format=cl)
+        pT = x.new_empty(B, T, os_)
+        lib.stc_pools(ys.data_ptr(), yt.data_ptr(), B, T, h * w, os_, ot, pT.data_ptr(),
+                      None if self.wT is not None else pS.data_ptr())
+        gT = gS = None
+        if self.wR is not None:
+            gT = torch.empty_like(pT)
+            lib.stc_tr_gate(pT.data_ptr(), B, T, os_, self.wR.data_ptr(), self.bR.data_ptr(), gT.data_ptr())
+        elif stc.tr is not None:  # TemporalRefine on its pooled input (B, C, T)
+            p = pT.transpose(1, 2)
+            if stc.tr.reduce is not None:
+                p = F.relu(stc.tr.reduce(p))
+            gT = torch.sigmoid(stc.tr.conv(p)).transpose(1, 2).contiguous()
+        if stc.sr is not None:  # SpatialRefine on its pooled input (B, C, h, w)
+            p = pS
+            if stc.sr.reduce is not None:
+                p = F.relu(stc.sr.reduce(p))
+            gS = torch.sigmoid(self.sr_conv(p)).contiguous(memory_format=cl)
+        out = torch.empty(N, os_ + ot, h, w, memory_format=cl)
+        lib.stc_join(ys.data_ptr(), yt.data_ptr(), B, T, h * w, os_, ot, _ptr(gT), _ptr(gS), self.scale.data_ptr(),
+                     self.shift.data_ptr(), out.data_ptr())
+        return out
+
+
 def channels_inner(x: torch.Tensor) -> bool:
     """Channels-last frames, or a channel slice of them (channel stride 1, rows of frames)."""
     return x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1 and x.stride(3) >= x.shape[1] \
@@ -523,7 +625,20 @@ def joins_fused(out: torch.Tensor, identity: torch.Tensor) -> bool:
         and out.dtype == identity.dtype and hasattr(torch.ops.aten, "_add_relu_")
 
 
-class DeployedBottleneck(_FusedJoin, Bottleneck):
+class _OwnReLU:
+    """A block whose middle conv may apply the BN and the ReLU after it itself (STC's compiled
+    form): the block then skips its own ReLU there."""
+
+    def _after_conv1(self, out: torch.Tensor, T: int) -> torch.Tensor:
+        conv2 = self.conv2
+        if getattr(conv2, "bn_after", None) is None or self.calib is not None or self.mid is not None \
+                or not isinstance(self.bn2, nn.Identity) or _functional():
+            return super()._after_conv1(out, T)
+        out = conv2(self.relu(self.bn1(out)), T)  # conv2, bn2 and the ReLU
+        return self.bn3(self.conv3(out))
+
+
+class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
     """With its shift in mode ``"lent"``: the block input, which the block owns, is shifted in
     place by the compiled kernel for conv1 and not shifted back; the join reads the shifted
     channels back from the neighbouring frames (``tsm_join``, with the ReLU). One pass over the
@@ -557,6 +672,7 @@ class DeployedBasicBlock(_FusedJoin, BasicBlock):
 
 
 _INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA, ECalS: DeployedECalS,
+            STCConv: DeployedSTCConv,
             Bottleneck: DeployedBottleneck, BasicBlock: DeployedBasicBlock}
 
 

@@ -9,6 +9,8 @@
    * SDA: sda_branches pools the reduced frames for every branch and runs the temporal convs;
      sda_gate forms the weighted sum of the maps at each pixel, the up-projection in registers
      and the gate product.
+   * STC's middle conv around its two library convs: S_T's shifted input in one copy, the
+     refinements' pools in one pass, both gates, the concatenation and the BN after it in one.
    * TSM's shift lent to the block (tsm_shift, tsm_join).
    Frames: B*T of HW pixels of C floats (channels-last). OpenMP here is PyTorch's own libgomp
    (the loader reuses the loaded library of that name), so torch.set_num_threads sets these
@@ -389,9 +391,10 @@ void sda_pool(const float *y, long B, long T, long H, long W, long r, long h, lo
     }
 }
 
-/* y = ReLU(a (3, 1, 1) conv over T with zero padding of x + bias): x, y [B][T][P][r];
-   w[tap][in][out]. r must be a multiple of zoo_vector_width(). */
-void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
+/* y = act(a (3, 1, 1) conv over T with zero padding of x + bias): x, y [B][T][P][r];
+   w[tap][in][out]; act 1: ReLU, 2: sigmoid. r must be a multiple of zoo_vector_width(). */
+static void tconv_act(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y,
+                      int act) {
     int nbc, pt;
     tile_of(r, &nbc, &pt);
     long tiles = (P + pt - 1) / pt, fs = P * r;
@@ -402,10 +405,25 @@ void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, c
         conv_group(x + (b * T * P + p0) * r, fs, r, T, r, w, bias, out, fs, n);
         for (long t = 0; t < T; t++) {
             float *o = out + t * fs;
-            #pragma omp simd
-            for (long i = 0; i < n * r; i++) o[i] = fmaxf(o[i], 0.0f);
+            if (act == 1) {
+                #pragma omp simd
+                for (long i = 0; i < n * r; i++) o[i] = fmaxf(o[i], 0.0f);
+            } else {
+                #pragma omp simd
+                for (long i = 0; i < n * r; i++) o[i] = sigmoid(o[i]);
+            }
         }
     }
+}
+
+/* SDA's temporal branch convs: ReLU after. */
+void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
+    tconv_act(x, B, T, P, r, w, bias, y, 1);
+}
+
+/* STC's temporal refinement gate: sigmoid of a size-3 conv over T of pT[B][T][c] into gT. */
+void stc_tr_gate(const float *pT, long B, long T, long c, const float *w, const float *bias, float *gT) {
+    tconv_act(pT, B, T, 1, c, w, bias, gT, 2);
 }
 
 /* The aggregation weights, from the branch maps: the global map (computed here: ReLU(wG times
@@ -673,6 +691,116 @@ void aia_st_apply(float *x, long B, long T, long H, long W, long C, const float 
             #pragma omp simd
             for (long c = 0; c < C; c++) r[c] *= (gt[c] + gh[c] + gw[c]) * (1.0f / 3);
         }
+    }
+}
+
+/* STC's middle conv around its two library convs. stc_shift: S_T's input, channels [0, cs) of
+   x (frames of C channels), TSM-shifted (channels [0, f) from frame t + 1, [f, 2f) from t - 1,
+   zero beyond the clip), into xs[N][HW][cs] for the 3x3 conv: one pass. */
+void stc_shift(const float *x, long B, long T, long HW, long C, long cs, long f, float *xs) {
+    #pragma omp parallel for schedule(static)
+    for (long np = 0; np < B * T * HW; np++) {
+        long t = np / HW % T;
+        const float *r = x + np * C;
+        float *o = xs + np * cs;
+        if (t + 1 < T) memcpy(o, r + HW * C, sizeof(float) * f);
+        else memset(o, 0, sizeof(float) * f);
+        if (t > 0) memcpy(o + f, r - HW * C + f, sizeof(float) * f);
+        else memset(o + f, 0, sizeof(float) * f);
+        memcpy(o + 2 * f, r + 2 * f, sizeof(float) * (cs - 2 * f));
+    }
+}
+
+/* T_S's temporal conv (kernel (3, 1, 1), spatial stride st, no spatial padding, zero padding over
+   T, c -> c channels, w[tap][in][out], bias or zeros) on channels [cs, cs + c) of x (frames of
+   H x W pixels of C channels), tile by tile along each output row in registers, into
+   yt[N][h][w][c] (h = ceil(H / st), w = ceil(W / st)); and its mean over T into pS[B][h][w][c]
+   (SR's pooled input) while the tile is at hand. c must be a multiple of zoo_vector_width(). */
+void stc_temporal(const float *x, long B, long T, long H, long W, long C, long st, long cs, long c,
+                  const float *w, const float *bias, float *yt, float *pS) {
+    int nbc, pt;
+    tile_of(c, &nbc, &pt);
+    long h = (H + st - 1) / st, wo = (W + st - 1) / st, per_row = (wo + pt - 1) / pt, fs = h * wo * c;
+    #pragma omp parallel for schedule(static)
+    for (long bt = 0; bt < B * h * per_row; bt++) {
+        long b = bt / (h * per_row), i = bt / per_row % h, j0 = (bt % per_row) * pt;
+        long n = wo - j0 < pt ? wo - j0 : pt, q0 = i * wo + j0;
+        float *out = yt + (b * T * h * wo + q0) * c;
+        const float *in = x + ((b * T * H + i * st) * W + j0 * st) * C + cs;
+        conv_group(in, H * W * C, C * st, T, c, w, bias, out, fs, n);
+        float *ps = pS + (b * h * wo + q0) * c;
+        memset(ps, 0, sizeof(float) * n * c);
+        for (long t = 0; t < T; t++) {
+            const float *o = out + t * fs;
+            #pragma omp simd
+            for (long k = 0; k < n * c; k++) ps[k] += o[k];
+        }
+        #pragma omp simd
+        for (long k = 0; k < n * c; k++) ps[k] *= 1.0f / T;
+    }
+}
+
+/* The refinements' pooled inputs: pT[B][T][cs], the mean of S_T's output ys[N][HW][cs] over each
+   frame's pixels; pS[B][HW][ct] (unless NULL), the mean of T_S's output yt[N][HW][ct] over T. */
+void stc_pools(const float *ys, const float *yt, long B, long T, long HW, long cs, long ct, float *pT, float *pS) {
+    #pragma omp parallel
+    {
+        float acc[cs];
+        #pragma omp for schedule(static) nowait
+        for (long n = 0; n < B * T; n++) {
+            memset(acc, 0, sizeof(float) * cs);
+            for (long p = 0; p < HW; p++) {
+                const float *r = ys + (n * HW + p) * cs;
+                #pragma omp simd
+                for (long i = 0; i < cs; i++) acc[i] += r[i];
+            }
+            for (long i = 0; i < cs; i++) pT[n * cs + i] = acc[i] / HW;
+        }
+        #pragma omp for schedule(static)
+        for (long bp = 0; bp < (pS ? B * HW : 0); bp++) {
+            long b = bp / HW, p = bp % HW;
+            float *o = pS + bp * ct;
+            memset(o, 0, sizeof(float) * ct);
+            for (long t = 0; t < T; t++) {
+                const float *r = yt + ((b * T + t) * HW + p) * ct;
+                #pragma omp simd
+                for (long i = 0; i < ct; i++) o[i] += r[i];
+            }
+            #pragma omp simd
+            for (long i = 0; i < ct; i++) o[i] *= 1.0f / T;
+        }
+    }
+}
+
+/* out[N][HW][cs + ct] = ReLU([ys * gT[b][t] | yt * gS[b][p]] * scale + shift): both refinements'
+   gates (NULL: none), the concatenation, the eval BatchNorm that follows and the block's ReLU
+   after it, in one pass. */
+void stc_join(const float *ys, const float *yt, long B, long T, long HW, long cs, long ct, const float *gT,
+              const float *gS, const float *scale, const float *shift, float *out) {
+    long C = cs + ct;
+    #pragma omp parallel for schedule(static)
+    for (long np = 0; np < B * T * HW; np++) {
+        long n = np / HW, b = n / T, p = np % HW;
+        const float *a = ys + np * cs, *z = yt + np * ct;
+        float *o = out + np * C;
+        if (gT) {
+            const float *g = gT + n * cs;
+            #pragma omp simd
+            for (long i = 0; i < cs; i++) o[i] = a[i] * g[i] * scale[i] + shift[i];
+        } else {
+            #pragma omp simd
+            for (long i = 0; i < cs; i++) o[i] = a[i] * scale[i] + shift[i];
+        }
+        if (gS) {
+            const float *g = gS + (b * HW + p) * ct;
+            #pragma omp simd
+            for (long i = 0; i < ct; i++) o[cs + i] = z[i] * g[i] * scale[cs + i] + shift[cs + i];
+        } else {
+            #pragma omp simd
+            for (long i = 0; i < ct; i++) o[cs + i] = z[i] * scale[cs + i] + shift[cs + i];
+        }
+        #pragma omp simd
+        for (long i = 0; i < C; i++) o[i] = fmaxf(o[i], 0.0f);
     }
 }
 

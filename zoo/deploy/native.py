@@ -107,6 +107,16 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.aia_axial.restype = None
     lib.aia_st_apply.argtypes = [P, L, L, L, L, L, P, P, P]
     lib.aia_st_apply.restype = None
+    lib.stc_shift.argtypes = [P, L, L, L, L, L, L, P]
+    lib.stc_shift.restype = None
+    lib.stc_temporal.argtypes = [P, L, L, L, L, L, L, L, L, P, P, P, P]
+    lib.stc_temporal.restype = None
+    lib.stc_tr_gate.argtypes = [P, L, L, L, P, P, P]
+    lib.stc_tr_gate.restype = None
+    lib.stc_pools.argtypes = [P, P, L, L, L, L, L, P, P]
+    lib.stc_pools.restype = None
+    lib.stc_join.argtypes = [P, P, L, L, L, L, L, P, P, P, P, P]
+    lib.stc_join.restype = None
     lib.tsm_shift.argtypes = [P, L, L, L, L, L, P]
     lib.tsm_shift.restype = None
     lib.tsm_join.argtypes = [P, P, L, L, L, L, L, P]
