@@ -307,6 +307,22 @@ def test_deployed_tsm_lends_its_blocks_input():
     assert all(isinstance(b.shift, DeployedShift) and b.shift.mode == "lent" for b in blocks)
 
 
+@needs_kernels
+def test_stage_maps_stay_whole_when_the_next_stage_shifts_its_input():
+    """A stage's map is the next stage's input, which a lent shift changes in place: the maps
+    ``forward_intermediates`` keeps (and ``features_only`` returns) are copies."""
+    from tests.test_deploy import build, clips, rel_err
+
+    model = build("tsm_r50")
+    x = clips(model)
+    with torch.no_grad():
+        ref = model.forward_intermediates(x, intermediates_only=True)
+        d = deploy(model, x[:1], autotune=KernelsWherever())
+        assert all(b.shift.mode == "lent" for b in d.modules() if hasattr(b, "shift") and hasattr(b.shift, "mode"))
+        maps = d.forward_intermediates(x, intermediates_only=True)
+        assert len(maps) == 5 and all(rel_err(m, r) < 1e-4 for m, r in zip(maps, ref))
+
+
 def test_without_a_compiler_the_torch_forms_stay(fresh, monkeypatch):
     monkeypatch.setenv("CC", str(fresh / "no-such-cc"))
     assert native.load() is None and "no C compiler" in native.why_not()

@@ -455,13 +455,16 @@ class VideoResNet(nn.Module):
             return self._empty(lambda y: self.forward_intermediates(y, take, stop_early=stop_early,
                                                                     intermediates_only=intermediates_only), x)
         B = x.shape[0]
+        # a deployed model's blocks may shift their input in place (zoo.deploy's lent shift):
+        # a map kept while the next stage runs is then a copy
+        keep = (lambda m: m.clone()) if getattr(self, "deployed", False) else (lambda m: m)
         state, T = self.forward_stem(x)
-        maps = [self._clip_map(self.stage_map(state), B)] if 0 in take else []
+        maps = [keep(self._clip_map(self.stage_map(state), B))] if 0 in take else []
         last = max(take) if stop_early or intermediates_only else self.stages
         for i in range(1, last + 1):
             state = self._stage(i, state, T)
             if i in take:
-                maps.append(self._clip_map(self.stage_map(state), B))
+                maps.append(keep(self._clip_map(self.stage_map(state), B)))
         return maps if intermediates_only else (self._clip_map(self.stage_map(state), B), maps)
 
     def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> list[int]:
