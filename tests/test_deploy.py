@@ -141,7 +141,8 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
     kinds = {k.split()[0] for k in choices}
     assert {"fold", "shift", "conv1x1"} <= kinds and set(choices.values()) <= {
         "fold", "keep", "contiguous", "channels_last", "copy", "inplace", "fused", "conv", "bmm", "taps", "band",
-        "madd", "library", "separable", "as given", "nchw", "rows", "amax", "tree", "lent", "native", "torch", "onednn"}
+        "madd", "library", "separable", "as given", "nchw", "rows", "amax", "tree", "lent", "native", "torch", "onednn",
+        "none", "handoff"}
     modes = [m.mode for m in d.modules() if isinstance(m, DeployedShift)]
     assert len(modes) == 16 and all(m in choices.values() for m in modes)
     # a second conversion on this machine reads the cache: nothing is timed again

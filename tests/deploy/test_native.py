@@ -308,6 +308,52 @@ def test_deployed_tsm_lends_its_blocks_input():
 
 
 @needs_kernels
+@pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 5, 7), (2, 3, 256, 4, 4), (1, 1, 16, 3, 3)])
+def test_the_join_that_shifts_its_output_for_the_next_block(B, T, C, H, W):
+    from zoo.models.temporal import temporal_shift
+
+    lib, f = native.load(), C // 8
+    x, out = _frames(B, T, C, H, W), _frames(B, T, C, H, W, seed=1)
+    joined = torch.relu(out + x)
+    # after a lent block (x shifted, its dropped channels saved) and after a downsample block (x as it is)
+    for lent in (True, False):
+        o, xs, saved, so = out.clone(), x.clone(), x.new_empty(B, H * W, 2 * f), x.new_empty(B, H * W, 2 * f)
+        if lent:
+            lib.tsm_shift(xs.data_ptr(), B, T, H * W, C, f, saved.data_ptr())
+        lib.tsm_join_shift(o.data_ptr(), xs.data_ptr(), B, T, H * W, C, f if lent else 0,
+                           saved.data_ptr() if lent else None, f, so.data_ptr())
+        torch.testing.assert_close(o, temporal_shift(joined, T), rtol=1e-6, atol=1e-6)
+        # what the next block's join reads back: the output as it was before the shift
+        nxt = _frames(B, T, C, H, W, seed=2)
+        ref = torch.relu(nxt + joined)
+        lib.tsm_join(nxt.data_ptr(), o.data_ptr(), B, T, H * W, C, f, so.data_ptr())
+        torch.testing.assert_close(nxt, ref, rtol=1e-6, atol=1e-6)
+
+
+@needs_kernels
+def test_deployed_tsm_blocks_hand_their_output_shifted():
+    from zoo.deploy.forms import DeployedBottleneck
+
+    class HandEverywhere(KernelsWherever):
+        def choose(self, kind, key, candidates, margin=0.0):
+            return "handoff" if kind == "shift_handoff" else super().choose(kind, key, candidates, margin)
+
+    from tests.test_deploy import build, clips, rel_err
+
+    model = build("tsm_r50")
+    x = clips(model)
+    with torch.no_grad():
+        ref = model(x)
+        d = deploy(model, x[:1], autotune=HandEverywhere())
+        blocks = [b for b in d.modules() if isinstance(b, DeployedBottleneck)]
+        # every block but the last of each stage hands over; none is registered as a submodule
+        assert [b.hand_to is not None for b in blocks] == [b is not blocks[-1] and n.downsample is None
+                                                           for b, n in zip(blocks, blocks[1:] + [blocks[0]])]
+        assert not any("hand_to" in k for k in d.state_dict())
+        assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
+
+
+@needs_kernels
 def test_stage_maps_stay_whole_when_the_next_stage_shifts_its_input():
     """A stage's map is the next stage's input, which a lent shift changes in place: the maps
     ``forward_intermediates`` keeps (and ``features_only`` returns) are copies."""

@@ -35,11 +35,15 @@ operators per block (op-count.json); a BN that follows GC (GC-GST) is applied in
 AIA's C unit runs as one call; its ST unit, CinST and STinC as one pass for the three axial
 contexts, the gate convs, one pass for the product. SDA (the paper's four branches) keeps its
 down-projection and 3x3 branch conv in PyTorch; its pooling, temporal convs, aggregation,
-up-projection and gate run as two calls. The compiled forms are chosen before the slot layouts
-(they take channels-last frames only). Weights are read at conversion: deploy after loading
-them. TSM's shift may be lent: the block input shifted in place and not
-shifted back, the residual join reading the shifted channels from the neighbouring frames (timed
-per block). Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
+up-projection and gate run as two calls. STC keeps its two convs' library kernels (T_S's
+temporal conv may run in registers); S_T's shifted input is one copy, and the refinements'
+gates, the concatenation, the block's bn2 and the ReLU after it are one pass. The compiled forms
+are chosen before the slot layouts (they take channels-last frames only). Weights are read at
+conversion: deploy after loading them. TSM's shift may be lent: the block input shifted in place
+and not shifted back, the residual join reading the shifted channels from the neighbouring
+frames (timed per block); a lent block may also write its output already shifted for the next
+block of its stage, which then shifts nothing (timed per pair; a hook on such a block sees its
+output shifted). Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
 ``_add_relu_`` in one pass.
 
 The result is for inference only (``eval()``, no gradients); it traces and exports (tracing and
@@ -337,6 +341,29 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
             if isinstance(m, (Bottleneck, BasicBlock)) and isinstance(m.shift, TemporalShift) \
                     and not isinstance(m.shift, DeployedShift):
                 _deploy_shift(m, args[0], args[1], tuner)
+        _hand_over(seen, tuner)
+
+
+def _lent(block) -> bool:
+    return isinstance(block, DeployedBottleneck) and getattr(block.shift, "mode", None) == "lent"
+
+
+def _hand_over(seen: dict, tuner: Autotuner) -> None:
+    """Each lent block whose successor in the stage is lent too may write its output shifted for
+    it (``hand_to``): timed on the pair, the two blocks run in turn with and without."""
+    blocks = [(m, args) for m, args in seen.items() if isinstance(m, (Bottleneck, BasicBlock))]
+    for (a, (x, T)), (b, (y, _)) in zip(blocks, blocks[1:]):
+        if not (_lent(a) and _lent(b) and b.downsample is None and a._lends(x, T) and b._lends(y, T)
+                and (a.calib is None or a.calib_at != "out")):
+            continue
+
+        def run(a=a, b=b, work=x.clone(), T=T):  # each call shifts work again: its values, not its timing
+            return b(a(work, T), T)
+
+        key = _key(x, T, f"{tuple(a.conv1.weight.shape)} {tuple(b.conv1.weight.shape)}")
+        best = tuner.choose("shift_handoff", key, {"none": lambda: (a.hand(None), run()),
+                                                   "handoff": lambda: (a.hand(b), run())})
+        a.hand(b if best == "handoff" else None)
 
 
 def _gc_takes_bn(block: nn.Module) -> None:

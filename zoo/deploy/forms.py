@@ -642,9 +642,18 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
     """With its shift in mode ``"lent"``: the block input, which the block owns, is shifted in
     place by the compiled kernel for conv1 and not shifted back; the join reads the shifted
     channels back from the neighbouring frames (``tsm_join``, with the ReLU). One pass over the
-    shifted channels instead of three (save, shift, restore) and one pass for the join."""
+    shifted channels instead of three (save, shift, restore) and one pass for the join.
+
+    ``hand_to`` (the next block of the stage, lent too; set where timed faster): the join writes
+    its output already shifted for that block (``tsm_join_shift``) and hands it the channels the
+    shift drops, so that the next block shifts nothing. A forward hook on this block then sees
+    its output shifted; the stage's output never is (the last block of a stage hands nothing)."""
+
+    hand_to: Optional["DeployedBottleneck"] = None
+    _given: Optional[tuple] = None  # (input, saved channels) handed over by the block before
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        given, self._given = self._given, None
         if getattr(self.shift, "mode", None) != "lent" or not self._lends(x, T):
             return super().forward(x, T)
         lib, f = native.load(), x.shape[1] // self.shift.fold_div
@@ -653,12 +662,41 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
         if self.downsample is not None:  # x is not needed after conv1: nothing to read back
             identity = self.downsample(x)
             lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, None)
-            return self._join(self._after_conv1(self.conv1(x), T), identity, T)
-        saved = x.new_empty(B, HW, 2 * f)
-        lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
+            out = self._after_conv1(self.conv1(x), T)
+            handed = self._hand(out, identity, None, 0, T)
+            return handed if handed is not None else self._join(out, identity, T)
+        if given is not None and given[0] is x:  # shifted by the block before
+            saved = given[1]
+        else:
+            saved = x.new_empty(B, HW, 2 * f)
+            lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
         out = self._after_conv1(self.conv1(x), T).contiguous(memory_format=torch.channels_last)
+        handed = self._hand(out, x, saved, f, T)
+        if handed is not None:
+            return handed
         lib.tsm_join(out.data_ptr(), x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
         return self._calib(out, T, "out")
+
+    def hand(self, block: Optional["DeployedBottleneck"]) -> None:
+        """Set ``hand_to`` without registering ``block`` as a submodule of this one."""
+        object.__setattr__(self, "hand_to", block)
+
+    def _hand(self, out: torch.Tensor, identity: torch.Tensor, saved, f: int, T: int) -> Optional[torch.Tensor]:
+        """The join shifting its output for ``hand_to`` (None where it cannot: the output is then
+        still to be joined)."""
+        nxt, cl = self.hand_to, torch.channels_last
+        if nxt is None or (self.calib is not None and self.calib_at == "out") or not nxt._lends(out, T) \
+                or getattr(nxt.shift, "mode", None) != "lent" \
+                or not out.is_contiguous(memory_format=cl) or not identity.is_contiguous(memory_format=cl) \
+                or identity.shape != out.shape or identity.dtype != out.dtype:
+            return None
+        N, C, H, W = out.shape
+        fo = C // nxt.shift.fold_div
+        so = out.new_empty(N // T, H * W, 2 * fo)
+        native.load().tsm_join_shift(out.data_ptr(), identity.data_ptr(), N // T, T, H * W, C, f,
+                                     None if saved is None else saved.data_ptr(), fo, so.data_ptr())
+        nxt._given = (out, so)
+        return out
 
     def _lends(self, x: torch.Tensor, T: int) -> bool:
         return not _functional() and self.drop_path is None and native.load() is not None \

@@ -694,6 +694,52 @@ void aia_st_apply(float *x, long B, long T, long H, long W, long C, const float 
     }
 }
 
+/* A join that also shifts its output for the next block (whose input it is): out = ReLU(out +
+   identity), identity read back as tsm_join does when fi > 0 (x lent-shifted, si; fi must then
+   equal fo) or as it lies (fi = 0); then channels [0, fo) of frame t take frame t + 1's and
+   [fo, 2fo) frame t - 1's, the ends zero, and so[B][HW][2fo] keeps what the shift drops
+   (tsm_shift's saved). One pass per pixel over its T frames instead of a join and the next
+   block's shift. */
+void tsm_join_shift(float *out, const float *x, long B, long T, long HW, long C, long fi, const float *si, long fo,
+                    float *so) {
+    #pragma omp parallel
+    {
+        float col[T * 2 * fo];  /* one pixel's shifted channels over T */
+        #pragma omp for schedule(static)
+        for (long bp = 0; bp < B * HW; bp++) {
+            long b = bp / HW, p = bp % HW, fs = HW * C;
+            float *oc = out + (b * T * HW + p) * C;
+            const float *xc = x + (b * T * HW + p) * C, *s = si ? si + bp * 2 * fi : NULL;
+            for (long t = 0; t < T; t++) {  /* fi is 0 or fo: the shifted channels go to col */
+                float *o = oc + t * fs, *c = col + t * 2 * fo;
+                const float *r = xc + t * fs;
+                if (fi) {
+                    const float *a = t > 0 ? r - fs : s, *z = t + 1 < T ? r + fs + fi : s + fi;
+                    #pragma omp simd
+                    for (long i = 0; i < fi; i++) c[i] = fmaxf(o[i] + a[i], 0.0f);
+                    #pragma omp simd
+                    for (long i = 0; i < fi; i++) c[fi + i] = fmaxf(o[fi + i] + z[i], 0.0f);
+                } else {
+                    #pragma omp simd
+                    for (long i = 0; i < 2 * fo; i++) c[i] = fmaxf(o[i] + r[i], 0.0f);
+                }
+                #pragma omp simd
+                for (long i = 2 * fo; i < C; i++) o[i] = fmaxf(o[i] + r[i], 0.0f);
+            }
+            float *sv = so + bp * 2 * fo;
+            memcpy(sv, col, sizeof(float) * fo);
+            memcpy(sv + fo, col + (T - 1) * 2 * fo + fo, sizeof(float) * fo);
+            for (long t = 0; t < T; t++) {
+                float *o = oc + t * fs;
+                if (t + 1 < T) memcpy(o, col + (t + 1) * 2 * fo, sizeof(float) * fo);
+                else memset(o, 0, sizeof(float) * fo);
+                if (t > 0) memcpy(o + fo, col + (t - 1) * 2 * fo + fo, sizeof(float) * fo);
+                else memset(o + fo, 0, sizeof(float) * fo);
+            }
+        }
+    }
+}
+
 /* STC's middle conv around its two library convs. stc_shift: S_T's input, channels [0, cs) of
    x (frames of C channels), TSM-shifted (channels [0, f) from frame t + 1, [f, 2f) from t - 1,
    zero beyond the clip), into xs[N][HW][cs] for the 3x3 conv: one pass. */
