@@ -330,6 +330,7 @@ def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
                 m.mode = tuner.choose("shiftconv", key, {"conv": _set(m, "conv", fn), "madd": _set(m, "madd", fn)})
         for m, args in seen.items():
             _gc_takes_bn(m)
+            _relu_into_calib(m)
             if isinstance(m, (DeployedBottleneck, DeployedBasicBlock)):
                 y = m(*args)
                 if joins_fused(y, y):
@@ -364,6 +365,23 @@ def _hand_over(seen: dict, tuner: Autotuner) -> None:
         best = tuner.choose("shift_handoff", key, {"none": lambda: (a.hand(None), run()),
                                                    "handoff": lambda: (a.hand(b), run())})
         a.hand(b if best == "handoff" else None)
+
+
+def _relu_into_calib(block: nn.Module) -> None:
+    """A bottleneck whose in-place gate is followed by the ReLU alone (GC, SDA, AIA after bn2; GC
+    after conv2 once the BN has moved into it): the gate applies the ReLU in its last pass, one
+    pass less over the block's middle tensor (no choice to time: the same work, minus a pass)."""
+    if not isinstance(block, DeployedBottleneck) or block.mid is not None:
+        return
+    calib = block.calib
+    if not isinstance(calib, (InplaceGC, InplaceSDA, InplaceAIAUnit, InplaceAIACombo)) or not (
+            block.calib_at == "bn2" or (block.calib_at == "conv2" and isinstance(block.bn2, nn.Identity))):
+        return
+    units = [calib] + ([calib.second] if isinstance(calib, InplaceAIACombo) and calib.how == ">" else [])
+    for u in units:
+        u.relu_after = True
+        if getattr(u, "native", None) is not None:
+            u.native.relu = True
 
 
 def _gc_takes_bn(block: nn.Module) -> None:

@@ -122,7 +122,19 @@ class DeployedShift(TemporalShift):
 
 # -- in-place gates ---------------------------------------------------------------------------
 
-class InplaceGC(GC):
+class _ReLUAfter:
+    """An in-place gate that may also apply the block's ReLU that follows it (``relu_after``, set
+    by the conversion; its compiled form does it in its last pass): the block then skips its own
+    (:class:`_OwnReLU`). Traced, the block's ReLU runs instead."""
+
+    relu_after = False
+
+    def _relu(self, x: torch.Tensor) -> torch.Tensor:
+        return x.relu_() if self.relu_after and not _functional() else x
+
+
+
+class InplaceGC(_ReLUAfter, GC):
     """GC multiplying each calibrated group where it lies (the input is a block temporary);
     ``native`` (a :class:`NativeGC`, set by the conversion where it timed faster): all four
     calibrators in the compiled kernels' two passes, for the frames those take."""
@@ -135,7 +147,7 @@ class InplaceGC(GC):
         if _functional():
             x = super().forward(x, T)
         elif self.native is not None and self.native.takes(x, T):
-            return self.native(x, T)  # the BN after, if any, applied in the same pass
+            return self.native(x, T)  # the BN after, if any, and the ReLU applied in the same pass
         else:
             N, C, H, W = x.shape
             v = x.view(N // T, T, C, H, W)
@@ -143,7 +155,7 @@ class InplaceGC(GC):
                 g = v[:, :, a:b]
                 g.mul_(getattr(self, k).gate(g))
         after = getattr(self, "bn_after", None)
-        return x if after is None else after(x)
+        return self._relu(x if after is None else after(x))
 
 
 class NativeGC:
@@ -164,6 +176,7 @@ class NativeGC:
         self.wG, self.bG = gc.g.fc.weight.detach().contiguous(), _detached(gc.g.fc.bias)
         self.s = gc.s.conv
         self.scale = self.shift = None
+        self.relu = False  # the block's ReLU after, in the gating pass
         self.s_onednn = False  # ECal-S's conv as oneDNN's, where PyTorch would take its own slower path
 
     def s_conv(self, m: torch.Tensor) -> torch.Tensor:
@@ -209,7 +222,8 @@ class NativeGC:
         lib.gc_gates(B, T, HW, c, sT.data_ptr(), sG.data_ptr(), zS.data_ptr(), self.wT.data_ptr(), _ptr(self.bT),
                      self.wG.data_ptr(), _ptr(self.bG), gT.data_ptr(), gG.data_ptr())
         if lib.gc_apply(x.data_ptr(), B, T, HW, C, o["l"], o["t"], o["s"], o["g"], c, gT.data_ptr(), zS.data_ptr(),
-                        gG.data_ptr(), self.wL.data_ptr(), self.bL.data_ptr(), _ptr(self.scale), _ptr(self.shift)):
+                        gG.data_ptr(), self.wL.data_ptr(), self.bL.data_ptr(), _ptr(self.scale), _ptr(self.shift),
+                        int(self.relu)):
             raise MemoryError("GC's compiled kernel could not allocate its scratch memory")
         return x
 
@@ -238,7 +252,7 @@ def tree_max(v: torch.Tensor, dim: int) -> torch.Tensor:
     return m.squeeze(dim)
 
 
-class InplaceAIAUnit(AIAUnit):
+class InplaceAIAUnit(_ReLUAfter, AIAUnit):
     """AIA gating the block temporary in place; ``tree``: the context axes whose max runs as
     :func:`tree_max` (timed at conversion)."""
 
@@ -258,7 +272,7 @@ class InplaceAIAUnit(AIAUnit):
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         v.mul_(self.gate(v))
-        return x
+        return self._relu(x)
 
 
 class NativeAIAC:
@@ -270,6 +284,7 @@ class NativeAIAC:
         conv = unit.c.conv
         self.w = conv.weight.detach().reshape(54).contiguous()
         self.bias = float(conv.bias) if conv.bias is not None else 0.0
+        self.relu = False  # the block's ReLU after, in the product's pass
 
     @staticmethod
     def supports(unit: AIAUnit) -> bool:
@@ -285,7 +300,7 @@ class NativeAIAC:
         N, C, H, W = x.shape
         ctx, gate = x.new_empty(N, 2, H, W), x.new_empty(N, H, W)
         native.load().aia_c(x.data_ptr(), N // T, T, H, W, C, self.w.data_ptr(), self.bias, ctx.data_ptr(),
-                            gate.data_ptr())
+                            gate.data_ptr(), int(self.relu))
         return x
 
 
@@ -306,7 +321,7 @@ class NativeAIAST:
     ORDER = {"t": (0, 2, 3, 1), "h": (0, 1, 3, 2), "w": (0, 1, 2, 3)}
 
     def __init__(self, unit: AIAUnit):
-        self.kind, self.w, self.bias = unit.kind, {}, {}
+        self.kind, self.w, self.bias, self.relu = unit.kind, {}, {}, False
         for k, order in self.ORDER.items():
             conv = getattr(unit, k).conv
             self.w[k] = conv.weight.detach()[0].permute(order).contiguous()
@@ -349,23 +364,26 @@ class NativeAIAST:
         if self.kind == "stinc":
             lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, gT, gH, gW, ctx)
             lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
-            lib.aia_c_apply(x.data_ptr(), nC, C, gC)
+            lib.aia_c_apply(x.data_ptr(), nC, C, gC, int(self.relu))
         else:
-            lib.aia_st_apply(x.data_ptr(), B, T, H, W, C, gT, gH, gW)
+            lib.aia_st_apply(x.data_ptr(), B, T, H, W, C, gT, gH, gW, int(self.relu))
         return x
 
 
-class InplaceAIACombo(AIACombo):
+class InplaceAIACombo(_ReLUAfter, AIACombo):
+    """With ``relu_after``: for ``">"`` the second unit applies the ReLU (the conversion sets its
+    ``relu_after`` too)."""
+
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.how == ">" or _functional():
             return super().forward(x, T)
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         v.mul_((self.first.gate(v) + self.second.gate(v)).mul_(0.5))
-        return x
+        return self._relu(x)
 
 
-class InplaceSDA(SDA):
+class InplaceSDA(_ReLUAfter, SDA):
     """SDA whose gate is computed in the up-projection's output and multiplied there (or into
     the input, where the two layouts differ); ``native`` (a :class:`NativeSDA`, set by the
     conversion where it timed faster): the branches and the gate in the compiled kernels."""
@@ -375,7 +393,7 @@ class InplaceSDA(SDA):
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         if self.native is not None and not _functional() and self.native.takes(x, T):
             return self.native(x, T)
-        return super().forward(x, T)
+        return self._relu(super().forward(x, T))
 
     def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
         if _functional():
@@ -416,6 +434,7 @@ class NativeSDA:
         self._tconv = (self.wS.data_ptr(), self.bS.data_ptr(), self.wL.data_ptr(), self.bL.data_ptr())
         self._global, self._up = (self.wG.data_ptr(), self.bG.data_ptr()), (self.wU.data_ptr(), self.bU.data_ptr())
         self._q = _ptr(self.q)
+        self.relu = False  # the block's ReLU after, in the gate's pass
         self._sizes: dict = {}
 
     @staticmethod
@@ -476,7 +495,7 @@ class NativeSDA:
         mT = F.conv2d(sT.permute(0, 3, 1, 2), lt.weight, lt.bias, lt.stride, lt.padding)  # its ReLU in the kernel
         mT = mT.contiguous(memory_format=torch.channels_last)
         lib.sda_gate(x.data_ptr(), B, T, H, W, C, r, h, w, pF, *self._global, mT.data_ptr(), pS, pM, uh, uw,
-                     self._q, uh0, uh1, uw0, uw1, *self._up, pB, pA)
+                     self._q, uh0, uh1, uw0, uw1, *self._up, pB, pA, int(self.relu))
         return x
 
 
@@ -626,16 +645,23 @@ def joins_fused(out: torch.Tensor, identity: torch.Tensor) -> bool:
 
 
 class _OwnReLU:
-    """A block whose middle conv may apply the BN and the ReLU after it itself (STC's compiled
-    form): the block then skips its own ReLU there."""
+    """A block whose middle conv (STC's compiled form, with the BN after it) or calibrator (an
+    in-place gate with ``relu_after``) applies the ReLU after it: the block then skips its own
+    there."""
 
     def _after_conv1(self, out: torch.Tensor, T: int) -> torch.Tensor:
-        conv2 = self.conv2
-        if getattr(conv2, "bn_after", None) is None or self.calib is not None or self.mid is not None \
-                or not isinstance(self.bn2, nn.Identity) or _functional():
+        if _functional() or self.mid is not None or not self._relu_done():
             return super()._after_conv1(out, T)
-        out = conv2(self.relu(self.bn1(out)), T)  # conv2, bn2 and the ReLU
+        out = self.relu(self.bn1(out))
+        out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
+        out = self._calib(self.bn2(self._calib(out, T, "conv2")), T, "bn2")  # and the ReLU
         return self.bn3(self.conv3(out))
+
+    def _relu_done(self) -> bool:
+        if self.calib is None:
+            return getattr(self.conv2, "bn_after", None) is not None and isinstance(self.bn2, nn.Identity)
+        return getattr(self.calib, "relu_after", False) and (
+            self.calib_at == "bn2" or (self.calib_at == "conv2" and isinstance(self.bn2, nn.Identity)))
 
 
 class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):

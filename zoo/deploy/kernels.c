@@ -199,11 +199,11 @@ static void conv_group(const float *base, long fs, long C, long T, long c, const
 /* In place: group L times sigmoid(its temporal conv: wL[3][c_in][c_out], bias bL), group T times
    gT[b, t], group S times gS[b, pixel], group G times gG[b]; then, with scale (and shift) not
    NULL, every channel i times scale[i] plus shift[i] (the eval BatchNorm that follows GC-GST's
-   calibrators). c must be a multiple of zoo_vector_width(). Returns 0, or -1 when out of memory
-   (x untouched). */
+   calibrators); then, with relu, the block's ReLU that follows. c must be a multiple of
+   zoo_vector_width(). Returns 0, or -1 when out of memory (x untouched). */
 int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long oS, long oG, long c,
              const float *gT, const float *gS, const float *gG, const float *wL, const float *bL,
-             const float *scale, const float *shift) {
+             const float *scale, const float *shift, int relu) {
     int nbc, pt, failed = 0;
     tile_of(c, &nbc, &pt);
     long tiles = (HW + pt - 1) / pt, fs = HW * C;  /* one tile per task: small maps still split evenly */
@@ -237,6 +237,10 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
                         if (scale) {
                             #pragma omp simd
                             for (long i = 0; i < C; i++) r[i] = r[i] * scale[i] + shift[i];
+                        }
+                        if (relu) {
+                            #pragma omp simd
+                            for (long i = 0; i < C; i++) r[i] = fmaxf(r[i], 0.0f);
                         }
                     }
                 }
@@ -314,23 +318,28 @@ void aia_c_gate(const float *ctx, long B, long T, long H, long W, const float *w
     }
 }
 
-/* x[pixel] *= gate[pixel] over P pixels of C channels, in place. */
-void aia_c_apply(float *x, long P, long C, const float *gate) {
+/* x[pixel] *= gate[pixel] over P pixels of C channels, in place (then the ReLU, with relu). */
+void aia_c_apply(float *x, long P, long C, const float *gate, int relu) {
     #pragma omp parallel for schedule(static)
     for (long np = 0; np < P; np++) {
         float *r = x + np * C, g = gate[np];
-        #pragma omp simd
-        for (long i = 0; i < C; i++) r[i] *= g;
+        if (relu) {
+            #pragma omp simd
+            for (long i = 0; i < C; i++) r[i] = fmaxf(r[i] * g, 0.0f);
+        } else {
+            #pragma omp simd
+            for (long i = 0; i < C; i++) r[i] *= g;
+        }
     }
 }
 
-/* AIA's C unit in place: aia_c_ctx, aia_c_gate, aia_c_apply. ctx: scratch of B*T*2*H*W floats,
-   gate: of B*T*H*W. */
+/* AIA's C unit in place: aia_c_ctx, aia_c_gate, aia_c_apply (with the block's ReLU after, with
+   relu). ctx: scratch of B*T*2*H*W floats, gate: of B*T*H*W. */
 void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, float bias, float *ctx,
-           float *gate) {
+           float *gate, int relu) {
     aia_c_ctx(x, B, T, H, W, C, NULL, NULL, NULL, ctx);
     aia_c_gate(ctx, B, T, H, W, w, bias, gate);
-    aia_c_apply(x, B * T * H * W, C, gate);
+    aia_c_apply(x, B * T * H * W, C, gate, relu);
 }
 
 /* SDA (the four-branch module: global, pooled over T, pooled over the pixels, local). y: the
@@ -489,7 +498,8 @@ void sda_mix(long B, long T, long HW, long h, long w, long r, const float *sF, c
 /* x[p][o0 ...] *= sigmoid(bU + agg[p] wU) for P pixels and NBC output vectors from o0: the
    up-projection (r -> C, wU[in][out]) in registers, the gate applied to the frames in place. */
 #define UP_TILE(NAME, P, NBC)                                                                      \
-static void NAME(const float *agg, long r, const float *wU, const float *bU, long C, float *x, long o0) { \
+static void NAME(const float *agg, long r, const float *wU, const float *bU, long C, float *x, long o0,    \
+                 int relu) {                                                                        \
     vf acc[P][NBC];                                                                                \
     _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) {                                       \
         vf bv = vload(bU + o0 + j * VW);                                                           \
@@ -510,7 +520,12 @@ static void NAME(const float *agg, long r, const float *wU, const float *bU, lon
     for (int p = 0; p < P; p++) {                                                                  \
         float *xp = x + p * C + o0;                                                                \
         const float *zp = z + p * NBC * VW;                                                        \
-        _Pragma("omp simd") for (int i = 0; i < NBC * VW; i++) xp[i] *= sigmoid(zp[i]);            \
+        if (relu) {                                                                                \
+            _Pragma("omp simd") for (int i = 0; i < NBC * VW; i++)                                 \
+                xp[i] = fmaxf(xp[i] * sigmoid(zp[i]), 0.0f);                                       \
+        } else {                                                                                   \
+            _Pragma("omp simd") for (int i = 0; i < NBC * VW; i++) xp[i] *= sigmoid(zp[i]);        \
+        }                                                                                          \
     }                                                                                              \
 }
 UP_TILE(up_p1, P1, 1)
@@ -523,11 +538,11 @@ UP_TILE(up_1x4, 1, 4)
 /* SDA's gate applied in place: at each pixel the weighted sum of the maps (base[b][t] + a_T ReLU(mT[b][p])
    + a_L times mL brought back to H x W by adaptive averaging: output row i averages rows
    [uh0[i], uh1[i]) of mL, column j columns [uw0[j], uw1[j])), then x *= sigmoid(bU + sum wU),
-   the up-projection computed tile by tile in registers. C must be a multiple of
-   zoo_vector_width(). */
+   the up-projection computed tile by tile in registers (then the ReLU, with relu). C must be a
+   multiple of zoo_vector_width(). */
 void sda_excite(float *x, long B, long T, long H, long W, long C, long r, const float *base, const float *mT,
                 const float *mL, long h, long w, const long *uh0, const long *uh1, const long *uw0,
-                const long *uw1, const float *a, const float *wU, const float *bU) {
+                const long *uw1, const float *a, const float *wU, const float *bU, int relu) {
     int nbc, pt;
     tile_of(C, &nbc, &pt);
     long HW = H * W, tiles = (HW + pt - 1) / pt;
@@ -556,14 +571,14 @@ void sda_excite(float *x, long B, long T, long H, long W, long C, long r, const 
             float *xp = x + (n * HW + p0) * C;
             for (long o0 = 0; o0 < C; o0 += nbc * VW) {
                 if (P == pt) {
-                    if (nbc == 4) up_p4(agg, r, wU, bU, C, xp, o0);
-                    else if (nbc == 2) up_p2(agg, r, wU, bU, C, xp, o0);
-                    else up_p1(agg, r, wU, bU, C, xp, o0);
+                    if (nbc == 4) up_p4(agg, r, wU, bU, C, xp, o0, relu);
+                    else if (nbc == 2) up_p2(agg, r, wU, bU, C, xp, o0, relu);
+                    else up_p1(agg, r, wU, bU, C, xp, o0, relu);
                 } else {
                     for (long p = 0; p < P; p++) {
-                        if (nbc == 4) up_1x4(agg + p * r, r, wU, bU, C, xp + p * C, o0);
-                        else if (nbc == 2) up_1x2(agg + p * r, r, wU, bU, C, xp + p * C, o0);
-                        else up_1x1(agg + p * r, r, wU, bU, C, xp + p * C, o0);
+                        if (nbc == 4) up_1x4(agg + p * r, r, wU, bU, C, xp + p * C, o0, relu);
+                        else if (nbc == 2) up_1x2(agg + p * r, r, wU, bU, C, xp + p * C, o0, relu);
+                        else up_1x1(agg + p * r, r, wU, bU, C, xp + p * C, o0, relu);
                     }
                 }
             }
@@ -581,13 +596,14 @@ void sda_branches(const float *y, long B, long T, long H, long W, long r, long h
     sda_tconv(sL, B, T, h * w, r, wL, bL, mL);
 }
 
-/* SDA's gate in one call: sda_mix, then sda_excite (base, a: scratch of B*T*r and 2*B floats). */
+/* SDA's gate in one call: sda_mix, then sda_excite (base, a: scratch of B*T*r and 2*B floats;
+   relu: the block's ReLU after, in the same pass). */
 void sda_gate(float *x, long B, long T, long H, long W, long C, long r, long h, long w, const float *sF,
               const float *wG, const float *bG, const float *mT, const float *mS, const float *mL,
               const float *uh, const float *uw, const float *q, const long *uh0, const long *uh1,
-              const long *uw0, const long *uw1, const float *wU, const float *bU, float *base, float *a) {
+              const long *uw0, const long *uw1, const float *wU, const float *bU, float *base, float *a, int relu) {
     sda_mix(B, T, H * W, h, w, r, sF, wG, bG, mT, mS, mL, uh, uw, q, base, a);
-    sda_excite(x, B, T, H, W, C, r, base, mT, mL, h, w, uh0, uh1, uw0, uw1, a, wU, bU);
+    sda_excite(x, B, T, H, W, C, r, base, mT, mL, h, w, uh0, uh1, uw0, uw1, a, wU, bU, relu);
 }
 
 /* AIA's ST unit. The three axial contexts of x (channels-last frames x[b][t][h][w][c], each
@@ -678,9 +694,10 @@ void aia_axial(const float *m, const float *a, long B, long A, long R, long C, c
     }
 }
 
-/* x[b][t][h][w] *= (gT[b][h][w] + gH[b][t][w] + gW[b][t][h]) / 3, vectors of C channels. */
+/* x[b][t][h][w] *= (gT[b][h][w] + gH[b][t][w] + gW[b][t][h]) / 3, vectors of C channels; then
+   the ReLU, with relu. */
 void aia_st_apply(float *x, long B, long T, long H, long W, long C, const float *gT, const float *gH,
-                  const float *gW) {
+                  const float *gW, int relu) {
     #pragma omp parallel for schedule(static)
     for (long bth = 0; bth < B * T * H; bth++) {
         long b = bth / (T * H), t = bth / H % T, h = bth % H;
@@ -690,6 +707,10 @@ void aia_st_apply(float *x, long B, long T, long H, long W, long C, const float 
             const float *gt = gT + ((b * H + h) * W + w) * C, *gh = gH + ((b * T + t) * W + w) * C;
             #pragma omp simd
             for (long c = 0; c < C; c++) r[c] *= (gt[c] + gh[c] + gw[c]) * (1.0f / 3);
+            if (relu) {
+                #pragma omp simd
+                for (long c = 0; c < C; c++) r[c] = fmaxf(r[c], 0.0f);
+            }
         }
     }
 }
