@@ -1,10 +1,11 @@
 """zoo.deploy's compiled kernels against the PyTorch forms they replace, module by module.
 
-For GC (deployed GC-TSN), AIA's C unit (deployed AIA C-only) and SDA (deployed SDA-TSN), one
-module per ResNet-50 stage runs alone on frames of its stage's size (8 frames, channels-last,
-fp32), hot: the PyTorch form and the kernel alternate round by round on their own copies of the
-same frames; medians. Then the GC and SDA modules' total time inside full forwards of deployed
-GC-TSN and SDA-TSN (forward hooks), beside their and TSN's forward times in the same rounds.
+For GC (deployed GC-TSN), AIA (C-only, ST-only and CinST -> STinC), SDA (SDA-TSN) and STC's
+middle conv (STC), the first module of each input shape runs alone on fresh frames of the shape it
+receives in the network (8 frames, channels-last, fp32), hot: the PyTorch form and the compiled
+one alternate round by round on their own copies of the same frames; medians. Then those
+modules' total time inside full forwards of the deployed networks (forward hooks), beside the
+network's and TSN's forward times in the same rounds.
 
     python benchmarks/kernels.py --out benchmarks/results/native
 """
@@ -25,7 +26,7 @@ import zoo  # noqa: E402
 from zoo.bench.machine import describe, machine  # noqa: E402
 from zoo.bench.timing import keep_heap  # noqa: E402
 from zoo.deploy import deploy, native  # noqa: E402
-from zoo.deploy.forms import InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeGC, NativeSDA  # noqa: E402
+from zoo.deploy.forms import DeployedSTCConv, InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: E402
 from zoo.weights.files import atomic_write  # noqa: E402
 
 STAGES = {64: 56, 128: 28, 256: 14, 512: 7}  # a block's width -> its frames' size at 224 px
@@ -44,29 +45,34 @@ def alternate(fns: dict, rounds: int) -> dict:
     return {k: statistics.median(v) for k, v in ts.items()}
 
 
-def per_stage(name: str, kind, form, rounds: int, **kw) -> list:
+def per_stage(name: str, kind, rounds: int, **kw) -> list:
+    """For the first ``kind`` module of each input shape in deployed ``name``: its PyTorch form against
+    its compiled one, on fresh frames of the shape it receives in the network."""
     clip = torch.randn(1, 3, 8, 224, 224)
     model = deploy(zoo.create_model(name, **kw), clip)
-    mods = [m for m in model.modules() if isinstance(m, kind)]
-    rows, seen = [], set()
-    for i, m in enumerate(mods):
-        width = m.channels if isinstance(m, InplaceGC) else _width(model, m)
-        if width in seen:
+    seen: dict = {}
+
+    def record(m, args):
+        seen.setdefault(m, tuple(args[0].shape))  # None returned: the arguments stay
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, kind)]
+    model(clip)
+    for h in hooks:
+        h.remove()
+    rows, widths = [], set()
+    for i, (m, shape) in enumerate(seen.items()):
+        if shape in widths or m.native is None:
             continue
-        seen.add(width)
-        size = STAGES[width]
-        frames = torch.randn(8, width, size, size).contiguous(memory_format=torch.channels_last)
-        kernel = form(m)
+        widths.add(shape)
+        frames = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+        kernel = m.native
         m.native = None
         a, b = frames.clone(), frames.clone()
         t = alternate({"pytorch": lambda: m(a, 8), "kernel": lambda: kernel(b, 8)}, rounds)
-        rows.append({"module": type(m).__name__, "block": i, "frames": [8, width, size, size], **t})
+        m.native = kernel
+        label = type(m).__name__ + (f" ({m.kind})" if hasattr(m, "kind") else "")
+        rows.append({"module": label, "network": name, "block": i, "frames": list(shape), **t})
     return rows
-
-
-def _width(model, unit) -> int:
-    block = next(b for b in model.modules() if getattr(b, "calib", None) is unit)
-    return block.conv2.out_channels
 
 
 def in_model(name: str, kind, rounds: int) -> dict:
@@ -94,18 +100,24 @@ def in_model(name: str, kind, rounds: int) -> dict:
         tsn(clip)
         rows["tsn_r50"].append((time.perf_counter() - t0) * 1e3)
     out = {k: statistics.median(v) for k, v in rows.items()}
-    out.update(name=name, module=kind.__name__, kernels_used=sum(m.native is not None for m in mods), modules=len(mods))
+    out.update(name=name, module=kind.__name__, kernels_used=sum(_compiled(m) for m in mods), modules=len(mods))
     return out
+
+
+def _compiled(m) -> bool:
+    """Whether ``m`` (or, for AIA's combined units, each of its units) runs a compiled form."""
+    units = [m] if hasattr(m, "native") else list(m.children())
+    return bool(units) and all(getattr(u, "native", None) is not None for u in units)
 
 
 def render(doc: dict) -> str:
     lines = ["# zoo.deploy's compiled kernels against the PyTorch forms", "",
              f"Machine: {describe(doc['machine'])}. {doc['threads']} threads; hot, alternated, medians of "
              f"{doc['rounds']} rounds; ms.", "",
-             "| module | frames | PyTorch form | kernel | ratio |", "|---|---|---|---|---|"]
+             "| network | module | frames | PyTorch form | kernel | ratio |", "|---|---|---|---|---|---|"]
     for r in doc["stages"]:
-        lines.append(f"| {r['module']} | {'x'.join(map(str, r['frames']))} | {r['pytorch']:.3f} | {r['kernel']:.3f} "
-                     f"| {r['pytorch'] / r['kernel']:.2f}x |")
+        lines.append(f"| {r.get('network', '')} | {r['module']} | {'x'.join(map(str, r['frames']))} | "
+                     f"{r['pytorch']:.3f} | {r['kernel']:.3f} | {r['pytorch'] / r['kernel']:.2f}x |")
     lines.append("")
     for m in doc["in_model"]:
         lines.append(f"* Inside deployed {m['name']} ({m['kernels_used']} of its {m['modules']} {m['module']} modules "
@@ -126,12 +138,17 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     keep_heap()
     with torch.inference_mode():
-        stages = per_stage("gc_tsn_r50", InplaceGC, NativeGC, a.rounds) \
-            + per_stage("aia_tsn_r50", InplaceAIAUnit, NativeAIAC, a.rounds, attention="c") \
-            + per_stage("sda_tsn_r50", InplaceSDA, NativeSDA, a.rounds)
+        stages = per_stage("gc_tsn_r50", InplaceGC, a.rounds) \
+            + per_stage("aia_tsn_r50", InplaceAIAUnit, a.rounds, attention="c") \
+            + per_stage("aia_tsn_r50", InplaceAIAUnit, a.rounds, attention="st") \
+            + per_stage("aia_tsn_r50", InplaceAIAUnit, a.rounds) \
+            + per_stage("sda_tsn_r50", InplaceSDA, a.rounds) \
+            + per_stage("stc_r50", DeployedSTCConv, a.rounds)
         n = max(a.rounds // 3, 5)
         doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds, "stages": stages,
-               "in_model": [in_model("gc_tsn_r50", InplaceGC, n), in_model("sda_tsn_r50", InplaceSDA, n)]}
+               "in_model": [in_model(name, kind, n) for name, kind in (
+                   ("gc_tsn_r50", InplaceGC), ("sda_tsn_r50", InplaceSDA), ("aia_tsn_r50", InplaceAIACombo),
+                   ("stc_r50", DeployedSTCConv))]}
     text = render(doc)
     print(text)
     if a.out:

@@ -122,12 +122,13 @@ def test_kernels_report_names_each_module_and_the_ratio():
     kernels = load("kernels")
     doc = {"machine": {"cpu": "Test CPU", "logical_cpus": 2, "python": "3", "torch": "2.x", "platform": "linux"},
            "threads": 2, "rounds": 4,
-           "stages": [{"module": "InplaceGC", "block": 0, "frames": [8, 64, 56, 56], "pytorch": 1.5, "kernel": 0.5}],
+           "stages": [{"module": "InplaceGC", "network": "gc_tsn_r50", "block": 0, "frames": [8, 64, 56, 56],
+                       "pytorch": 1.5, "kernel": 0.5}],
            "in_model": [{"name": "gc_tsn_r50", "module": "InplaceGC", "kernels_used": 16, "modules": 16,
                          "modules_ms": 7.6, "network": 164.6, "tsn_r50": 159.0},
                         {"name": "sda_tsn_r50", "module": "InplaceSDA", "kernels_used": 15, "modules": 16,
                          "modules_ms": 12.5, "network": 170.1, "tsn_r50": 158.0}]}
     text = kernels.render(doc)
-    assert "| InplaceGC | 8x64x56x56 | 1.500 | 0.500 | 3.00x |" in text and "16 of its 16 InplaceGC" in text
+    assert "| gc_tsn_r50 | InplaceGC | 8x64x56x56 | 1.500 | 0.500 | 3.00x |" in text and "16 of its 16 InplaceGC" in text
     assert "deployed sda_tsn_r50 (15 of its 16 InplaceSDA modules on the kernels): they take 12.5 ms of a " \
            "170.1 ms forward; deployed TSN 158.0 ms" in text
