@@ -1,8 +1,7 @@
 """zoo.deploy's compiled kernels against the PyTorch forms they replace, module by module.
 
 For GC (deployed GC-TSN), AIA (C-only, ST-only and CinST -> STinC), SDA (SDA-TSN) and STC's
-middle conv (STC), the first module of each input shape runs alone on fresh frames of the shape it
-receives in the network (8 frames, channels-last, fp32), hot: the PyTorch form and the compiled
+middle conv (STC), the first module of each input shape runs alone on fresh frames of that shape (8 frames, channels-last, fp32), hot: the PyTorch form and the compiled
 one alternate round by round on their own copies of the same frames; medians. Then those
 modules' total time inside full forwards of the deployed networks (forward hooks), beside the
 network's and TSN's forward times in the same rounds.
@@ -46,8 +45,8 @@ def alternate(fns: dict, rounds: int) -> dict:
 
 
 def per_stage(name: str, kind, rounds: int, **kw) -> list:
-    """For the first ``kind`` module of each input shape in deployed ``name``: its PyTorch form against
-    its compiled one, on fresh frames of the shape it receives in the network."""
+    """For the first ``kind`` module of each input shape in deployed ``name``: its PyTorch form
+    against its compiled one, on fresh frames of the shape it receives in the network."""
     clip = torch.randn(1, 3, 8, 224, 224)
     model = deploy(zoo.create_model(name, **kw), clip)
     seen: dict = {}
@@ -59,11 +58,11 @@ def per_stage(name: str, kind, rounds: int, **kw) -> list:
     model(clip)
     for h in hooks:
         h.remove()
-    rows, widths = [], set()
+    rows, shapes = [], set()
     for i, (m, shape) in enumerate(seen.items()):
-        if shape in widths or m.native is None:
+        if shape in shapes or m.native is None:
             continue
-        widths.add(shape)
+        shapes.add(shape)
         frames = torch.randn(shape).contiguous(memory_format=torch.channels_last)
         kernel = m.native
         m.native = None
