@@ -1,10 +1,11 @@
 """zoo.deploy's compiled kernels against the PyTorch forms they replace, module by module.
 
 For GC (deployed GC-TSN), AIA (C-only, ST-only and CinST -> STinC), SDA (SDA-TSN) and STC's
-middle conv (STC), the first module of each input shape runs alone on fresh frames of that shape (8 frames, channels-last, fp32), hot: the PyTorch form and the compiled
-one alternate round by round on their own copies of the same frames; medians. Then those
-modules' total time inside full forwards of the deployed networks (forward hooks), beside the
-network's and TSN's forward times in the same rounds.
+middle conv (STC), the first module of each input shape runs alone on fresh frames of that
+shape (8 frames, channels-last, fp32), hot: the PyTorch form and the compiled one alternate
+round by round on their own copies of the same frames; medians. Then those modules' total time
+inside full forwards of the deployed networks (forward hooks), beside the network's and TSN's
+forward times in the same rounds.
 
     python benchmarks/kernels.py --out benchmarks/results/native
 """
