@@ -170,6 +170,7 @@ def _sda(channels, deps=("lst", "lt", "ls", "s122"), agg="sec", chunk=None):
     (512, ("lt", "s144", "lst", "ls"), "sec", None, 1, 4, 7, 7),     # r = 128, 4x4 pooling
     (128, ("lst", "lt", "ls", "s122"), "sec", 4, 1, 8, 6, 6),        # two chunks of 4 frames
     (64, ("lst", "lt", "ls", "s122"), "sec", None, 2, 1, 4, 6),      # one frame
+    (192, ("lst", "lt", "ls", "s122"), "sec", None, 1, 10, 4, 4),    # r = 48: an odd vector count; T > 8
 ])
 def test_native_sda_equals_plain_sda(C, deps, agg, chunk, B, T, H, W):
     sda = _sda(C, deps, agg, chunk)
@@ -248,6 +249,7 @@ def test_deployed_aia_networks_run_the_kernels(attention):
     (128, 1, {"reduction": 4}, 1, 4, 5, 5),     # STC-Light: the refinements' reductions in PyTorch
     (64, 1, {"equal": True, "shift": False}, 1, 4, 4, 6),   # T_S 32 -> 16 channels: PyTorch's conv
     (64, 1, {"tr": False, "sr": False}, 1, 1, 3, 3),       # no refinements; one frame
+    (256, 1, {}, 1, 11, 3, 4),                  # TR over 11 frames: the kernel takes them 8 at a time
 ])
 def test_native_stc_equals_conv_bn_relu(C, stride, kw, B, T, H, W):
     from tests.test_deploy import randomise_bn

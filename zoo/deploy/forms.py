@@ -548,6 +548,10 @@ class NativeSTC:
         if tr is not None and tr.reduce is None and vw and tr.conv.out_channels % vw == 0:
             self.wR, self.bR = tr.conv.weight.detach().permute(2, 1, 0).contiguous(), _bias(tr.conv)
         self.sr_onednn = False  # SR's 3x3 conv as oneDNN's, where PyTorch would take its own slower path
+        # the kernels' arguments, as addresses (the tensors above hold the memory)
+        self._bn = (self.scale.data_ptr(), self.shift.data_ptr())
+        self._wT = (self.wT.data_ptr(), self.bT.data_ptr()) if self.wT is not None else None
+        self._wR = (self.wR.data_ptr(), self.bR.data_ptr()) if self.wR is not None else None
 
     def sr_conv(self, p: torch.Tensor) -> torch.Tensor:
         c = self.stc.sr.conv
@@ -572,36 +576,39 @@ class NativeSTC:
         B, cs = N // T, stc.s_in
         xs = torch.empty(N, cs, H, W, memory_format=cl)
         lib.stc_shift(x.data_ptr(), B, T, H * W, C, cs, cs // stc.shift_div if stc.shift else 0, xs.data_ptr())
-        ys = stc.spatial(xs).contiguous(memory_format=cl)
+        sp = stc.spatial
+        ys = F.conv2d(xs, sp.weight, sp.bias, sp.stride, sp.padding).contiguous(memory_format=cl)
         os_, h, w = ys.shape[1], ys.shape[2], ys.shape[3]
-        ot = stc.temporal.out_channels
-        pS = torch.empty(B, ot, h, w, memory_format=cl)
+        ot, n = stc.temporal.out_channels, h * w
+        # one scratch buffer: SR's pooled input, TR's and its gate, T_S's output (the kernel's)
+        buf = x.new_empty(B * n * ot + 2 * B * T * os_ + (N * n * ot if self.wT is not None else 0))
+        pS = buf[:B * n * ot].view(B, h, w, ot).permute(0, 3, 1, 2)
+        pT, gT = buf[B * n * ot:B * n * ot + B * T * os_].view(B, T, os_), buf.data_ptr() + 4 * (B * n * ot + B * T * os_)
         if self.wT is not None:  # the temporal conv in registers, SR's pool on the way
-            yt = torch.empty(N, ot, h, w, memory_format=cl)
-            lib.stc_temporal(x.data_ptr(), B, T, H, W, C, stc.temporal.stride[1], cs, ot, self.wT.data_ptr(),
-                             self.bT.data_ptr(), yt.data_ptr(), pS.data_ptr())
+            yt = gT + 4 * B * T * os_
+            lib.stc_temporal(x.data_ptr(), B, T, H, W, C, stc.temporal.stride[1], cs, ot, *self._wT, yt, pS.data_ptr())
         else:
-            yt = stc.temporal(x[:, cs:], T).contiguous(memory_format=cl)
-        pT = x.new_empty(B, T, os_)
-        lib.stc_pools(ys.data_ptr(), yt.data_ptr(), B, T, h * w, os_, ot, pT.data_ptr(),
-                      None if self.wT is not None else pS.data_ptr())
-        gT = gS = None
+            kept = stc.temporal(x[:, cs:], T).contiguous(memory_format=cl)
+            yt = kept.data_ptr()
+        lib.stc_pools(ys.data_ptr(), yt, B, T, n, os_, ot, pT.data_ptr(), None if self.wT is not None else pS.data_ptr())
         if self.wR is not None:
-            gT = torch.empty_like(pT)
-            lib.stc_tr_gate(pT.data_ptr(), B, T, os_, self.wR.data_ptr(), self.bR.data_ptr(), gT.data_ptr())
+            lib.stc_tr_gate(pT.data_ptr(), B, T, os_, *self._wR, gT)
         elif stc.tr is not None:  # TemporalRefine on its pooled input (B, C, T)
             p = pT.transpose(1, 2)
             if stc.tr.reduce is not None:
                 p = F.relu(stc.tr.reduce(p))
             gT = torch.sigmoid(stc.tr.conv(p)).transpose(1, 2).contiguous()
+        else:
+            gT = None
+        gS = None
         if stc.sr is not None:  # SpatialRefine on its pooled input (B, C, h, w)
             p = pS
             if stc.sr.reduce is not None:
                 p = F.relu(stc.sr.reduce(p))
             gS = torch.sigmoid(self.sr_conv(p)).contiguous(memory_format=cl)
         out = torch.empty(N, os_ + ot, h, w, memory_format=cl)
-        lib.stc_join(ys.data_ptr(), yt.data_ptr(), B, T, h * w, os_, ot, _ptr(gT), _ptr(gS), self.scale.data_ptr(),
-                     self.shift.data_ptr(), out.data_ptr())
+        lib.stc_join(ys.data_ptr(), yt, B, T, n, os_, ot, gT if isinstance(gT, int) else _ptr(gT), _ptr(gS),
+                     *self._bn, out.data_ptr())
         return out
 
 

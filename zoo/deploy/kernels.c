@@ -425,14 +425,56 @@ static void tconv_act(const float *x, long B, long T, long P, long r, const floa
     }
 }
 
+/* The same conv for one pixel per frame (x, y [B][T][r]): the frames take the place of the
+   tile's pixels, so that each weight vector is read once per 8 frames, not once per frame (TR's
+   weights are 1.8 MB at layer 4), and the tasks are blocks of output channels. */
+static void tconv_frames(const float *x, long B, long T, long r, const float *w, const float *bias, float *y,
+                         int act) {
+    long nv = r / VW, nb = (nv + 1) / 2;  /* blocks of two output vectors (one at an odd end) */
+    #pragma omp parallel for schedule(static)
+    for (long bo = 0; bo < B * nb; bo++) {
+        long b = bo / nb, o0 = (bo % nb) * 2 * VW;
+        int nj = o0 + 2 * VW <= r ? 2 : 1;
+        const float *xb = x + b * T * r;
+        float *yb = y + b * T * r;
+        for (long t0 = 0; t0 < T; t0 += 8) {
+            long nt = T - t0 < 8 ? T - t0 : 8;
+            vf acc[8][2];
+            for (int t = 0; t < 8; t++)
+                for (int j = 0; j < 2; j++) acc[t][j] = j < nj ? vload(bias + o0 + j * VW) : vbcast(0.0f);
+            for (int d = 0; d < 3; d++) {
+                const float *wd = w + (long)d * r * r + o0;
+                for (long i = 0; i < r; i++) {
+                    vf w0 = vload(wd + i * r), w1 = nj == 2 ? vload(wd + i * r + VW) : vbcast(0.0f);
+                    for (long t = 0; t < nt; t++) {
+                        long s = t0 + t + d - 1;
+                        if (s < 0 || s >= T) continue;
+                        vf xv = vbcast(xb[s * r + i]);
+                        acc[t][0] += xv * w0;
+                        acc[t][1] += xv * w1;
+                    }
+                }
+            }
+            for (long t = 0; t < nt; t++)
+                for (int j = 0; j < nj; j++) {
+                    float z[VW], *o = yb + (t0 + t) * r + o0 + j * VW;
+                    vstore(z, acc[t][j]);
+                    #pragma omp simd
+                    for (int k = 0; k < VW; k++) o[k] = act == 1 ? fmaxf(z[k], 0.0f) : sigmoid(z[k]);
+                }
+        }
+    }
+}
+
 /* SDA's temporal branch convs: ReLU after. */
 void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
-    tconv_act(x, B, T, P, r, w, bias, y, 1);
+    if (P == 1) tconv_frames(x, B, T, r, w, bias, y, 1);
+    else tconv_act(x, B, T, P, r, w, bias, y, 1);
 }
 
 /* STC's temporal refinement gate: sigmoid of a size-3 conv over T of pT[B][T][c] into gT. */
 void stc_tr_gate(const float *pT, long B, long T, long c, const float *w, const float *bias, float *gT) {
-    tconv_act(pT, B, T, 1, c, w, bias, gT, 2);
+    tconv_frames(pT, B, T, c, w, bias, gT, 2);
 }
 
 /* The aggregation weights, from the branch maps: the global map (computed here: ReLU(wG times
@@ -787,6 +829,10 @@ void stc_temporal(const float *x, long B, long T, long H, long W, long C, long s
                   const float *w, const float *bias, float *yt, float *pS) {
     int nbc, pt;
     tile_of(c, &nbc, &pt);
+    if (st == 1) {  /* tiles may run across rows */
+        W *= H;
+        H = 1;
+    }
     long h = (H + st - 1) / st, wo = (W + st - 1) / st, per_row = (wo + pt - 1) / pt, fs = h * wo * c;
     #pragma omp parallel for schedule(static)
     for (long bt = 0; bt < B * h * per_row; bt++) {
