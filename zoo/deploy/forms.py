@@ -583,14 +583,16 @@ class NativeSTC:
         # one scratch buffer: SR's pooled input, TR's and its gate, T_S's output (the kernel's)
         buf = x.new_empty(B * n * ot + 2 * B * T * os_ + (N * n * ot if self.wT is not None else 0))
         pS = buf[:B * n * ot].view(B, h, w, ot).permute(0, 3, 1, 2)
-        pT, gT = buf[B * n * ot:B * n * ot + B * T * os_].view(B, T, os_), buf.data_ptr() + 4 * (B * n * ot + B * T * os_)
+        o = B * n * ot
+        pT, gT = buf[o:o + B * T * os_].view(B, T, os_), buf.data_ptr() + 4 * (o + B * T * os_)
         if self.wT is not None:  # the temporal conv in registers, SR's pool on the way
             yt = gT + 4 * B * T * os_
             lib.stc_temporal(x.data_ptr(), B, T, H, W, C, stc.temporal.stride[1], cs, ot, *self._wT, yt, pS.data_ptr())
         else:
             kept = stc.temporal(x[:, cs:], T).contiguous(memory_format=cl)
             yt = kept.data_ptr()
-        lib.stc_pools(ys.data_ptr(), yt, B, T, n, os_, ot, pT.data_ptr(), None if self.wT is not None else pS.data_ptr())
+        lib.stc_pools(ys.data_ptr(), yt, B, T, n, os_, ot, pT.data_ptr(),
+                      None if self.wT is not None else pS.data_ptr())
         if self.wR is not None:
             lib.stc_tr_gate(pT.data_ptr(), B, T, os_, *self._wR, gT)
         elif stc.tr is not None:  # TemporalRefine on its pooled input (B, C, T)
