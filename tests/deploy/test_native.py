@@ -322,8 +322,8 @@ def test_the_join_that_shifts_its_output_for_the_next_block(B, T, C, H, W):
         o, xs, saved, so = out.clone(), x.clone(), x.new_empty(B, H * W, 2 * f), x.new_empty(B, H * W, 2 * f)
         if lent:
             lib.tsm_shift(xs.data_ptr(), B, T, H * W, C, f, saved.data_ptr())
-        lib.tsm_join_shift(o.data_ptr(), xs.data_ptr(), B, T, H * W, C, f if lent else 0,
-                           saved.data_ptr() if lent else None, f, so.data_ptr())
+        assert lib.tsm_join_shift(o.data_ptr(), xs.data_ptr(), B, T, H * W, C, f if lent else 0,
+                                  saved.data_ptr() if lent else None, f, so.data_ptr()) == 0
         torch.testing.assert_close(o, temporal_shift(joined, T), rtol=1e-6, atol=1e-6)
         # what the next block's join reads back: the output as it was before the shift
         nxt = _frames(B, T, C, H, W, seed=2)

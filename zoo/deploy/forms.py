@@ -728,8 +728,9 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
         N, C, H, W = out.shape
         fo = C // nxt.shift.fold_div
         so = out.new_empty(N // T, H * W, 2 * fo)
-        native.load().tsm_join_shift(out.data_ptr(), identity.data_ptr(), N // T, T, H * W, C, f,
-                                     None if saved is None else saved.data_ptr(), fo, so.data_ptr())
+        if native.load().tsm_join_shift(out.data_ptr(), identity.data_ptr(), N // T, T, H * W, C, f,
+                                        None if saved is None else saved.data_ptr(), fo, so.data_ptr()):
+            raise MemoryError("TSM's compiled join could not allocate its scratch memory")
         nxt._given = (out, so)
         return out
 

@@ -302,7 +302,8 @@ void aia_c_gate(const float *ctx, long B, long T, long H, long W, const float *w
                     for (long i = 0; i < 3; i++) {
                         long hh = h + i - 1;
                         if (hh < 0 || hh >= H) continue;
-                        const float *row = ctx + ((b * T + u) * 2 + ch) * HW + hh * W, *wk = w + ((ch * 3 + k) * 3 + i) * 3;
+                        const float *row = ctx + ((b * T + u) * 2 + ch) * HW + hh * W;
+                        const float *wk = w + ((ch * 3 + k) * 3 + i) * 3;
                         #pragma omp simd
                         for (long v = 1; v < W; v++) acc[v] += wk[0] * row[v - 1];
                         #pragma omp simd
@@ -761,46 +762,61 @@ void aia_st_apply(float *x, long B, long T, long H, long W, long C, const float 
    identity), identity read back as tsm_join does when fi > 0 (x lent-shifted, si; fi must then
    equal fo) or as it lies (fi = 0); then channels [0, fo) of frame t take frame t + 1's and
    [fo, 2fo) frame t - 1's, the ends zero, and so[B][HW][2fo] keeps what the shift drops
-   (tsm_shift's saved). One pass per pixel over its T frames instead of a join and the next
-   block's shift. */
-void tsm_join_shift(float *out, const float *x, long B, long T, long HW, long C, long fi, const float *si, long fo,
-                    float *so) {
+   (tsm_shift's saved). One pass instead of a join and the next block's shift. Returns 0, or -1
+   when out of memory (out untouched). */
+int tsm_join_shift(float *out, const float *x, long B, long T, long HW, long C, long fi, const float *si, long fo,
+                   float *so) {
+    int failed = 0;
+    /* pixels per task (each frame's part of a task is one contiguous run), up to 16 while the
+       task's shifted channels over T fit in 64 KB */
+    long PB = 16384 / (T * 2 * fo);
+    PB = PB < 1 ? 1 : PB > 16 ? 16 : PB;
+    long blocks = (HW + PB - 1) / PB, fs = HW * C;
     #pragma omp parallel
     {
-        float col[T * 2 * fo];  /* one pixel's shifted channels over T */
+        float *col = malloc(sizeof(float) * T * PB * 2 * fo);
+        #pragma omp atomic
+        failed += col == NULL;
+        #pragma omp barrier
         #pragma omp for schedule(static)
-        for (long bp = 0; bp < B * HW; bp++) {
-            long b = bp / HW, p = bp % HW, fs = HW * C;
-            float *oc = out + (b * T * HW + p) * C;
-            const float *xc = x + (b * T * HW + p) * C, *s = si ? si + bp * 2 * fi : NULL;
-            for (long t = 0; t < T; t++) {  /* fi is 0 or fo: the shifted channels go to col */
-                float *o = oc + t * fs, *c = col + t * 2 * fo;
-                const float *r = xc + t * fs;
-                if (fi) {
-                    const float *a = t > 0 ? r - fs : s, *z = t + 1 < T ? r + fs + fi : s + fi;
+        for (long bk = 0; bk < (failed ? 0 : B * blocks); bk++) {
+            long b = bk / blocks, p0 = (bk % blocks) * PB, np = HW - p0 < PB ? HW - p0 : PB;
+            float *oc = out + (b * T * HW + p0) * C;
+            const float *xc = x + (b * T * HW + p0) * C;
+            for (long t = 0; t < T; t++)  /* fi is 0 or fo: the shifted channels go to col */
+                for (long p = 0; p < np; p++) {
+                    float *o = oc + t * fs + p * C, *c = col + (t * PB + p) * 2 * fo;
+                    const float *r = xc + t * fs + p * C, *s = si ? si + (b * HW + p0 + p) * 2 * fi : NULL;
+                    if (fi) {
+                        const float *a = t > 0 ? r - fs : s, *z = t + 1 < T ? r + fs + fi : s + fi;
+                        #pragma omp simd
+                        for (long i = 0; i < fi; i++) c[i] = fmaxf(o[i] + a[i], 0.0f);
+                        #pragma omp simd
+                        for (long i = 0; i < fi; i++) c[fi + i] = fmaxf(o[fi + i] + z[i], 0.0f);
+                    } else {
+                        #pragma omp simd
+                        for (long i = 0; i < 2 * fo; i++) c[i] = fmaxf(o[i] + r[i], 0.0f);
+                    }
                     #pragma omp simd
-                    for (long i = 0; i < fi; i++) c[i] = fmaxf(o[i] + a[i], 0.0f);
-                    #pragma omp simd
-                    for (long i = 0; i < fi; i++) c[fi + i] = fmaxf(o[fi + i] + z[i], 0.0f);
-                } else {
-                    #pragma omp simd
-                    for (long i = 0; i < 2 * fo; i++) c[i] = fmaxf(o[i] + r[i], 0.0f);
+                    for (long i = 2 * fo; i < C; i++) o[i] = fmaxf(o[i] + r[i], 0.0f);
                 }
-                #pragma omp simd
-                for (long i = 2 * fo; i < C; i++) o[i] = fmaxf(o[i] + r[i], 0.0f);
+            for (long p = 0; p < np; p++) {
+                float *sv = so + (b * HW + p0 + p) * 2 * fo;
+                memcpy(sv, col + p * 2 * fo, sizeof(float) * fo);
+                memcpy(sv + fo, col + ((T - 1) * PB + p) * 2 * fo + fo, sizeof(float) * fo);
             }
-            float *sv = so + bp * 2 * fo;
-            memcpy(sv, col, sizeof(float) * fo);
-            memcpy(sv + fo, col + (T - 1) * 2 * fo + fo, sizeof(float) * fo);
-            for (long t = 0; t < T; t++) {
-                float *o = oc + t * fs;
-                if (t + 1 < T) memcpy(o, col + (t + 1) * 2 * fo, sizeof(float) * fo);
-                else memset(o, 0, sizeof(float) * fo);
-                if (t > 0) memcpy(o + fo, col + (t - 1) * 2 * fo + fo, sizeof(float) * fo);
-                else memset(o + fo, 0, sizeof(float) * fo);
-            }
+            for (long t = 0; t < T; t++)
+                for (long p = 0; p < np; p++) {
+                    float *o = oc + t * fs + p * C;
+                    if (t + 1 < T) memcpy(o, col + ((t + 1) * PB + p) * 2 * fo, sizeof(float) * fo);
+                    else memset(o, 0, sizeof(float) * fo);
+                    if (t > 0) memcpy(o + fo, col + ((t - 1) * PB + p) * 2 * fo + fo, sizeof(float) * fo);
+                    else memset(o + fo, 0, sizeof(float) * fo);
+                }
         }
+        free(col);
     }
+    return failed ? -1 : 0;
 }
 
 /* STC's middle conv around its two library convs. stc_shift: S_T's input, channels [0, cs) of
@@ -922,18 +938,25 @@ void stc_join(const float *ys, const float *yt, long B, long T, long HW, long cs
    reads each value before it is overwritten. saved (B*HW*2f, or NULL when x is not needed after):
    what the shift loses, frame 0's [0, f) and the last frame's [f, 2f), for tsm_join. */
 void tsm_shift(float *x, long B, long T, long HW, long C, long f, float *saved) {
+    enum { PB = 16 };  /* pixels per task: each frame's part of a task is one contiguous run */
+    long blocks = (HW + PB - 1) / PB, fs = HW * C;
     #pragma omp parallel for schedule(static)
-    for (long bp = 0; bp < B * HW; bp++) {
-        long b = bp / HW, p = bp % HW, fs = HW * C;
-        float *col = x + (b * T * HW + p) * C;
-        if (saved) {
-            memcpy(saved + bp * 2 * f, col, sizeof(float) * f);
-            memcpy(saved + bp * 2 * f + f, col + (T - 1) * fs + f, sizeof(float) * f);
-        }
-        for (long t = 0; t + 1 < T; t++) memcpy(col + t * fs, col + (t + 1) * fs, sizeof(float) * f);
-        memset(col + (T - 1) * fs, 0, sizeof(float) * f);
-        for (long t = T - 1; t > 0; t--) memcpy(col + t * fs + f, col + (t - 1) * fs + f, sizeof(float) * f);
-        memset(col + f, 0, sizeof(float) * f);
+    for (long bk = 0; bk < B * blocks; bk++) {
+        long b = bk / blocks, p0 = (bk % blocks) * PB, np = HW - p0 < PB ? HW - p0 : PB;
+        float *blk = x + (b * T * HW + p0) * C;
+        if (saved)
+            for (long p = 0; p < np; p++) {
+                float *sv = saved + (b * HW + p0 + p) * 2 * f;
+                memcpy(sv, blk + p * C, sizeof(float) * f);
+                memcpy(sv + f, blk + (T - 1) * fs + p * C + f, sizeof(float) * f);
+            }
+        for (long t = 0; t + 1 < T; t++)
+            for (long p = 0; p < np; p++) memcpy(blk + t * fs + p * C, blk + (t + 1) * fs + p * C, sizeof(float) * f);
+        for (long p = 0; p < np; p++) memset(blk + (T - 1) * fs + p * C, 0, sizeof(float) * f);
+        for (long t = T - 1; t > 0; t--)
+            for (long p = 0; p < np; p++)
+                memcpy(blk + t * fs + p * C + f, blk + (t - 1) * fs + p * C + f, sizeof(float) * f);
+        for (long p = 0; p < np; p++) memset(blk + p * C + f, 0, sizeof(float) * f);
     }
 }
 
