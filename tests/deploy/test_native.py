@@ -40,6 +40,14 @@ def _frames(B, T, C, H, W, seed=0):
     return torch.randn(B * T, C, H, W, generator=g).contiguous(memory_format=torch.channels_last)
 
 
+def _in_place(module, x, T, ref, atol=1e-6):
+    """``module`` on a copy of x changes that copy in place, to ``ref``."""
+    y = x.clone()
+    out = module(y, T)
+    assert out.data_ptr() == y.data_ptr()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=atol)
+
+
 def _native_gc(channels, ratio=1.0, offset=0, bn=True):
     gc = _randomised(GC(channels, ratio, "gstl", group_offset=offset, bn=bn))
     fold_batchnorms(gc)
@@ -67,10 +75,7 @@ def test_native_gc_equals_plain_gc(channels, ratio, offset, bn, B, T, H, W):
         for onednn in (False, True):
             gc.native.s_onednn = onednn
             assert gc.native.takes(x, T)
-            y = x.clone()
-            out = gc(y, T)
-            assert out.data_ptr() == y.data_ptr()    # in place
-            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+            _in_place(gc, x, T, ref)
 
 
 @needs_kernels
@@ -107,16 +112,17 @@ def test_deployed_gc_networks_run_the_kernels(name):
     assert all(moved) if name == "gc_gst_r50" else not any(moved)
 
 
-def _deployed_with_kernels(name, kind, attr="native", **kw):
-    """The network deployed with the kernels wherever offered: every ``kind`` module runs one,
-    and the outputs equal the plain model's (one and two clips). Returns those modules."""
+def _deployed_with_kernels(name, kind, attr="native", tuner=None, **kw):
+    """The network deployed with the kernels wherever offered (or ``tuner``'s choices): every
+    ``kind`` module has its ``attr`` set, and the outputs equal the plain model's (one and two
+    clips). Returns those modules."""
     from tests.test_deploy import build, clips, rel_err
 
     model = build(name, **kw)
     x = clips(model)
     with torch.no_grad():
         ref = model(x)
-        d = deploy(model, x[:1], autotune=KernelsWherever())
+        d = deploy(model, x[:1], autotune=tuner or KernelsWherever())
         mods = [m for m in d.modules() if isinstance(m, kind)]
         assert mods and all(getattr(m, attr) is not None for m in mods)
         assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
@@ -134,10 +140,7 @@ def test_native_aia_c_equals_plain(B, T, C, H, W):
         unit.__class__ = InplaceAIAUnit
         assert NativeAIAC.supports(unit)
         unit.native = NativeAIAC(unit)
-        y = x.clone()
-        out = unit(y, T)
-        assert out.data_ptr() == y.data_ptr()
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        _in_place(unit, x, T, ref)
         assert not unit.native.takes(x.contiguous(), T) and NativeAIAC.supports(unit)
         assert not NativeAIAC.supports(_randomised(AIAUnit("cinst")))   # only the C unit
 
@@ -183,10 +186,7 @@ def test_native_sda_equals_plain_sda(C, deps, agg, chunk, B, T, H, W):
         assert NativeSDA.supports(sda)
         sda.native = NativeSDA(sda)
         assert sda.native.takes(x, T)
-        y = x.clone()
-        out = sda(y, T)
-        assert out.data_ptr() == y.data_ptr()    # in place
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        _in_place(sda, x, T, ref, atol=1e-5)
 
 
 @needs_kernels
@@ -230,10 +230,7 @@ def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
         assert NativeAIAST.supports(unit) and not NativeAIAC.supports(unit)
         unit.native = NativeAIAST(unit)
         assert unit.native.takes(x, T) and not unit.native.takes(x.contiguous(), T)
-        y = x.clone()
-        out = unit(y, T)
-        assert out.data_ptr() == y.data_ptr()
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        _in_place(unit, x, T, ref, atol=1e-5)
 
 
 @needs_kernels
@@ -340,19 +337,11 @@ def test_deployed_tsm_blocks_hand_their_output_shifted():
         def choose(self, kind, key, candidates, margin=0.0):
             return "handoff" if kind == "shift_handoff" else super().choose(kind, key, candidates, margin)
 
-    from tests.test_deploy import build, clips, rel_err
-
-    model = build("tsm_r50")
-    x = clips(model)
-    with torch.no_grad():
-        ref = model(x)
-        d = deploy(model, x[:1], autotune=HandEverywhere())
-        blocks = [b for b in d.modules() if isinstance(b, DeployedBottleneck)]
-        # every block but the last of each stage hands over; none is registered as a submodule
-        assert [b.hand_to is not None for b in blocks] == [b is not blocks[-1] and n.downsample is None
-                                                           for b, n in zip(blocks, blocks[1:] + [blocks[0]])]
-        assert not any("hand_to" in k for k in d.state_dict())
-        assert rel_err(d(x), ref) < 1e-4 and rel_err(d(x[:1]), ref[:1]) < 1e-4
+    blocks = _deployed_with_kernels("tsm_r50", DeployedBottleneck, "shift", HandEverywhere())
+    # every block but the last of each stage hands over, without registering the next as its submodule
+    assert [b.hand_to is not None for b in blocks] == [b is not blocks[-1] and n.downsample is None
+                                                       for b, n in zip(blocks, blocks[1:] + [blocks[0]])]
+    assert not any("hand_to" in b._modules for b in blocks)
 
 
 @needs_kernels

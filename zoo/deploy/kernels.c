@@ -119,6 +119,24 @@ void gc_gates(long B, long T, long HW, long c, const float *sT, const float *sG,
     }
 }
 
+/* A register tile of P pixels by NBC output vectors: acc[p][j] = bias[j] (bias at the tile's
+   first output), then acc[p][j] += x(p) w[j] for one input channel, x(p) = xcol[p * xs] and w the
+   row of that channel's weights from the tile's first output. */
+#define TILE_INIT(acc, bias, P, NBC)                                                               \
+    _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) {                                       \
+        vf bv = vload((bias) + j * VW);                                                            \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) acc[p][j] = bv;                       \
+    }
+#define TILE_FMA(acc, wrow, xcol, xs, P, NBC)                                                      \
+    {                                                                                              \
+        vf wv[NBC];                                                                                \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) wv[j] = vload((wrow) + j * VW);     \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                                     \
+            vf xb = vbcast((xcol)[p * (xs)]);                                                      \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) acc[p][j] += xb * wv[j];        \
+        }                                                                                          \
+    }
+
 /* ECal-L's conv for P pixels and NBC output vectors from o0: y[t * ys + p * c + o] = bias[o] +
    sum_d sum_i w[d][i][o] * x(t + d - 1, p)[i], x(t, p) = base + t * fs + p * C, zero outside
    [0, T). The P x NBC accumulators stay in registers; each weight vector is loaded once per P. */
@@ -127,24 +145,13 @@ static void NAME(const float *base, long fs, long C, long T, long c, const float
                  const float *bias, float *y, long ys, long o0) {                                  \
     for (long t = 0; t < T; t++) {                                                                 \
         vf acc[P][NBC];                                                                            \
-        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) {                                   \
-            vf bv = vload(bias + o0 + j * VW);                                                     \
-            _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) acc[p][j] = bv;                   \
-        }                                                                                          \
+        TILE_INIT(acc, bias + o0, P, NBC)                                                          \
         for (int d = 0; d < 3; d++) {                                                              \
             long s = t + d - 1;                                                                    \
             if (s < 0 || s >= T) continue;                                                         \
             const float *xs = base + s * fs;                                                       \
             const float *wd = w + (long)d * c * c + o0;                                            \
-            for (long i = 0; i < c; i++) {                                                         \
-                const float *wi = wd + i * c;                                                      \
-                vf wv[NBC];                                                                        \
-                _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) wv[j] = vload(wi + j * VW); \
-                _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                             \
-                    vf xb = vbcast(xs[p * C + i]);                                                 \
-                    _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) acc[p][j] += xb * wv[j]; \
-                }                                                                                  \
-            }                                                                                      \
+            for (long i = 0; i < c; i++) TILE_FMA(acc, wd + i * c, xs + i, C, P, NBC)              \
         }                                                                                          \
         _Pragma("GCC unroll 16") for (int p = 0; p < P; p++)                                       \
             _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++)                                 \
@@ -544,19 +551,8 @@ void sda_mix(long B, long T, long HW, long h, long w, long r, const float *sF, c
 static void NAME(const float *agg, long r, const float *wU, const float *bU, long C, float *x, long o0,    \
                  int relu) {                                                                        \
     vf acc[P][NBC];                                                                                \
-    _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) {                                       \
-        vf bv = vload(bU + o0 + j * VW);                                                           \
-        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) acc[p][j] = bv;                       \
-    }                                                                                              \
-    for (long k = 0; k < r; k++) {                                                                 \
-        const float *wk = wU + k * C + o0;                                                         \
-        vf wv[NBC];                                                                                \
-        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) wv[j] = vload(wk + j * VW);         \
-        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                                     \
-            vf xb = vbcast(agg[p * r + k]);                                                        \
-            _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) acc[p][j] += xb * wv[j];        \
-        }                                                                                          \
-    }                                                                                              \
+    TILE_INIT(acc, bU + o0, P, NBC)                                                                \
+    for (long k = 0; k < r; k++) TILE_FMA(acc, wU + k * C + o0, agg + k, r, P, NBC)                \
     float z[P * NBC * VW];                                                                         \
     _Pragma("GCC unroll 16") for (int p = 0; p < P; p++)                                           \
         _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) vstore(z + (p * NBC + j) * VW, acc[p][j]); \
