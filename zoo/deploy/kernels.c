@@ -645,6 +645,11 @@ void sda_gate(float *x, long B, long T, long H, long W, long C, long r, long h, 
     sda_excite(x, B, T, H, W, C, r, base, mT, mL, h, w, uh0, uh1, uw0, uw1, a, wU, bU, relu);
 }
 
+static inline void ctx_add(float *m, float *a, vf v, int first) {  /* a running max and sum */
+    vstore(m, first ? v : vmax(v, vload(m)));
+    vstore(a, first ? v : vload(a) + v);
+}
+
 /* AIA's ST unit. The three axial contexts of x (channels-last frames x[b][t][h][w][c], each
    pixel times s[b][t][h][w] first when s is not NULL), max and mean, in one pass: over T into
    tm, ta[B][H][W][C]; over H into hm, ha[B][T][W][C]; over W into wm, wa[B][T][H][C]. Tasks are
@@ -664,24 +669,9 @@ void aia_st_ctx(const float *x, const float *s, long B, long T, long H, long W, 
                     if (s) v *= s[px];
                     m = vmax(v, m);
                     a += v;
-                    float *pm = tm + ((b * H + h) * W + w) * C + c0, *pa = ta + ((b * H + h) * W + w) * C + c0;
-                    if (t == 0) {
-                        vstore(pm, v);
-                        vstore(pa, v);
-                    } else {
-                        vf o = vload(pm);
-                        vstore(pm, vmax(v, o));
-                        vstore(pa, vload(pa) + v);
-                    }
-                    pm = hm + ((b * T + t) * W + w) * C + c0, pa = ha + ((b * T + t) * W + w) * C + c0;
-                    if (h == 0) {
-                        vstore(pm, v);
-                        vstore(pa, v);
-                    } else {
-                        vf o = vload(pm);
-                        vstore(pm, vmax(v, o));
-                        vstore(pa, vload(pa) + v);
-                    }
+                    long pt = ((b * H + h) * W + w) * C + c0, ph = ((b * T + t) * W + w) * C + c0;
+                    ctx_add(tm + pt, ta + pt, v, t == 0);
+                    ctx_add(hm + ph, ha + ph, v, h == 0);
                 }
                 vstore(wm + ((b * T + t) * H + h) * C + c0, m);
                 vstore(wa + ((b * T + t) * H + h) * C + c0, a * (1.0f / W));
