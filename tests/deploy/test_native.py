@@ -40,6 +40,14 @@ def _frames(B, T, C, H, W, seed=0):
     return torch.randn(B * T, C, H, W, generator=g).contiguous(memory_format=torch.channels_last)
 
 
+def _compiled(module, deployed, form):
+    """``module`` as its deployed class, running its compiled ``form`` (which must support it)."""
+    module.__class__ = deployed
+    assert form.supports(module)
+    module.native = form(module)
+    return module
+
+
 def _in_place(module, x, T, ref, atol=1e-6):
     """``module`` on a copy of x changes that copy in place, to ``ref``."""
     y = x.clone()
@@ -137,10 +145,7 @@ def test_native_aia_c_equals_plain(B, T, C, H, W):
     x = _frames(B, T, C, H, W)
     with torch.no_grad():
         ref = AIAUnit.forward(unit, x.clone(), T)
-        unit.__class__ = InplaceAIAUnit
-        assert NativeAIAC.supports(unit)
-        unit.native = NativeAIAC(unit)
-        _in_place(unit, x, T, ref)
+        _in_place(_compiled(unit, InplaceAIAUnit, NativeAIAC), x, T, ref)
         assert not unit.native.takes(x.contiguous(), T) and NativeAIAC.supports(unit)
         assert not NativeAIAC.supports(_randomised(AIAUnit("cinst")))   # only the C unit
 
@@ -182,10 +187,7 @@ def test_native_sda_equals_plain_sda(C, deps, agg, chunk, B, T, H, W):
     x = _frames(B, T, C, H, W)
     with torch.no_grad():
         ref = SDA.forward(sda, x.clone(), T)
-        sda.__class__ = InplaceSDA
-        assert NativeSDA.supports(sda)
-        sda.native = NativeSDA(sda)
-        assert sda.native.takes(x, T)
+        assert _compiled(sda, InplaceSDA, NativeSDA).native.takes(x, T)
         _in_place(sda, x, T, ref, atol=1e-5)
 
 
@@ -195,8 +197,7 @@ def test_native_sda_is_offered_for_its_branches_only_and_leaves_other_frames_to_
         assert not NativeSDA.supports(_sda(64, deps))
     assert not NativeSDA.supports(SDA(64))                    # BNs not folded
     sda = _sda(64)
-    sda.__class__ = InplaceSDA
-    sda.native = NativeSDA(sda)
+    _compiled(sda, InplaceSDA, NativeSDA)
     x = _frames(1, 4, 64, 6, 6)
     for other in (x.contiguous(), x.to(torch.bfloat16), x.clone().requires_grad_()):
         assert not sda.native.takes(other, 4)
@@ -226,9 +227,8 @@ def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
     x = _frames(B, T, C, H, W)
     with torch.no_grad():
         ref = AIAUnit.forward(unit, x.clone(), T)
-        unit.__class__ = InplaceAIAUnit
-        assert NativeAIAST.supports(unit) and not NativeAIAC.supports(unit)
-        unit.native = NativeAIAST(unit)
+        assert not NativeAIAC.supports(unit)
+        _compiled(unit, InplaceAIAUnit, NativeAIAST)
         assert unit.native.takes(x, T) and not unit.native.takes(x.contiguous(), T)
         _in_place(unit, x, T, ref, atol=1e-5)
 

@@ -169,12 +169,11 @@ static void NAME(const float *base, long fs, long C, long T, long c, const float
 #define P2 6
 #define P4 2
 #endif
-CONV_TILE(conv_p1, P1, 1)
-CONV_TILE(conv_p2, P2, 2)
-CONV_TILE(conv_p4, P4, 4)
-CONV_TILE(conv_1x1, 1, 1)
-CONV_TILE(conv_1x2, 1, 2)
-CONV_TILE(conv_1x4, 1, 4)
+/* a tile function's six sizes: full tiles (NAME_p1, _p2, _p4) and one pixel (NAME_1x1, ...) */
+#define TILE_SIZES(MAKE, NAME)                                                                      \
+    MAKE(NAME##_p1, P1, 1) MAKE(NAME##_p2, P2, 2) MAKE(NAME##_p4, P4, 4)                           \
+    MAKE(NAME##_1x1, 1, 1) MAKE(NAME##_1x2, 1, 2) MAKE(NAME##_1x4, 1, 4)
+TILE_SIZES(CONV_TILE, conv)
 
 /* the tile for c outputs: how many output vectors per block, how many pixels */
 static void tile_of(long c, int *nbc, int *pt) {
@@ -258,6 +257,17 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
     return failed ? -1 : 0;
 }
 
+/* acc[v] += wk[0] row[v - 1] + wk[1] row[v] + wk[2] row[v + 1] over a row of n, zero beyond its
+   ends: three taps of a conv along the row, vectorised along it. */
+static inline void taps3(float *acc, const float *row, const float *wk, long n) {
+    #pragma omp simd
+    for (long v = 1; v < n; v++) acc[v] += wk[0] * row[v - 1];
+    #pragma omp simd
+    for (long v = 0; v < n; v++) acc[v] += wk[1] * row[v];
+    #pragma omp simd
+    for (long v = 0; v < n - 1; v++) acc[v] += wk[2] * row[v + 1];
+}
+
 /* AIA's C context: the max and mean over the C channels of every pixel of x, or of x times the
    ST gate (gT[b][h][w] + gH[b][t][w] + gW[b][t][h]) / 3 when gT is not NULL (STinC), into
    ctx[n][2][HW]. */
@@ -309,14 +319,7 @@ void aia_c_gate(const float *ctx, long B, long T, long H, long W, const float *w
                     for (long i = 0; i < 3; i++) {
                         long hh = h + i - 1;
                         if (hh < 0 || hh >= H) continue;
-                        const float *row = ctx + ((b * T + u) * 2 + ch) * HW + hh * W;
-                        const float *wk = w + ((ch * 3 + k) * 3 + i) * 3;
-                        #pragma omp simd
-                        for (long v = 1; v < W; v++) acc[v] += wk[0] * row[v - 1];
-                        #pragma omp simd
-                        for (long v = 0; v < W; v++) acc[v] += wk[1] * row[v];
-                        #pragma omp simd
-                        for (long v = 0; v < W - 1; v++) acc[v] += wk[2] * row[v + 1];
+                        taps3(acc, ctx + ((b * T + u) * 2 + ch) * HW + hh * W, w + ((ch * 3 + k) * 3 + i) * 3, W);
                     }
             }
             float *g = gate + n * HW + h * W;
@@ -567,12 +570,7 @@ static void NAME(const float *agg, long r, const float *wU, const float *bU, lon
         }                                                                                          \
     }                                                                                              \
 }
-UP_TILE(up_p1, P1, 1)
-UP_TILE(up_p2, P2, 2)
-UP_TILE(up_p4, P4, 4)
-UP_TILE(up_1x1, 1, 1)
-UP_TILE(up_1x2, 1, 2)
-UP_TILE(up_1x4, 1, 4)
+TILE_SIZES(UP_TILE, up)
 
 /* SDA's gate applied in place: at each pixel the weighted sum of the maps (base[b][t] + a_T ReLU(mT[b][p])
    + a_L times mL brought back to H x W by adaptive averaging: output row i averages rows
@@ -706,13 +704,7 @@ void aia_axial(const float *m, const float *a, long B, long A, long R, long C, c
                     for (long dj = 0; dj < 3; dj++) {
                         long jj = j + dj - 1;
                         if (jj < 0 || jj >= R) continue;
-                        const float *row = src + ((b * A + ii) * R + jj) * C, *wk = w + ((ch * 3 + di) * 3 + dj) * 3;
-                        #pragma omp simd
-                        for (long c = 1; c < C; c++) acc[c] += wk[0] * row[c - 1];
-                        #pragma omp simd
-                        for (long c = 0; c < C; c++) acc[c] += wk[1] * row[c];
-                        #pragma omp simd
-                        for (long c = 0; c < C - 1; c++) acc[c] += wk[2] * row[c + 1];
+                        taps3(acc, src + ((b * A + ii) * R + jj) * C, w + ((ch * 3 + di) * 3 + dj) * 3, C);
                     }
                 }
             }
