@@ -10,8 +10,8 @@ import torch.nn as nn
 from tests.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import (DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIAC, NativeAIAST,
-                              NativeGC, NativeSDA, NativeSTC)
+from zoo.deploy.forms import (DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA, NativeGC,
+                              NativeSDA, NativeSTC)
 from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
 from zoo.models.sda import SDA
@@ -145,9 +145,9 @@ def test_native_aia_c_equals_plain(B, T, C, H, W):
     x = _frames(B, T, C, H, W)
     with torch.no_grad():
         ref = AIAUnit.forward(unit, x.clone(), T)
-        _in_place(_compiled(unit, InplaceAIAUnit, NativeAIAC), x, T, ref)
-        assert not unit.native.takes(x.contiguous(), T) and NativeAIAC.supports(unit)
-        assert not NativeAIAC.supports(_randomised(AIAUnit("cinst")))   # only the C unit
+        _in_place(_compiled(unit, InplaceAIAUnit, NativeAIA), x, T, ref)
+        assert not unit.native.takes(x.contiguous(), T) and NativeAIA.supports(unit)
+        assert not NativeAIA.supports(_randomised(AIAUnit("cinst")))   # its BNs not folded
 
 
 @needs_kernels
@@ -227,9 +227,10 @@ def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
     x = _frames(B, T, C, H, W)
     with torch.no_grad():
         ref = AIAUnit.forward(unit, x.clone(), T)
-        assert not NativeAIAC.supports(unit)
-        _compiled(unit, InplaceAIAUnit, NativeAIAST)
+        _compiled(unit, InplaceAIAUnit, NativeAIA)
         assert unit.native.takes(x, T) and not unit.native.takes(x.contiguous(), T)
+        # the ST gates' kernels take whole vectors of channels
+        assert not unit.native.takes(_frames(B, T, native.vector_width() + 1, H, W), T)
         _in_place(unit, x, T, ref, atol=1e-5)
 
 

@@ -76,7 +76,7 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
-from .forms import DeployedSTCConv, NativeAIAC, NativeAIAST, NativeGC, NativeSDA, NativeSTC
+from .forms import DeployedSTCConv, NativeAIA, NativeGC, NativeSDA, NativeSTC, _eval_bn
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -216,8 +216,9 @@ def _slot_layouts(model: nn.Module, example_input, tuner: Autotuner) -> None:
 
 
 def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
-    """The compiled forms of the slot modules that have one (GC, SDA, AIA's C and ST units),
-    each kept where it runs faster than the module's PyTorch form on the input it receives here.
+    """The compiled forms of the slot modules that have one (GC, SDA, AIA's units, STC's middle
+    conv), each kept where it runs faster than the module's PyTorch form on the input it
+    receives here.
     Decided before the slot layouts: the kernels take channels-last frames only, so the layout
     choice has to see them."""
     seen = _record(model, example_input, (InplaceGC, InplaceSDA, InplaceAIAUnit, DeployedSTCConv))
@@ -234,7 +235,7 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
                 form, kind, extra = (NativeSDA(m) if NativeSDA.supports(m) else None), "sda", \
                     ((m.dependencies, m.aggregation, m.chunk),)
             else:
-                form = NativeAIAC(m) if NativeAIAC.supports(m) else NativeAIAST(m) if NativeAIAST.supports(m) else None
+                form = NativeAIA(m) if NativeAIA.supports(m) else None
                 kind, extra = f"aia_{m.kind}", ()
             if form is None or not form.takes(*args):
                 continue
@@ -242,13 +243,21 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
             best = tuner.choose(kind, _key(*args, *extra),
                                 {"torch": _set(m, None, fn, "native"), "native": _set(m, form, fn, "native")})
             m.native = form if best == "native" else None
-            onednn = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
-            if isinstance(m, InplaceGC) and m.native is not None and onednn:
+            if isinstance(m, InplaceGC) and m.native is not None:
                 x, T = args
-                s = torch.zeros(x.shape[0] // T, form.c, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
-                form.s_onednn = tuner.choose("gc_s_conv", _key(s, tuple(form.s.weight.shape)), {
-                    "library": _set(form, False, lambda: form.s_conv(s), "s_onednn"),
-                    "onednn": _set(form, True, lambda: form.s_conv(s), "s_onednn")}) == "onednn"
+                _onednn_choice(tuner, "gc_s_conv", form, "s_onednn", form.s_conv, form.s,
+                               (x.shape[0] // T, form.c, *x.shape[2:]))
+
+
+def _onednn_choice(tuner: Autotuner, kind: str, form, attr: str, run, conv: nn.Conv2d, shape: tuple) -> None:
+    """``form.<attr>``: whether ``run`` (a small conv of a compiled form) calls oneDNN directly,
+    where PyTorch would take its own path, timed on channels-last zeros of ``shape``."""
+    if not (hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()):
+        return
+    p = torch.zeros(shape).contiguous(memory_format=torch.channels_last)
+    best = tuner.choose(kind, _key(p, tuple(conv.weight.shape)), {
+        "library": _set(form, False, lambda: run(p), attr), "onednn": _set(form, True, lambda: run(p), attr)})
+    setattr(form, attr, best == "onednn")
 
 
 def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> None:
@@ -265,14 +274,12 @@ def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> N
     if best == "native":
         stc.native, stc.bn_after = form, bn
         block.bn2 = nn.Identity()
-        if stc.sr is not None and hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available():
+        if stc.sr is not None:
             x, T = args
-            c = stc.sr.conv
-            p = torch.zeros(x.shape[0] // T, c.in_channels, *stc.spatial(x[:1, :stc.s_in]).shape[-2:])
-            p = p.contiguous(memory_format=torch.channels_last)
-            form.sr_onednn = tuner.choose("stc_sr_conv", _key(p, tuple(c.weight.shape)), {
-                "library": _set(form, False, lambda: form.sr_conv(p), "sr_onednn"),
-                "onednn": _set(form, True, lambda: form.sr_conv(p), "sr_onednn")}) == "onednn"
+            sp, c = stc.spatial, stc.sr.conv
+            hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], sp.padding, sp.kernel_size, sp.stride)]
+            _onednn_choice(tuner, "stc_sr_conv", form, "sr_onednn", form.sr_conv, c,
+                           (x.shape[0] // T, c.in_channels, *hw))
 
 
 def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
@@ -391,8 +398,7 @@ def _gc_takes_bn(block: nn.Module) -> None:
         return
     gc, name = block.calib, "bn2" if isinstance(block, Bottleneck) else "bn1"
     bn = getattr(block, name)
-    if isinstance(gc, InplaceGC) and gc.native is not None and getattr(gc, "bn_after", None) is None \
-            and type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None:
+    if isinstance(gc, InplaceGC) and gc.native is not None and getattr(gc, "bn_after", None) is None and _eval_bn(bn):
         gc.native.take_bn(bn)
         gc.bn_after = bn
         setattr(block, name, nn.Identity())

@@ -21,6 +21,7 @@ from ..models.stc import STCConv
 from ..models.tdn import ShiftConv
 from ..models.temporal import TemporalShift, temporal_shift
 from . import native
+from .fold import fold_bn
 
 
 def _functional() -> bool:
@@ -133,6 +134,21 @@ class _ReLUAfter:
         return x.relu_() if self.relu_after and not _functional() else x
 
 
+def _takes(x: torch.Tensor, T: int) -> bool:
+    """Frames the compiled kernels take: fp32 channels-last (B*T, C, H, W) on the CPU, no grad."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
+        and x.is_contiguous(memory_format=torch.channels_last) and not (x.requires_grad and torch.is_grad_enabled())
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple:
+    """An eval BatchNorm as per-channel (scale, shift), fp32, for a kernel to apply."""
+    scale, shift = fold_bn(bn.running_mean.new_ones(bn.num_features), bn)
+    return scale.detach().float().contiguous(), shift.detach().float().contiguous()
+
+
+def _eval_bn(bn) -> bool:
+    return type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None and bn.affine
+
 
 class InplaceGC(_ReLUAfter, GC):
     """GC multiplying each calibrated group where it lies (the input is a block temporary);
@@ -188,11 +204,7 @@ class NativeGC:
     def take_bn(self, bn: nn.BatchNorm2d) -> None:
         """Apply the eval BatchNorm ``bn`` (channels of the whole feature) after the gates, in
         the same pass."""
-        scale = bn.running_var.add(bn.eps).rsqrt()
-        shift = -bn.running_mean * scale
-        if bn.affine:
-            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-        self.scale, self.shift = scale.detach().float().contiguous(), shift.detach().float().contiguous()
+        self.scale, self.shift = _bn_affine(bn)
 
     @staticmethod
     def supports(gc: GC) -> bool:
@@ -207,9 +219,7 @@ class NativeGC:
             and gc.s.conv.stride == (1, 1) and all(w.dtype == torch.float32 for w in weights)
 
     def takes(self, x: torch.Tensor, T: int) -> bool:
-        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[1] == self.channels \
-            and x.shape[0] % T == 0 and x.is_contiguous(memory_format=torch.channels_last) \
-            and not (x.requires_grad and torch.is_grad_enabled())
+        return _takes(x, T) and x.shape[1] == self.channels
 
     def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
         lib = native.load()
@@ -257,7 +267,7 @@ class InplaceAIAUnit(_ReLUAfter, AIAUnit):
     :func:`tree_max` (timed at conversion)."""
 
     tree: frozenset = frozenset()
-    native = None  # a C or ST unit's compiled form (NativeAIAC, NativeAIAST), where timed faster
+    native: Optional["NativeAIA"] = None  # the compiled form, where timed faster
 
     def context(self, v: torch.Tensor, dim: int) -> torch.Tensor:
         if dim not in self.tree or _functional():
@@ -275,88 +285,62 @@ class InplaceAIAUnit(_ReLUAfter, AIAUnit):
         return self._relu(x)
 
 
-class NativeAIAC:
-    """AIA's C unit as :mod:`zoo.deploy.native`'s kernel runs it on fp32 channels-last frames, in
-    place: the max and mean over the channels of each pixel, the 2 -> 1 3x3x3 gate conv (its BN
-    folded) and the product, in one call where PyTorch runs about ten operators."""
+class NativeAIA:
+    """AIA's units (C, ST) and modules (CinST, STinC) as :mod:`zoo.deploy.native`'s kernels run
+    them on fp32 channels-last frames, in place. C: the max and mean over the channels of each
+    pixel, the 2 -> 1 3x3x3 gate conv by rows, the product. ST: one pass for the three axial
+    contexts (max and mean over T, over H and over W), the three gate convs, each vectorised
+    over the channels, and one pass applying the mean of the three gates. CinST: the C gate
+    first, the ST contexts read x times it on the way. STinC: the C context reads x times the ST
+    gate on the way, the C gate is applied. PyTorch runs about ten operators per C unit and
+    thirty per ST unit. BNs folded; weights taken at conversion.
 
-    def __init__(self, unit: AIAUnit):
-        conv = unit.c.conv
-        self.w = conv.weight.detach().reshape(54).contiguous()
-        self.bias = float(conv.bias) if conv.bias is not None else 0.0
-        self.relu = False  # the block's ReLU after, in the product's pass
-
-    @staticmethod
-    def supports(unit: AIAUnit) -> bool:
-        gate = unit.c
-        return unit.kind == "c" and native.load() is not None and isinstance(gate.conv, DepthConv) \
-            and (gate.bn is None or isinstance(gate.bn, nn.Identity)) and gate.conv.weight.dtype == torch.float32
-
-    def takes(self, x: torch.Tensor, T: int) -> bool:
-        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
-            and x.is_contiguous(memory_format=torch.channels_last) and not (x.requires_grad and torch.is_grad_enabled())
-
-    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        N, C, H, W = x.shape
-        ctx, gate = x.new_empty(N, 2, H, W), x.new_empty(N, H, W)
-        native.load().aia_c(x.data_ptr(), N // T, T, H, W, C, self.w.data_ptr(), self.bias, ctx.data_ptr(),
-                            gate.data_ptr(), int(self.relu))
-        return x
-
-
-class NativeAIAST:
-    """AIA's ST unit, and the AIA modules CinST and STinC, as :mod:`zoo.deploy.native`'s kernels
-    run them on fp32 channels-last frames, in place. ST: one pass for the three axial contexts
-    (max and mean over T, over H and over W), the three 2 -> 1 3x3x3 gate convs (BNs folded),
-    each vectorised over the channels, and one pass applying the mean of the three gates.
-    CinST: the C gate first (the channel context, its conv), the ST contexts read x times it on
-    the way. STinC: the C context reads x times the ST gate on the way, the C gate is applied.
-    PyTorch runs about thirty operators per ST unit.
-
-    The kernels keep the channels innermost; each gate's conv weights are permuted at conversion
-    so that their last axis is the channel axis: the T gate convolves (C, H, W), the H gate
-    (T, C, W) and the W gate (T, H, C), as in the authors' code."""
+    The kernels keep the channels innermost; each ST gate's conv weights are permuted so that
+    their last axis is the channel axis: the T gate convolves (C, H, W), the H gate (T, C, W) and
+    the W gate (T, H, C), as in the authors' code."""
 
     # each ST gate's weight axes (channel, then the conv's three) -> (channel, outer, inner, C)
     ORDER = {"t": (0, 2, 3, 1), "h": (0, 1, 3, 2), "w": (0, 1, 2, 3)}
 
     def __init__(self, unit: AIAUnit):
-        self.kind, self.w, self.bias, self.relu = unit.kind, {}, {}, False
-        for k, order in self.ORDER.items():
-            conv = getattr(unit, k).conv
-            self.w[k] = conv.weight.detach()[0].permute(order).contiguous()
-            self.bias[k] = float(conv.bias) if conv.bias is not None else 0.0
-        if unit.c is not None:
-            self.w["c"] = unit.c.conv.weight.detach().reshape(54).contiguous()
-            self.bias["c"] = float(unit.c.conv.bias) if unit.c.conv.bias is not None else 0.0
+        self.kind, self.w, self.bias, self.relu = unit.kind, {}, {}, False  # relu: the block's, in the last pass
+        for k in "cthw":
+            gate = getattr(unit, k)
+            if gate is not None:
+                w = gate.conv.weight.detach()[0]
+                self.w[k] = (w.reshape(54) if k == "c" else w.permute(self.ORDER[k])).contiguous()
+                self.bias[k] = float(gate.conv.bias) if gate.conv.bias is not None else 0.0
 
     @staticmethod
     def supports(unit: AIAUnit) -> bool:
-        if unit.kind not in ("st", "cinst", "stinc") or not native.vector_width():
-            return False
+        """Every gate a folded :class:`DepthConv` in fp32; the ST gates need whole vectors of
+        channels (checked per input)."""
         gates = [g for g in (unit.c, unit.t, unit.h, unit.w) if g is not None]
-        return all(isinstance(g.conv, DepthConv) and (g.bn is None or isinstance(g.bn, nn.Identity))
-                   and g.conv.weight.dtype == torch.float32 for g in gates)
+        return bool(native.vector_width()) and all(
+            isinstance(g.conv, DepthConv) and (g.bn is None or isinstance(g.bn, nn.Identity))
+            and g.conv.weight.dtype == torch.float32 for g in gates)
 
     def takes(self, x: torch.Tensor, T: int) -> bool:
-        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
-            and x.shape[1] % native.vector_width() == 0 and x.is_contiguous(memory_format=torch.channels_last) \
-            and not (x.requires_grad and torch.is_grad_enabled())
+        return _takes(x, T) and (self.kind == "c" or x.shape[1] % native.vector_width() == 0)
 
     def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
         lib = native.load()
         N, C, H, W = x.shape
-        B, w, bias = N // T, self.w, self.bias
-        nT, nH, nW, nC = B * H * W * C, B * T * W * C, B * T * H * C, N * H * W
-        # one scratch buffer: the ST contexts (max, mean) and gates, each axis; the C context and gate
-        buf = x.new_empty(2 * (nT + nH + nW) + nT + nH + nW + 3 * nC)
+        B, w, bias, relu = N // T, self.w, self.bias, int(self.relu)
+        nC = N * H * W
+        nT, nH, nW = (0, 0, 0) if self.kind == "c" else (B * H * W * C, B * T * W * C, B * T * H * C)
+        # one scratch buffer: the C context and gate; the ST contexts (max, mean) and gates, each axis
+        buf = x.new_empty(3 * nC + 3 * (nT + nH + nW))
         p = [buf.data_ptr()]
-        for n in (nT, nT, nH, nH, nW, nW, nT, nH, nW, 2 * nC):
+        for n in (2 * nC, nC, nT, nT, nH, nH, nW, nW, nT, nH):
             p.append(p[-1] + 4 * n)
-        tm, ta, hm, ha, wm, wa, gT, gH, gW, ctx, gC = p
-        if self.kind == "cinst":
+        ctx, gC, tm, ta, hm, ha, wm, wa, gT, gH, gW = p
+        if self.kind in ("c", "cinst"):
             lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, None, None, None, ctx)
             lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
+            if self.kind == "c":
+                lib.aia_c_apply(x.data_ptr(), nC, C, gC, relu)
+                return x
         lib.aia_st_ctx(x.data_ptr(), gC if self.kind == "cinst" else None, B, T, H, W, C, tm, ta, hm, ha, wm, wa)
         lib.aia_axial(tm, ta, B, H, W, C, w["t"].data_ptr(), bias["t"], gT)
         lib.aia_axial(hm, ha, B, T, W, C, w["h"].data_ptr(), bias["h"], gH)
@@ -364,9 +348,9 @@ class NativeAIAST:
         if self.kind == "stinc":
             lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, gT, gH, gW, ctx)
             lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
-            lib.aia_c_apply(x.data_ptr(), nC, C, gC, int(self.relu))
+            lib.aia_c_apply(x.data_ptr(), nC, C, gC, relu)
         else:
-            lib.aia_st_apply(x.data_ptr(), B, T, H, W, C, gT, gH, gW, int(self.relu))
+            lib.aia_st_apply(x.data_ptr(), B, T, H, W, C, gT, gH, gW, relu)
         return x
 
 
@@ -455,10 +439,7 @@ class NativeSDA:
             and all(w.dtype == torch.float32 for w in weights)
 
     def takes(self, x: torch.Tensor, T: int) -> bool:
-        T = self.chunk or T
-        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 \
-            and x.shape[1] == self.channels and x.shape[0] % T == 0 \
-            and x.is_contiguous(memory_format=torch.channels_last) and not (x.requires_grad and torch.is_grad_enabled())
+        return _takes(x, self.chunk or T) and x.shape[1] == self.channels
 
     def _windows(self, H: int, W: int) -> tuple:
         """For frames H x W: the local map's size (h, w), then the addresses of its pooling
@@ -530,11 +511,7 @@ class NativeSTC:
 
     def __init__(self, stc: STCConv, bn: nn.BatchNorm2d):
         self.stc = stc
-        scale = bn.running_var.add(bn.eps).rsqrt()
-        shift = -bn.running_mean * scale
-        if bn.affine:
-            scale, shift = scale * bn.weight, shift * bn.weight + bn.bias
-        self.scale, self.shift = scale.detach().float().contiguous(), shift.detach().float().contiguous()
+        self.scale, self.shift = _bn_affine(bn)
         conv, vw = stc.temporal, native.vector_width()
         self.wT = self.bT = None  # T_S's conv for the kernel: (3, 1, 1), c -> c channels, no padding in space
         st = conv.stride
@@ -563,12 +540,10 @@ class NativeSTC:
     def supports(stc: STCConv, bn) -> bool:
         """Both blocks, channels-last-friendly plain convs, an eval BatchNorm2d after."""
         return native.load() is not None and stc.spatial is not None and stc.temporal is not None \
-            and type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None \
-            and stc.spatial.weight.dtype == torch.float32
+            and _eval_bn(bn) and stc.spatial.weight.dtype == torch.float32
 
     def takes(self, x: torch.Tensor, T: int) -> bool:
-        return x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
-            and x.is_contiguous(memory_format=torch.channels_last) and not (x.requires_grad and torch.is_grad_enabled())
+        return _takes(x, T)
 
     def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
         lib, stc, cl = native.load(), self.stc, torch.channels_last
@@ -655,16 +630,10 @@ def joins_fused(out: torch.Tensor, identity: torch.Tensor) -> bool:
 
 class _OwnReLU:
     """A block whose middle conv (STC's compiled form, with the BN after it) or calibrator (an
-    in-place gate with ``relu_after``) applies the ReLU after it: the block then skips its own
-    there."""
+    in-place gate with ``relu_after``) applies the ReLU after bn2: the block then skips its own."""
 
-    def _after_conv1(self, out: torch.Tensor, T: int) -> torch.Tensor:
-        if _functional() or self.mid is not None or not self._relu_done():
-            return super()._after_conv1(out, T)
-        out = self.relu(self.bn1(out))
-        out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
-        out = self._calib(self.bn2(self._calib(out, T, "conv2")), T, "bn2")  # and the ReLU
-        return self.bn3(self.conv3(out))
+    def _relu2(self, out: torch.Tensor) -> torch.Tensor:
+        return out if not _functional() and self._relu_done() else super()._relu2(out)
 
     def _relu_done(self) -> bool:
         if self.calib is None:
@@ -735,10 +704,8 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
         return out
 
     def _lends(self, x: torch.Tensor, T: int) -> bool:
-        return not _functional() and self.drop_path is None and native.load() is not None \
-            and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.shape[0] % T == 0 \
-            and x.is_contiguous(memory_format=torch.channels_last) and _plain_1x1(self.conv1) \
-            and not (x.requires_grad and torch.is_grad_enabled())
+        return not _functional() and self.drop_path is None and native.load() is not None and _takes(x, T) \
+            and _plain_1x1(self.conv1)
 
 
 class DeployedBasicBlock(_FusedJoin, BasicBlock):

@@ -4,8 +4,9 @@
    * GC's four calibrators: gc_pool reads the ECal-T, -S and -G groups once for their means;
      gc_gates turns the means into gates; gc_apply gates every group in place, computing ECal-L's
      temporal conv tile by tile in registers.
-   * AIA's C unit (aia_c), its ST unit and the CinST / STinC modules (aia_st_ctx: the three axial
-     contexts in one pass; aia_axial: each gate conv vectorised over the channels; aia_st_apply).
+   * AIA's C unit (aia_c_ctx, aia_c_gate, aia_c_apply), its ST unit and the CinST / STinC
+     modules (aia_st_ctx: the three axial contexts in one pass; aia_axial: each gate conv
+     vectorised over the channels; aia_st_apply).
    * SDA: sda_branches pools the reduced frames for every branch and runs the temporal convs;
      sda_gate forms the weighted sum of the maps at each pixel, the up-projection in registers
      and the gate product.
@@ -344,21 +345,12 @@ void aia_c_apply(float *x, long P, long C, const float *gate, int relu) {
     }
 }
 
-/* AIA's C unit in place: aia_c_ctx, aia_c_gate, aia_c_apply (with the block's ReLU after, with
-   relu). ctx: scratch of B*T*2*H*W floats, gate: of B*T*H*W. */
-void aia_c(float *x, long B, long T, long H, long W, long C, const float *w, float bias, float *ctx,
-           float *gate, int relu) {
-    aia_c_ctx(x, B, T, H, W, C, NULL, NULL, NULL, ctx);
-    aia_c_gate(ctx, B, T, H, W, w, bias, gate);
-    aia_c_apply(x, B * T * H * W, C, gate, relu);
-}
-
 /* SDA (the four-branch module: global, pooled over T, pooled over the pixels, local). y: the
    reduced frames, B*T frames of HW = H*W pixels of r floats, before their ReLU, which is applied
    as they are read. Out: sT[B][HW][r] the mean over T, sF[B][T][r] the mean over the pixels,
    sL[B][T][h][w][r] the adaptive average over rows [h0[i], h1[i]) and columns [w0[j], w1[j]). */
-void sda_pool(const float *y, long B, long T, long H, long W, long r, long h, long w, const long *h0,
-              const long *h1, const long *w0, const long *w1, float *sT, float *sF, float *sL) {
+static void sda_pool(const float *y, long B, long T, long H, long W, long r, long h, long w, const long *h0,
+                     const long *h1, const long *w0, const long *w1, float *sT, float *sF, float *sL) {
     long HW = H * W;
     memset(sF, 0, sizeof(float) * B * T * r);
     #pragma omp parallel
@@ -478,7 +470,7 @@ static void tconv_frames(const float *x, long B, long T, long r, const float *w,
 }
 
 /* SDA's temporal branch convs: ReLU after. */
-void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
+static void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
     if (P == 1) tconv_frames(x, B, T, r, w, bias, y, 1);
     else tconv_act(x, B, T, P, r, w, bias, y, 1);
 }
@@ -495,9 +487,9 @@ void stc_tr_gate(const float *pT, long B, long T, long c, const float *w, const 
    weights: softmax over the maps of (each map's mean) . q, or 1/4 each without q. Out:
    base[B][T][r] = a_G g + a_S mS, the part of the weighted sum constant over a frame, and
    a[B][2] = (a_T, a_L). Small: one thread. */
-void sda_mix(long B, long T, long HW, long h, long w, long r, const float *sF, const float *wG, const float *bG,
-             const float *mT, const float *mS, const float *mL, const float *uh, const float *uw,
-             const float *q, float *base, float *a) {
+static void sda_mix(long B, long T, long HW, long h, long w, long r, const float *sF, const float *wG,
+                    const float *bG, const float *mT, const float *mS, const float *mL, const float *uh,
+                    const float *uw, const float *q, float *base, float *a) {
     float m[r], g[r], kT[r], kS[r], kL[r];
     for (long b = 0; b < B; b++) {
         memset(m, 0, sizeof m);
@@ -577,9 +569,9 @@ TILE_SIZES(UP_TILE, up)
    [uh0[i], uh1[i]) of mL, column j columns [uw0[j], uw1[j])), then x *= sigmoid(bU + sum wU),
    the up-projection computed tile by tile in registers (then the ReLU, with relu). C must be a
    multiple of zoo_vector_width(). */
-void sda_excite(float *x, long B, long T, long H, long W, long C, long r, const float *base, const float *mT,
-                const float *mL, long h, long w, const long *uh0, const long *uh1, const long *uw0,
-                const long *uw1, const float *a, const float *wU, const float *bU, int relu) {
+static void sda_excite(float *x, long B, long T, long H, long W, long C, long r, const float *base, const float *mT,
+                       const float *mL, long h, long w, const long *uh0, const long *uh1, const long *uw0,
+                       const long *uw1, const float *a, const float *wU, const float *bU, int relu) {
     int nbc, pt;
     tile_of(C, &nbc, &pt);
     long HW = H * W, tiles = (HW + pt - 1) / pt;

@@ -81,16 +81,6 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gc_gates.restype = None
     lib.gc_apply.argtypes = [P, L, L, L, L, L, L, L, L, L, P, P, P, P, P, P, P, ctypes.c_int]
     lib.gc_apply.restype = ctypes.c_int
-    lib.aia_c.argtypes = [P, L, L, L, L, L, P, ctypes.c_float, P, P, ctypes.c_int]
-    lib.aia_c.restype = None
-    lib.sda_pool.argtypes = [P, L, L, L, L, L, L, L, P, P, P, P, P, P, P]
-    lib.sda_pool.restype = None
-    lib.sda_tconv.argtypes = [P, L, L, L, L, P, P, P]
-    lib.sda_tconv.restype = None
-    lib.sda_mix.argtypes = [L, L, L, L, L, L, P, P, P, P, P, P, P, P, P, P, P]
-    lib.sda_mix.restype = None
-    lib.sda_excite.argtypes = [P, L, L, L, L, L, L, P, P, P, L, L, P, P, P, P, P, P, P, ctypes.c_int]
-    lib.sda_excite.restype = None
     lib.sda_branches.argtypes = [P, L, L, L, L, L, L, L, P, P, P, P, P, P, P, P, P, P, P, P, P]
     lib.sda_branches.restype = None
     lib.sda_gate.argtypes = [P, L, L, L, L, L, L, L, L, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, ctypes.c_int]

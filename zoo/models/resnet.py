@@ -157,7 +157,11 @@ class Bottleneck(_Block):
             out = self.mid(out, T)
         out = self.conv2(out, T) if self._conv2_takes_t else self.conv2(out)
         out = self._calib(self.bn2(self._calib(out, T, "conv2")), T, "bn2")
-        return self._calib(self.bn3(self.conv3(self.relu(out))), T, "bn3")
+        return self._calib(self.bn3(self.conv3(self._relu2(out))), T, "bn3")
+
+    def _relu2(self, out: torch.Tensor) -> torch.Tensor:
+        """The ReLU after bn2 (zoo.deploy's forms may apply it in the pass before)."""
+        return self.relu(out)
 
 
 class BasicBlock(_Block):
@@ -455,16 +459,20 @@ class VideoResNet(nn.Module):
             return self._empty(lambda y: self.forward_intermediates(y, take, stop_early=stop_early,
                                                                     intermediates_only=intermediates_only), x)
         B = x.shape[0]
-        # a deployed model's blocks may shift their input in place (zoo.deploy's lent shift):
-        # a map kept while the next stage runs is then a copy
-        keep = (lambda m: m.clone()) if getattr(self, "deployed", False) else (lambda m: m)
-        state, T = self.forward_stem(x)
-        maps = [keep(self._clip_map(self.stage_map(state), B))] if 0 in take else []
         last = max(take) if stop_early or intermediates_only else self.stages
+
+        def keep(i, state):
+            # a deployed model's blocks may shift their input in place (zoo.deploy's lent
+            # shift): a map kept while a later stage runs is a copy
+            m = self._clip_map(self.stage_map(state), B)
+            return m.clone() if i < last and getattr(self, "deployed", False) else m
+
+        state, T = self.forward_stem(x)
+        maps = [keep(0, state)] if 0 in take else []
         for i in range(1, last + 1):
             state = self._stage(i, state, T)
             if i in take:
-                maps.append(keep(self._clip_map(self.stage_map(state), B)))
+                maps.append(keep(i, state))
         return maps if intermediates_only else (self._clip_map(self.stage_map(state), B), maps)
 
     def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> list[int]:
