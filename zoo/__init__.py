@@ -9,7 +9,8 @@ from .convert import load_original  # noqa: E402
 from .complexity import complexity  # noqa: E402
 from .transforms import create_transform  # noqa: E402
 from .inference import Recognizer, predict  # noqa: E402
+from . import deploy  # noqa: E402,F401  (callable: zoo.deploy(model, example_input))
 
 __all__ = ["create_model", "list_models", "model_info", "complexity", "load_original",
            "register_arch", "register_converter", "registry", "EnsembleModel", "create_transform", "param_groups",
-           "Recognizer", "predict", "__version__"]
+           "Recognizer", "predict", "deploy", "__version__"]

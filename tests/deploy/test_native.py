@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from tests.test_deploy import Alternative, _randomised
+from tests.deploy.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, native
 from zoo.deploy.fold import fold_batchnorms
 from zoo.deploy.forms import (DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA, NativeGC,
@@ -88,7 +88,7 @@ def test_native_gc_equals_plain_gc(channels, ratio, offset, bn, B, T, H, W):
 
 @needs_kernels
 def test_the_bn_after_gc_runs_in_its_pass():
-    from tests.test_deploy import randomise_bn
+    from tests.deploy.test_deploy import randomise_bn
 
     gc = _native_gc(128, 0.5, 1, bn=False)   # half the channels pass through: the BN covers them too
     bn = randomise_bn(nn.BatchNorm2d(128))
@@ -124,7 +124,7 @@ def _deployed_with_kernels(name, kind, attr="native", tuner=None, **kw):
     """The network deployed with the kernels wherever offered (or ``tuner``'s choices): every
     ``kind`` module has its ``attr`` set, and the outputs equal the plain model's (one and two
     clips). Returns those modules."""
-    from tests.test_deploy import build, clips, rel_err
+    from tests.deploy.test_deploy import build, clips, rel_err
 
     model = build(name, **kw)
     x = clips(model)
@@ -158,7 +158,7 @@ def test_deployed_aia_c_network_runs_the_kernel():
 def _sda(channels, deps=("lst", "lt", "ls", "s122"), agg="sec", chunk=None):
     """An SDA with BN statistics far from the identity and a query that weighs the maps unevenly
     (the authors' init keeps the gates off saturation), BNs folded."""
-    from tests.test_deploy import randomise_bn
+    from tests.deploy.test_deploy import randomise_bn
 
     torch.manual_seed(0)
     sda = SDA(channels, deps, agg, chunk=chunk)
@@ -215,7 +215,7 @@ def test_deployed_sda_networks_run_the_kernels(name):
 @pytest.mark.parametrize("kind", ["st", "cinst", "stinc"])
 @pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 7, 9), (2, 3, 32, 5, 4), (1, 4, 128, 3, 6), (1, 1, 16, 2, 3)])
 def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
-    from tests.test_deploy import randomise_bn
+    from tests.deploy.test_deploy import randomise_bn
 
     torch.manual_seed(0)
     unit = AIAUnit(kind)
@@ -244,13 +244,15 @@ def test_deployed_aia_networks_run_the_kernels(attention):
 @pytest.mark.parametrize("C, stride, kw, B, T, H, W", [
     (64, 1, {}, 1, 8, 6, 7),                    # the temporal conv and TR's gate in the kernels
     (64, 2, {}, 2, 4, 9, 7),                    # stride 2 on odd sizes: T_S reads every other pixel
-    (128, 1, {"reduction": 4}, 1, 4, 5, 5),     # STC-Light: the refinements' reductions in PyTorch
+    (128, 1, {"reduction": 4}, 1, 4, 5, 5),     # STC-Light: reductions 96 -> 24 and 32 -> 8, padded to vectors
+    (64, 2, {"reduction": 4}, 1, 11, 9, 7),     # STC-Light, stride 2, 11 frames: 48 -> 12 and 16 -> 8
+    (64, 1, {"reduction": 16}, 2, 8, 4, 4),     # STC-Light at max(8, C / r): 8 channels each
     (64, 1, {"equal": True, "shift": False}, 1, 4, 4, 6),   # T_S 32 -> 16 channels: PyTorch's conv
     (64, 1, {"tr": False, "sr": False}, 1, 1, 3, 3),       # no refinements; one frame
     (256, 1, {}, 1, 11, 3, 4),                  # TR over 11 frames: the kernel takes them 8 at a time
 ])
 def test_native_stc_equals_conv_bn_relu(C, stride, kw, B, T, H, W):
-    from tests.test_deploy import randomise_bn
+    from tests.deploy.test_deploy import randomise_bn
 
     torch.manual_seed(0)
     stc = STCConv(C, C, stride, **kw)
@@ -264,8 +266,9 @@ def test_native_stc_equals_conv_bn_relu(C, stride, kw, B, T, H, W):
         stc.__class__ = DeployedSTCConv
         assert NativeSTC.supports(stc, bn)
         form = NativeSTC(stc, bn)
-        kernels = C // 4 % native.vector_width() == 0 and not kw
+        kernels = C // 4 % native.vector_width() == 0 and not kw.keys() - {"reduction"}
         assert (form.wT is not None and form.wR is not None) == kernels
+        assert (form.wSr is not None and form.wRr is not None) == ("reduction" in kw)
         assert form.takes(x, T) and not form.takes(x.contiguous(), T)
         for onednn in (False, True):
             form.sr_onednn = onednn and stc.sr is not None
@@ -349,7 +352,7 @@ def test_deployed_tsm_blocks_hand_their_output_shifted():
 def test_stage_maps_stay_whole_when_the_next_stage_shifts_its_input():
     """A stage's map is the next stage's input, which a lent shift changes in place: the maps
     ``forward_intermediates`` keeps (and ``features_only`` returns) are copies."""
-    from tests.test_deploy import build, clips, rel_err
+    from tests.deploy.test_deploy import build, clips, rel_err
 
     model = build("tsm_r50")
     x = clips(model)

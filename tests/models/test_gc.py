@@ -62,7 +62,7 @@ def test_groups_match_slice_assignment(ratio, calibrators, shift, clips):
     with torch.no_grad():
         ref = _naive(gc, x, 4)
         torch.testing.assert_close(gc(x, 4), ref)
-    # the input is never written (zoo.deploy's form gates in place; tests/test_deploy.py)
+    # the input is never written (zoo.deploy's form gates in place; tests/deploy/test_deploy.py)
     x0 = x.clone()
     gc(x, 4)
     assert torch.equal(x, x0)

@@ -1,4 +1,5 @@
-"""The inference form of a zoo model: ``deploy(model, example_input)``.
+"""The inference form of a zoo model: ``zoo.deploy(model, example_input)`` (this package is
+callable; the function itself is ``zoo.deploy.deploy``).
 
 The family modules have one forward, the one training, fvcore, tracing, export and
 ``torch.compile`` use. :func:`deploy` converts a copy of a model once (as timm's
@@ -37,7 +38,8 @@ contexts, the gate convs, one pass for the product. SDA (the paper's four branch
 down-projection and 3x3 branch conv in PyTorch; its pooling, temporal convs, aggregation,
 up-projection and gate run as two calls. STC keeps its two convs' library kernels (T_S's
 temporal conv may run in registers); S_T's shifted input is one copy, and the refinements'
-gates, the concatenation, the block's bn2 and the ReLU after it are one pass. The compiled forms
+gates, the concatenation, the block's bn2 and the ReLU after it are one pass; TR's gate, and
+STC-Light's 1x1 reductions before both refinement convs, run in registers. The compiled forms
 are chosen before the slot layouts (they take channels-last frames only). Weights are read at
 conversion: deploy after loading them. TSM's shift may be lent: the block input shifted in place
 and not shifted back, the residual join reading the shifted channels from the neighbouring
@@ -58,6 +60,8 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+import types
 from typing import Callable, Optional
 
 import torch
@@ -245,17 +249,17 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
             m.native = form if best == "native" else None
             if isinstance(m, InplaceGC) and m.native is not None:
                 x, T = args
-                _onednn_choice(tuner, "gc_s_conv", form, "s_onednn", form.s_conv, form.s,
+                _onednn_choice(tuner, "gc_s_conv", form, "s_onednn", form.s_conv, form.s.weight,
                                (x.shape[0] // T, form.c, *x.shape[2:]))
 
 
-def _onednn_choice(tuner: Autotuner, kind: str, form, attr: str, run, conv: nn.Conv2d, shape: tuple) -> None:
+def _onednn_choice(tuner: Autotuner, kind: str, form, attr: str, run, weight: torch.Tensor, shape: tuple) -> None:
     """``form.<attr>``: whether ``run`` (a small conv of a compiled form) calls oneDNN directly,
     where PyTorch would take its own path, timed on channels-last zeros of ``shape``."""
     if not (hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()):
         return
     p = torch.zeros(shape).contiguous(memory_format=torch.channels_last)
-    best = tuner.choose(kind, _key(p, tuple(conv.weight.shape)), {
+    best = tuner.choose(kind, _key(p, tuple(weight.shape)), {
         "library": _set(form, False, lambda: run(p), attr), "onednn": _set(form, True, lambda: run(p), attr)})
     setattr(form, attr, best == "onednn")
 
@@ -276,10 +280,9 @@ def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> N
         block.bn2 = nn.Identity()
         if stc.sr is not None:
             x, T = args
-            sp, c = stc.spatial, stc.sr.conv
+            sp, w = stc.spatial, form.sr_weight  # its input: SR's pool, or STC-Light's reduction of it
             hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], sp.padding, sp.kernel_size, sp.stride)]
-            _onednn_choice(tuner, "stc_sr_conv", form, "sr_onednn", form.sr_conv, c,
-                           (x.shape[0] // T, c.in_channels, *hw))
+            _onednn_choice(tuner, "stc_sr_conv", form, "sr_onednn", form.sr_conv, w, (x.shape[0] // T, w.shape[1], *hw))
 
 
 def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:
@@ -506,3 +509,15 @@ def _set(m: nn.Module, value, fn, attr: str = "mode"):
 
 def is_deployed(model: nn.Module) -> bool:
     return bool(getattr(model, "deployed", False))
+
+
+class _Callable(types.ModuleType):
+    """The package's module type: ``zoo.deploy(model, example_input)`` calls :func:`deploy`
+    (one call, as timm's ``reparameterize_model(model)``); ``zoo.deploy.<name>`` stays the
+    package's."""
+
+    def __call__(self, model: nn.Module, example_input, **kwargs) -> nn.Module:
+        return deploy(model, example_input, **kwargs)
+
+
+sys.modules[__name__].__class__ = _Callable

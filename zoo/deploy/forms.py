@@ -485,6 +485,23 @@ def _bias(m: nn.Module) -> torch.Tensor:
     return m.bias.detach().contiguous() if m.bias is not None else w.new_zeros(w.shape[0])
 
 
+def _whole(n: int, vw: int) -> int:
+    """``n`` rounded up to whole vectors of ``vw`` floats."""
+    return -(-n // vw) * vw
+
+
+def _padded(w: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """``w`` with zeros appended along ``dim`` up to size ``n``, contiguous."""
+    pad = list(w.shape)
+    pad[dim] = n - w.shape[dim]
+    return torch.cat((w, w.new_zeros(pad)), dim).contiguous()
+
+
+def _parts(buf: torch.Tensor, sizes) -> list:
+    """``buf`` cut into consecutive 1-D parts of ``sizes``."""
+    return list(buf.split(list(sizes)))
+
+
 class DeployedSTCConv(STCConv):
     """STC's middle conv; ``native`` (a :class:`NativeSTC`, set by the conversion where it timed
     faster, together with ``bn_after``, the block's BN moved here, and the block's ReLU after it):
@@ -520,21 +537,41 @@ class NativeSTC:
                 and conv.in_channels == conv.out_channels and conv.out_channels % vw == 0:
             self.wT = conv.weight.detach().flatten(2).permute(2, 1, 0).contiguous()  # [tap][in][out]
             self.bT = _bias(conv)
-        tr = stc.tr  # TR's conv for the kernel: no reduction, c -> c channels
-        self.wR = self.bR = None
-        if tr is not None and tr.reduce is None and vw and tr.conv.out_channels % vw == 0:
-            self.wR, self.bR = tr.conv.weight.detach().permute(2, 1, 0).contiguous(), _bias(tr.conv)
+        # TR's gate for the kernel: c -> c channels, or STC-Light's c -> m -> c, m padded to mp
+        # (whole vectors; zero weights for the padding, so that it stays zero through the ReLU)
+        tr, sr = stc.tr, stc.sr
+        self.wR = self.bR = self.wRr = self.bRr = None
+        self.mR = 0
+        if tr is not None and vw and tr.conv.out_channels % vw == 0:
+            w = tr.conv.weight.detach().permute(2, 1, 0)  # [tap][in][out]
+            if tr.reduce is not None:
+                self.mR = _whole(tr.reduce.out_channels, vw)
+                self.wRr, self.bRr = _padded(tr.reduce.weight.detach()[:, :, 0].t(), 1, self.mR), \
+                    _padded(_bias(tr.reduce), 0, self.mR)
+                w = _padded(w, 1, self.mR)
+            self.wR, self.bR = w.contiguous(), _bias(tr.conv)
+        # SR's conv: on STC-Light's reduction by the kernel, its input channels padded as TR's
+        self.wSr = self.bSr = None
+        self.mS = 0
+        self.sr_weight = None if sr is None else sr.conv.weight
+        if sr is not None and sr.reduce is not None and vw:
+            self.mS = _whole(sr.reduce.out_channels, vw)
+            self.wSr = _padded(sr.reduce.weight.detach().flatten(1).t(), 1, self.mS)
+            self.bSr = _padded(_bias(sr.reduce), 0, self.mS)
+            self.sr_weight = _padded(sr.conv.weight.detach(), 1, self.mS)
         self.sr_onednn = False  # SR's 3x3 conv as oneDNN's, where PyTorch would take its own slower path
         # the kernels' arguments, as addresses (the tensors above hold the memory)
         self._bn = (self.scale.data_ptr(), self.shift.data_ptr())
         self._wT = (self.wT.data_ptr(), self.bT.data_ptr()) if self.wT is not None else None
         self._wR = (self.wR.data_ptr(), self.bR.data_ptr()) if self.wR is not None else None
+        self._wRr = (self.wRr.data_ptr(), self.bRr.data_ptr()) if self.wRr is not None else (None, None)
+        self._wSr = (self.wSr.data_ptr(), self.bSr.data_ptr()) if self.wSr is not None else None
 
     def sr_conv(self, p: torch.Tensor) -> torch.Tensor:
         c = self.stc.sr.conv
         if self.sr_onednn:
-            return torch.mkldnn_convolution(p, c.weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
-        return c(p)
+            return torch.mkldnn_convolution(p, self.sr_weight, c.bias, c.padding, c.stride, c.dilation, c.groups)
+        return F.conv2d(p, self.sr_weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
 
     @staticmethod
     def supports(stc: STCConv, bn) -> bool:
@@ -555,13 +592,16 @@ class NativeSTC:
         ys = F.conv2d(xs, sp.weight, sp.bias, sp.stride, sp.padding).contiguous(memory_format=cl)
         os_, h, w = ys.shape[1], ys.shape[2], ys.shape[3]
         ot, n = stc.temporal.out_channels, h * w
-        # one scratch buffer: SR's pooled input, TR's and its gate, T_S's output (the kernel's)
-        buf = x.new_empty(B * n * ot + 2 * B * T * os_ + (N * n * ot if self.wT is not None else 0))
-        pS = buf[:B * n * ot].view(B, h, w, ot).permute(0, 3, 1, 2)
-        o = B * n * ot
-        pT, gT = buf[o:o + B * T * os_].view(B, T, os_), buf.data_ptr() + 4 * (o + B * T * os_)
+        # one scratch buffer: SR's pooled input and its reduction, TR's pooled input, its
+        # reduction and its gate, T_S's output (the kernel's)
+        sizes = (B * n * ot, B * n * self.mS, B * T * os_, B * T * self.mR, B * T * os_,
+                 N * n * ot if self.wT is not None else 0)
+        buf = x.new_empty(sum(sizes))
+        pS, rS, pT, rT, gT, yt = _parts(buf, sizes)
+        pS = pS.view(B, h, w, ot).permute(0, 3, 1, 2)
+        pT = pT.view(B, T, os_)
         if self.wT is not None:  # the temporal conv in registers, SR's pool on the way
-            yt = gT + 4 * B * T * os_
+            yt = yt.data_ptr()
             lib.stc_temporal(x.data_ptr(), B, T, H, W, C, stc.temporal.stride[1], cs, ot, *self._wT, yt, pS.data_ptr())
         else:
             kept = stc.temporal(x[:, cs:], T).contiguous(memory_format=cl)
@@ -569,7 +609,7 @@ class NativeSTC:
         lib.stc_pools(ys.data_ptr(), yt, B, T, n, os_, ot, pT.data_ptr(),
                       None if self.wT is not None else pS.data_ptr())
         if self.wR is not None:
-            lib.stc_tr_gate(pT.data_ptr(), B, T, os_, *self._wR, gT)
+            lib.stc_tr_gate(pT.data_ptr(), B, T, os_, self.mR, *self._wRr, _ptr(rT), *self._wR, gT.data_ptr())
         elif stc.tr is not None:  # TemporalRefine on its pooled input (B, C, T)
             p = pT.transpose(1, 2)
             if stc.tr.reduce is not None:
@@ -580,11 +620,14 @@ class NativeSTC:
         gS = None
         if stc.sr is not None:  # SpatialRefine on its pooled input (B, C, h, w)
             p = pS
-            if stc.sr.reduce is not None:
+            if self.wSr is not None:
+                lib.stc_sr_reduce(pS.data_ptr(), B, n, ot, self.mS, *self._wSr, rS.data_ptr())
+                p = rS.view(B, h, w, self.mS).permute(0, 3, 1, 2)
+            elif stc.sr.reduce is not None:
                 p = F.relu(stc.sr.reduce(p))
             gS = torch.sigmoid(self.sr_conv(p)).contiguous(memory_format=cl)
         out = torch.empty(N, os_ + ot, h, w, memory_format=cl)
-        lib.stc_join(ys.data_ptr(), yt, B, T, n, os_, ot, gT if isinstance(gT, int) else _ptr(gT), _ptr(gS),
+        lib.stc_join(ys.data_ptr(), yt, B, T, n, os_, ot, _ptr(gT), _ptr(gS),
                      *self._bn, out.data_ptr())
         return out
 

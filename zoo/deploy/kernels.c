@@ -428,56 +428,68 @@ static void tconv_act(const float *x, long B, long T, long P, long r, const floa
     }
 }
 
-/* The same conv for one pixel per frame (x, y [B][T][r]): the frames take the place of the
-   tile's pixels, so that each weight vector is read once per 8 frames, not once per frame (TR's
-   weights are 1.8 MB at layer 4), and the tasks are blocks of output channels. */
-static void tconv_frames(const float *x, long B, long T, long r, const float *w, const float *bias, float *y,
-                         int act) {
-    long nv = r / VW, nb = (nv + 1) / 2;  /* blocks of two output vectors (one at an odd end) */
+/* The same conv for one pixel per frame, from cin to cout channels (x [B][T][cin], y [B][T][cout],
+   w [tap][cin][cout], cout a whole number of vectors), with 3 taps (zero-padded over T) or 1 (a
+   1x1 conv on each frame's vector: the rows of x may be pixels as well as frames). The frames
+   take the place of the tile's pixels, so that each weight vector is read once per 8 frames, not
+   once per frame (TR's weights are 1.8 MB at layer 4); the tasks are blocks of output channels
+   by chunks of 8 frames. */
+static void tconv_frames(const float *x, long B, long T, long cin, long cout, int taps, const float *w,
+                         const float *bias, float *y, int act) {
+    long nv = cout / VW, nb = (nv + 1) / 2, nc = (T + 7) / 8;  /* blocks of two output vectors (one at an odd end) */
     #pragma omp parallel for schedule(static)
-    for (long bo = 0; bo < B * nb; bo++) {
-        long b = bo / nb, o0 = (bo % nb) * 2 * VW;
-        int nj = o0 + 2 * VW <= r ? 2 : 1;
-        const float *xb = x + b * T * r;
-        float *yb = y + b * T * r;
-        for (long t0 = 0; t0 < T; t0 += 8) {
-            long nt = T - t0 < 8 ? T - t0 : 8;
-            vf acc[8][2];
-            for (int t = 0; t < 8; t++)
-                for (int j = 0; j < 2; j++) acc[t][j] = j < nj ? vload(bias + o0 + j * VW) : vbcast(0.0f);
-            for (int d = 0; d < 3; d++) {
-                const float *wd = w + (long)d * r * r + o0;
-                for (long i = 0; i < r; i++) {
-                    vf w0 = vload(wd + i * r), w1 = nj == 2 ? vload(wd + i * r + VW) : vbcast(0.0f);
-                    for (long t = 0; t < nt; t++) {
-                        long s = t0 + t + d - 1;
-                        if (s < 0 || s >= T) continue;
-                        vf xv = vbcast(xb[s * r + i]);
-                        acc[t][0] += xv * w0;
-                        acc[t][1] += xv * w1;
-                    }
+    for (long q = 0; q < B * nb * nc; q++) {
+        long b = q / (nb * nc), o0 = (q / nc % nb) * 2 * VW, t0 = q % nc * 8;
+        int nj = o0 + 2 * VW <= cout ? 2 : 1;
+        long nt = T - t0 < 8 ? T - t0 : 8;
+        const float *xb = x + b * T * cin;
+        float *yb = y + b * T * cout;
+        vf acc[8][2];
+        for (int t = 0; t < 8; t++)
+            for (int j = 0; j < 2; j++) acc[t][j] = j < nj ? vload(bias + o0 + j * VW) : vbcast(0.0f);
+        for (int d = 0; d < taps; d++) {
+            const float *wd = w + (long)d * cin * cout + o0;
+            for (long i = 0; i < cin; i++) {
+                vf w0 = vload(wd + i * cout), w1 = nj == 2 ? vload(wd + i * cout + VW) : vbcast(0.0f);
+                for (long t = 0; t < nt; t++) {
+                    long s = t0 + t + d - taps / 2;
+                    if (s < 0 || s >= T) continue;
+                    vf xv = vbcast(xb[s * cin + i]);
+                    acc[t][0] += xv * w0;
+                    acc[t][1] += xv * w1;
                 }
             }
-            for (long t = 0; t < nt; t++)
-                for (int j = 0; j < nj; j++) {
-                    float z[VW], *o = yb + (t0 + t) * r + o0 + j * VW;
-                    vstore(z, acc[t][j]);
-                    #pragma omp simd
-                    for (int k = 0; k < VW; k++) o[k] = act == 1 ? fmaxf(z[k], 0.0f) : sigmoid(z[k]);
-                }
         }
+        for (long t = 0; t < nt; t++)
+            for (int j = 0; j < nj; j++) {
+                float z[VW], *o = yb + (t0 + t) * cout + o0 + j * VW;
+                vstore(z, acc[t][j]);
+                #pragma omp simd
+                for (int k = 0; k < VW; k++) o[k] = act == 1 ? fmaxf(z[k], 0.0f) : sigmoid(z[k]);
+            }
     }
 }
 
 /* SDA's temporal branch convs: ReLU after. */
 static void sda_tconv(const float *x, long B, long T, long P, long r, const float *w, const float *bias, float *y) {
-    if (P == 1) tconv_frames(x, B, T, r, w, bias, y, 1);
+    if (P == 1) tconv_frames(x, B, T, r, r, 3, w, bias, y, 1);
     else tconv_act(x, B, T, P, r, w, bias, y, 1);
 }
 
-/* STC's temporal refinement gate: sigmoid of a size-3 conv over T of pT[B][T][c] into gT. */
-void stc_tr_gate(const float *pT, long B, long T, long c, const float *w, const float *bias, float *gT) {
-    tconv_frames(pT, B, T, c, w, bias, gT, 2);
+/* STC's temporal refinement gate: sigmoid of a size-3 conv over T of pT[B][T][c] into gT
+   (w [3][c or mp][c]). STC-Light (mp > 0): the 3-tap conv reads mid[B][T][mp], the 1x1
+   reduction (wr [c][mp]) and its ReLU, mp its channels padded to whole vectors with zero
+   weights (the 3-tap conv's weights for them are zero too). */
+void stc_tr_gate(const float *pT, long B, long T, long c, long mp, const float *wr, const float *br, float *mid,
+                 const float *w, const float *bias, float *gT) {
+    if (mp) tconv_frames(pT, B, T, c, mp, 1, wr, br, mid, 1);
+    tconv_frames(mp ? mid : pT, B, T, mp ? mp : c, c, 3, w, bias, gT, 2);
+}
+
+/* STC-Light's spatial refinement reduction: ReLU(the 1x1 conv) of each pixel of SR's pooled
+   input, pS[B][n][c] into y[B][n][mp] (channels padded as in stc_tr_gate). */
+void stc_sr_reduce(const float *pS, long B, long n, long c, long mp, const float *w, const float *bias, float *y) {
+    tconv_frames(pS, B, n, c, mp, 1, w, bias, y, 1);
 }
 
 /* The aggregation weights, from the branch maps: the global map (computed here: ReLU(wG times

@@ -101,8 +101,10 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.stc_shift.restype = None
     lib.stc_temporal.argtypes = [P, L, L, L, L, L, L, L, L, P, P, P, P]
     lib.stc_temporal.restype = None
-    lib.stc_tr_gate.argtypes = [P, L, L, L, P, P, P]
+    lib.stc_tr_gate.argtypes = [P, L, L, L, L, P, P, P, P, P, P]
     lib.stc_tr_gate.restype = None
+    lib.stc_sr_reduce.argtypes = [P, L, L, L, L, P, P, P]
+    lib.stc_sr_reduce.restype = None
     lib.stc_pools.argtypes = [P, P, L, L, L, L, L, P, P]
     lib.stc_pools.restype = None
     lib.stc_join.argtypes = [P, P, L, L, L, L, L, P, P, P, P, P]

@@ -146,7 +146,7 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
     modes = [m.mode for m in d.modules() if isinstance(m, DeployedShift)]
     assert len(modes) == 16 and all(m in choices.values() for m in modes)
     # a second conversion on this machine reads the cache: nothing is timed again
-    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: pytest.fail("timed again"))
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns, rounds=None: pytest.fail("timed again"))
     d2 = deploy(model, x, cache_dir=tmp_path)
     assert [m.mode for m in d2.modules() if isinstance(m, DeployedShift)] == modes
     with torch.no_grad():
@@ -165,7 +165,7 @@ def test_choices_are_timed_again_for_new_code(tmp_path, monkeypatch):
     monkeypatch.setattr(choices, "code_id", lambda: "0123456789ab")
     timed = []
     real = Autotuner._times
-    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: timed.append(1) or real(self, fns))
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns, rounds=None: timed.append(1) or real(self, fns, rounds))
     deploy(model, x, cache_dir=tmp_path)
     assert timed
     (new,) = json.loads((tmp_path / "deploy-choices.json").read_text())
@@ -177,8 +177,8 @@ def test_a_whole_model_choice_leaves_the_default_only_if_it_wins_twice(tmp_path,
     departs from the default only when a second timing confirms the gain."""
     rounds = []
 
-    def fake(self, fns):
-        rounds.append(sorted(fns))
+    def fake(self, fns, n=None):
+        rounds.append(sorted(fns) + ([n] if n else []))
         return script.pop(0)
 
     monkeypatch.setattr(Autotuner, "_times", fake)
@@ -191,9 +191,13 @@ def test_a_whole_model_choice_leaves_the_default_only_if_it_wins_twice(tmp_path,
     assert tuner.choose("fold", "b", fns, margin=0.03) == "keep"     # confirmed
     script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}]
     assert tuner.choose("fold", "c", fns, margin=0.03) == "fold"     # within the margin: one timing
-    script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}]
-    assert tuner.choose("conv", "d", fns) == "keep"                 # no margin: no second timing
+    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}]
+    assert tuner.choose("conv", "d", fns) == "keep"                 # no margin, no close call: one timing
     assert not script and len(rounds) == 6
+    # no margin, a close call: the two fastest timed again, alone, for three times the rounds
+    script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}, {"fold": 0.97, "keep": 1.0}]
+    assert tuner.choose("conv", "e", fns) == "fold"
+    assert rounds[-1] == ["fold", "keep", 3 * tuner.rounds] and not script
 
 
 def test_choices_are_kept_per_instruction_set(tmp_path, monkeypatch):
@@ -208,7 +212,7 @@ def test_choices_are_kept_per_instruction_set(tmp_path, monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     timed = []
     real = Autotuner._times
-    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: timed.append(1) or real(self, fns))
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns, rounds=None: timed.append(1) or real(self, fns, rounds))
     deploy(model, x, cache_dir=tmp_path)
     assert timed
     keys = json.loads((tmp_path / "deploy-choices.json").read_text())
@@ -242,7 +246,7 @@ def test_folding_is_a_timed_choice(tmp_path):
     x = clips(model, B=1)
 
     class Keep(Autotuner):
-        def _times(self, fns):
+        def _times(self, fns, rounds=None):
             return {n: (0.0 if n == "keep" else 1.0) for n in fns}
 
     d = deploy(model, x, autotune=Keep(cache_dir=tmp_path))
@@ -266,7 +270,7 @@ def test_layout_is_a_timed_choice(tmp_path):
     x = clips(model, B=2)
 
     class Last(Autotuner):
-        def _times(self, fns):
+        def _times(self, fns, rounds=None):
             return {n: (0.0 if n == "channels_last" else 1.0) for n in fns}
 
     cl = torch.channels_last
@@ -330,7 +334,7 @@ def test_whole_model_choices_need_a_margin(tmp_path):
     t = {"a": 1.0, "b": 0.98, "c": 0.9}
 
     class Fixed(Autotuner):
-        def _times(self, fns):
+        def _times(self, fns, rounds=None):
             return {n: t[n] for n in fns}
 
     tuner = Fixed(cache_dir=tmp_path)
@@ -340,7 +344,7 @@ def test_whole_model_choices_need_a_margin(tmp_path):
 
 
 def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):
-    monkeypatch.setattr(Autotuner, "_times", lambda self, fns: pytest.fail("timed"))
+    monkeypatch.setattr(Autotuner, "_times", lambda self, fns, rounds=None: pytest.fail("timed"))
     d = deploy(build("gc_tsm_r50"), clips(build("tsn_r18"), B=1), autotune=False, cache_dir=tmp_path)
     assert {m.mode for m in d.modules() if isinstance(m, DeployedShift)} == {"copy"}
     assert {m.mode for m in d.modules() if isinstance(m, FrameConv3d)} == {"conv"}
@@ -524,6 +528,16 @@ def test_create_model_deploy(tmp_path, monkeypatch):
     assert zoo.deploy.is_deployed(d) and not any(isinstance(m, _BN) for m in d.modules())
     assert d.pretrained_cfg["frames"] == 2
     assert (tmp_path / "deploy-choices.json").exists()  # timed for 2 frames at the model's 224 px
+
+
+def test_zoo_deploy_is_callable():
+    model = build("tsm_r18")
+    x = clips(model)
+    d = zoo.deploy(model, x, autotune=False)
+    assert zoo.deploy.is_deployed(d) and not zoo.deploy.is_deployed(model)  # a copy, as deploy() gives
+    with torch.no_grad():
+        torch.testing.assert_close(d(x), model(x), rtol=1e-4, atol=1e-4)
+    assert zoo.deploy.deploy is deploy and callable(zoo.deploy)
 
 
 def test_residual_join_runs_as_one_pass_where_chosen():
