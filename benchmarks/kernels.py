@@ -1,7 +1,7 @@
 """zoo.deploy's compiled kernels against the PyTorch forms they replace, module by module.
 
 For GC (deployed GC-TSN), AIA (C-only, ST-only and CinST -> STinC), SDA (SDA-TSN) and STC's
-middle conv (STC), the first module of each input shape runs alone on fresh frames of that
+and GST's middle convs (STC, GST), the first module of each input shape runs alone on fresh frames of that
 shape (8 frames, channels-last, fp32), hot: the PyTorch form and the compiled one alternate
 round by round on their own copies of the same frames; medians. Then those modules' total time
 inside full forwards of the deployed networks (forward hooks), beside the network's and TSN's
@@ -26,7 +26,8 @@ import zoo  # noqa: E402
 from zoo.bench.machine import describe, machine  # noqa: E402
 from zoo.bench.timing import keep_heap  # noqa: E402
 from zoo.deploy import deploy, native  # noqa: E402
-from zoo.deploy.forms import DeployedSTCConv, InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: E402
+from zoo.deploy.forms import (DeployedGSTConv, DeployedSTCConv, InplaceAIACombo,  # noqa: E402
+                              InplaceAIAUnit, InplaceGC, InplaceSDA)
 from zoo.weights.files import atomic_write  # noqa: E402
 
 STAGES = {64: 56, 128: 28, 256: 14, 512: 7}  # a block's width -> its frames' size at 224 px
@@ -143,12 +144,13 @@ def main(argv=None) -> int:
             + per_stage("aia_tsn_r50", InplaceAIAUnit, a.rounds, attention="st") \
             + per_stage("aia_tsn_r50", InplaceAIAUnit, a.rounds) \
             + per_stage("sda_tsn_r50", InplaceSDA, a.rounds) \
-            + per_stage("stc_r50", DeployedSTCConv, a.rounds)
+            + per_stage("stc_r50", DeployedSTCConv, a.rounds) \
+            + per_stage("gst_r50", DeployedGSTConv, a.rounds)
         n = max(a.rounds // 3, 5)
         doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds, "stages": stages,
                "in_model": [in_model(name, kind, n) for name, kind in (
                    ("gc_tsn_r50", InplaceGC), ("sda_tsn_r50", InplaceSDA), ("aia_tsn_r50", InplaceAIACombo),
-                   ("stc_r50", DeployedSTCConv))]}
+                   ("stc_r50", DeployedSTCConv), ("gst_r50", DeployedGSTConv))]}
     text = render(doc)
     print(text)
     if a.out:

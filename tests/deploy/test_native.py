@@ -1,4 +1,4 @@
-"""zoo.deploy's compiled kernels (GC, AIA, SDA, STC, TSM's shift), built on this machine. Each
+"""zoo.deploy's compiled kernels (GC, AIA, SDA, STC, GST, TSM's shift), built on this machine. Each
 case compares with the plain module; where the kernels cannot be built (no C compiler) only the
 fallback is checked."""
 from pathlib import Path
@@ -10,10 +10,11 @@ import torch.nn as nn
 from tests.deploy.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import (DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA, NativeGC,
-                              NativeSDA, NativeSTC)
+from zoo.deploy.forms import (DeployedGSTConv, DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA,
+                              NativeGC, NativeGST, NativeSDA, NativeSTC)
 from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
+from zoo.models.gst import GSTConv
 from zoo.models.sda import SDA
 from zoo.models.stc import STCConv
 
@@ -283,6 +284,52 @@ def test_native_stc_equals_conv_bn_relu(C, stride, kw, B, T, H, W):
 def test_deployed_stc_networks_run_the_kernels(name):
     convs = _deployed_with_kernels(name, DeployedSTCConv)
     assert all(isinstance(c.bn_after, nn.BatchNorm2d) for c in convs)
+
+
+@needs_kernels
+@pytest.mark.parametrize("C, stride, beta, B, T, H, W, relu", [
+    (64, 1, 0.5, 1, 8, 6, 7, True),      # GST: the input split in half
+    (64, 2, 0.5, 2, 4, 9, 7, False),     # stride 2 on odd sizes, two clips, no ReLU (a calibrator follows)
+    (64, 1, 1.0, 1, 3, 5, 5, True),      # GST-Large: both convs read every channel
+    (32, 1, 0.5, 1, 1, 4, 4, True),      # one frame: both neighbours beyond the clip
+    (48, 2, 1.0, 1, 2, 7, 7, False),     # two frames: each has one neighbour; 12 temporal channels
+])
+def test_native_gst_equals_plain(C, stride, beta, B, T, H, W, relu):
+    torch.manual_seed(0)
+    gst = _randomised(GSTConv(C, C, stride, 0.25, beta))
+    gst.temporal.bias = nn.Parameter(torch.randn(gst.temporal.out_channels))  # as a folded BN leaves it
+    x = _frames(B, T, C, H, W)
+    with torch.no_grad():
+        ref = GSTConv.forward(gst, x, T)
+        ref = ref.relu() if relu else ref
+        gst.__class__ = DeployedGSTConv
+        assert NativeGST.supports(gst)
+        form = NativeGST(gst)
+        gst.relu_after = relu
+        assert form.takes(x, T) and not form.takes(x.contiguous(), T)
+        x0 = x.clone()
+        out = form(x, T)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last) and torch.equal(x, x0)
+        gst.native = form  # through the module, and its plain path where the form does not take the frames
+        torch.testing.assert_close(gst(x, T), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gst(x.contiguous(), T), ref, rtol=1e-4, atol=1e-4)
+
+
+class FoldedKernels(KernelsWherever):
+    """As :class:`KernelsWherever`, with every BN folded."""
+
+    def choose(self, kind, key, candidates, margin=0.0):
+        return "fold" if kind == "fold" else super().choose(kind, key, candidates, margin)
+
+
+@needs_kernels
+@pytest.mark.parametrize("name, relu", [("gst_r50", True), ("gst_large_r50", True), ("gc_gst_r50", False)])
+def test_deployed_gst_networks_run_the_kernels(name, relu):
+    """Each middle conv on its kernel; where bn2 is folded away and no calibrator follows the conv,
+    it applies the block's ReLU (GC-GST's GC takes it instead)."""
+    convs = _deployed_with_kernels(name, DeployedGSTConv, tuner=FoldedKernels())
+    assert all(c.relu_after == relu for c in convs)
 
 
 @needs_kernels

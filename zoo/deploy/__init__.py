@@ -39,7 +39,9 @@ down-projection and 3x3 branch conv in PyTorch; its pooling, temporal convs, agg
 up-projection and gate run as two calls. STC keeps its two convs' library kernels (T_S's
 temporal conv may run in registers); S_T's shifted input is one copy, and the refinements'
 gates, the concatenation, the block's bn2 and the ReLU after it are one pass; TR's gate, and
-STC-Light's 1x1 reductions before both refinement convs, run in registers. The compiled forms
+STC-Light's 1x1 reductions before both refinement convs, run in registers. GST keeps its
+spatial conv and its temporal conv's three taps as one 2D conv (both the library's); the taps'
+sums across frames, the concatenation and the block's ReLU are one pass. The compiled forms
 are chosen before the slot layouts (they take channels-last frames only). Weights are read at
 conversion: deploy after loading them. TSM's shift may be lent: the block input shifted in place
 and not shifted back, the residual join reading the shifted channels from the neighbouring
@@ -69,6 +71,7 @@ import torch.nn as nn
 
 from ..models.aia import AxialGate
 from ..models.conv3d import FrameConv3d
+from ..models.gst import GSTConv
 from ..models.ops import Conv1x1
 from ..models.resnet import BasicBlock, Bottleneck
 from ..models.tdn import ShiftConv
@@ -80,7 +83,7 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
-from .forms import DeployedSTCConv, NativeAIA, NativeGC, NativeSDA, NativeSTC, _eval_bn
+from .forms import DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeGC, NativeGST, NativeSDA, NativeSTC, _eval_bn
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -220,17 +223,20 @@ def _slot_layouts(model: nn.Module, example_input, tuner: Autotuner) -> None:
 
 
 def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
-    """The compiled forms of the slot modules that have one (GC, SDA, AIA's units, STC's middle
-    conv), each kept where it runs faster than the module's PyTorch form on the input it
+    """The compiled forms of the slot modules that have one (GC, SDA, AIA's units, STC's and GST's
+    middle convs), each kept where it runs faster than the module's PyTorch form on the input it
     receives here.
     Decided before the slot layouts: the kernels take channels-last frames only, so the layout
     choice has to see them."""
-    seen = _record(model, example_input, (InplaceGC, InplaceSDA, InplaceAIAUnit, DeployedSTCConv))
+    seen = _record(model, example_input, (InplaceGC, InplaceSDA, InplaceAIAUnit, DeployedSTCConv, DeployedGSTConv))
     blocks = {b.conv2: b for b in model.modules() if isinstance(b, Bottleneck)}
     with torch.no_grad():
         for m, args in seen.items():
             if isinstance(m, DeployedSTCConv):
                 _native_stc(m, blocks.get(m), args, tuner)
+                continue
+            if isinstance(m, DeployedGSTConv):
+                _native_gst(m, blocks.get(m), args, tuner)
                 continue
             if isinstance(m, InplaceGC):
                 form = NativeGC(m) if NativeGC.supports(m) else None
@@ -268,7 +274,7 @@ def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> N
     """STC's compiled form, which applies the block's bn2 too: timed against the conv and the BN
     as PyTorch runs them; where it wins, the BN moves into the form (``bn_after``)."""
     bn = getattr(block, "bn2", None)
-    if block is None or not NativeSTC.supports(stc, bn):
+    if block is None or not NativeSTC.supports(stc, bn) or _calib_before_relu(block):
         return
     form = NativeSTC(stc, bn)
     if not form.takes(*args):
@@ -283,6 +289,29 @@ def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> N
             sp, w = stc.spatial, form.sr_weight  # its input: SR's pool, or STC-Light's reduction of it
             hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], sp.padding, sp.kernel_size, sp.stride)]
             _onednn_choice(tuner, "stc_sr_conv", form, "sr_onednn", form.sr_conv, w, (x.shape[0] // T, w.shape[1], *hw))
+
+
+def _calib_before_relu(block) -> bool:
+    """Whether a calibrator sits between the block's middle conv and the ReLU after bn2."""
+    return block.calib is not None and block.calib_at in ("conv2", "bn2")
+
+
+def _native_gst(gst: DeployedGSTConv, block, args: tuple, tuner: Autotuner) -> None:
+    """GST's compiled form, timed against the plain one (each followed by the block's ReLU where
+    the form can take it over: bn2 folded away, no calibrator in between)."""
+    if not NativeGST.supports(gst):
+        return
+    form = NativeGST(gst)
+    if not form.takes(*args):
+        return
+    relu = block is not None and isinstance(block.bn2, nn.Identity) and not _calib_before_relu(block)
+    if type(gst.temporal) is FrameConv3d:
+        gst.temporal.__class__ = DeployedFrameConv3d  # the plain form timed as it will run: taps summed in place
+    after = torch.relu_ if relu else (lambda y: y)
+    best = tuner.choose("gst", _key(*args, (gst.beta, tuple(gst.temporal.weight.shape)), relu), {
+        "torch": lambda: after(GSTConv.forward(gst, *args)), "native": lambda: form(*args)})
+    gst.native = form if best == "native" else None
+    gst.relu_after = relu and best == "native"
 
 
 def _convert(model: nn.Module, example_input, tuner: Autotuner) -> None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..models.aia import AIACombo, AIAUnit, AxialGate, DepthConv
 from ..models.conv3d import FrameConv3d
 from ..models.gc import GC, ECalS
+from ..models.gst import GSTConv
 from ..models.ops import Conv1x1
 from ..models.resnet import BasicBlock, Bottleneck
 from ..models.sda import SDA, GlobalBranch, LocalBranch, SpacePooledBranch, TimePooledBranch
@@ -632,6 +633,58 @@ class NativeSTC:
         return out
 
 
+class DeployedGSTConv(GSTConv):
+    """GST's middle conv; ``native`` (a :class:`NativeGST`, set by the conversion where it timed
+    faster): after its two library convs, the temporal taps' sums, the concatenation and, where
+    ``relu_after`` (bn2 folded away, no calibrator between), the block's ReLU in one pass."""
+
+    native: Optional["NativeGST"] = None
+    relu_after = False
+
+    def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if _functional():
+            return super().forward(x, T)  # the block applies its ReLU itself (_OwnReLU)
+        if self.native is not None and self.native.takes(x, T):
+            return self.native(x, T)
+        y = super().forward(x, T)
+        return y.relu_() if self.relu_after else y
+
+
+class NativeGST:
+    """GST's middle conv on fp32 channels-last frames: the spatial conv and the temporal conv's
+    three taps as one 2D conv (the plain form's), both the library's; then one compiled pass
+    (``gst_join``) sums each frame's taps from its neighbours, concatenates, adds the temporal
+    conv's bias and applies the block's ReLU where the conv took it over. The taps' 2D kernel
+    is built at conversion."""
+
+    def __init__(self, gst: GSTConv):
+        self.gst = gst
+        t = gst.temporal
+        self.taps = t.frame_weight().detach().contiguous(memory_format=torch.channels_last)
+        self.bias = _detached(t.bias)
+
+    @staticmethod
+    def supports(gst: GSTConv) -> bool:
+        t = gst.temporal
+        return native.load() is not None and t.groups == 1 and t.kernel_size[0] == 3 and t.padding[0] == 1 \
+            and t.stride[0] == 1 and gst.spatial.weight.dtype == t.weight.dtype == torch.float32
+
+    def takes(self, x: torch.Tensor, T: int) -> bool:
+        return _takes(x, T)
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        g, cl = self.gst, torch.channels_last
+        xs, xt = (x, x) if g.beta == 1.0 else (x[:, :g.s_in], x[:, g.s_in:])
+        sp, t = g.spatial, g.temporal
+        ys = F.conv2d(xs, sp.weight, sp.bias, sp.stride, sp.padding).contiguous(memory_format=cl)
+        a = F.conv2d(xt, self.taps, None, t.stride[1:], t.padding[1:]).contiguous(memory_format=cl)
+        N, cs, h, w = ys.shape
+        out = torch.empty(N, cs + t.out_channels, h, w, memory_format=cl)
+        native.load().gst_join(ys.data_ptr(), a.data_ptr(), N // T, T, h * w, cs, t.out_channels, _ptr(self.bias),
+                               int(g.relu_after), out.data_ptr())
+        return out
+
+
 def channels_inner(x: torch.Tensor) -> bool:
     """Channels-last frames, or a channel slice of them (channel stride 1, rows of frames)."""
     return x.dim() == 4 and x.stride(1) == 1 and x.shape[1] > 1 and x.stride(3) >= x.shape[1] \
@@ -672,17 +725,19 @@ def joins_fused(out: torch.Tensor, identity: torch.Tensor) -> bool:
 
 
 class _OwnReLU:
-    """A block whose middle conv (STC's compiled form, with the BN after it) or calibrator (an
-    in-place gate with ``relu_after``) applies the ReLU after bn2: the block then skips its own."""
+    """A block whose middle conv (STC's compiled form, with the BN after it; GST's, with bn2
+    folded away) or calibrator (an in-place gate with ``relu_after``) applies the ReLU after bn2:
+    the block then skips its own."""
 
     def _relu2(self, out: torch.Tensor) -> torch.Tensor:
         return out if not _functional() and self._relu_done() else super()._relu2(out)
 
     def _relu_done(self) -> bool:
-        if self.calib is None:
-            return getattr(self.conv2, "bn_after", None) is not None and isinstance(self.bn2, nn.Identity)
-        return getattr(self.calib, "relu_after", False) and (
-            self.calib_at == "bn2" or (self.calib_at == "conv2" and isinstance(self.bn2, nn.Identity)))
+        if self.calib is not None and self.calib_at in ("conv2", "bn2"):  # the calibrator is last before it
+            return getattr(self.calib, "relu_after", False) and (
+                self.calib_at == "bn2" or isinstance(self.bn2, nn.Identity))
+        return isinstance(self.bn2, nn.Identity) and (
+            getattr(self.conv2, "bn_after", None) is not None or getattr(self.conv2, "relu_after", False))
 
 
 class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
@@ -756,7 +811,7 @@ class DeployedBasicBlock(_FusedJoin, BasicBlock):
 
 
 _INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA, ECalS: DeployedECalS,
-            STCConv: DeployedSTCConv,
+            STCConv: DeployedSTCConv, GSTConv: DeployedGSTConv,
             Bottleneck: DeployedBottleneck, BasicBlock: DeployedBasicBlock}
 
 

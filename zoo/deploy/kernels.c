@@ -12,6 +12,8 @@
      and the gate product.
    * STC's middle conv around its two library convs: S_T's shifted input in one copy, the
      refinements' pools in one pass, both gates, the concatenation and the BN after it in one.
+   * GST's middle conv after its two library convs: the temporal conv's taps summed across
+     frames, the concatenation and the block's ReLU in one pass (gst_join).
    * TSM's shift lent to the block (tsm_shift, tsm_join).
    Frames: B*T of HW pixels of C floats (channels-last). OpenMP here is PyTorch's own libgomp
    (the loader reuses the loaded library of that name), so torch.set_num_threads sets these
@@ -879,6 +881,39 @@ void stc_pools(const float *ys, const float *yt, long B, long T, long HW, long c
             }
             #pragma omp simd
             for (long i = 0; i < ct; i++) o[i] *= 1.0f / T;
+        }
+    }
+}
+
+/* GST's middle conv after its two library convs: out[N][HW][cs + ct] = act([ys | the temporal
+   conv]), the temporal conv summed from its three taps' 2D conv a[N][HW][3 ct] (tap k of frame
+   t + k - 1, zero beyond the clip), plus its bias where it has one; act: the block's ReLU (relu),
+   or none. One pass instead of the plain form's padded copies, sums, copy and concatenation. */
+void gst_join(const float *ys, const float *a, long B, long T, long HW, long cs, long ct, const float *bias,
+              int relu, float *out) {
+    long C = cs + ct;
+    #pragma omp parallel for schedule(static)
+    for (long q = 0; q < B * T * HW; q++) {
+        long t = q / HW % T;
+        const float *s = ys + q * cs, *mid = a + q * 3 * ct + ct;
+        const float *prev = t > 0 ? a + (q - HW) * 3 * ct : NULL;               /* tap 0 of frame t - 1 */
+        const float *next = t < T - 1 ? a + (q + HW) * 3 * ct + 2 * ct : NULL;  /* tap 2 of frame t + 1 */
+        float *o = out + q * C, *ot = o + cs;
+        #pragma omp simd
+        for (long i = 0; i < cs; i++) o[i] = relu ? fmaxf(s[i], 0.0f) : s[i];
+        #pragma omp simd
+        for (long i = 0; i < ct; i++) ot[i] = mid[i] + (bias ? bias[i] : 0.0f);
+        if (prev) {
+            #pragma omp simd
+            for (long i = 0; i < ct; i++) ot[i] += prev[i];
+        }
+        if (next) {
+            #pragma omp simd
+            for (long i = 0; i < ct; i++) ot[i] += next[i];
+        }
+        if (relu) {
+            #pragma omp simd
+            for (long i = 0; i < ct; i++) ot[i] = fmaxf(ot[i], 0.0f);
         }
     }
 }

@@ -109,6 +109,8 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.stc_pools.restype = None
     lib.stc_join.argtypes = [P, P, L, L, L, L, L, P, P, P, P, P]
     lib.stc_join.restype = None
+    lib.gst_join.argtypes = [P, P, L, L, L, L, L, P, ctypes.c_int, P]
+    lib.gst_join.restype = None
     lib.tsm_join_shift.argtypes = [P, P, L, L, L, L, L, P, L, P]
     lib.tsm_join_shift.restype = ctypes.c_int
     lib.tsm_shift.argtypes = [P, L, L, L, L, L, P]
