@@ -342,7 +342,8 @@ class NativeAIA:
             if self.kind == "c":
                 lib.aia_c_apply(x.data_ptr(), nC, C, gC, relu)
                 return x
-        lib.aia_st_ctx(x.data_ptr(), gC if self.kind == "cinst" else None, B, T, H, W, C, tm, ta, hm, ha, wm, wa)
+        if lib.aia_st_ctx(x.data_ptr(), gC if self.kind == "cinst" else None, B, T, H, W, C, tm, ta, hm, ha, wm, wa):
+            raise MemoryError("AIA's compiled kernel could not allocate its scratch memory")
         lib.aia_axial(tm, ta, B, H, W, C, w["t"].data_ptr(), bias["t"], gT)
         lib.aia_axial(hm, ha, B, T, W, C, w["h"].data_ptr(), bias["h"], gH)
         lib.aia_axial(wm, wa, B, T, H, C, w["w"].data_ptr(), bias["w"], gW)
