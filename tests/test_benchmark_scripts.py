@@ -132,3 +132,24 @@ def test_kernels_report_names_each_module_and_the_ratio():
     assert "| gc_tsn_r50 | InplaceGC | 8x64x56x56 | 1.500 | 0.500 | 3.00x |" in text and "16 of its 16 InplaceGC" in text
     assert "deployed sda_tsn_r50 (15 of its 16 InplaceSDA modules on the kernels): they take 12.5 ms of a " \
            "170.1 ms forward; deployed TSN 158.0 ms" in text
+
+
+def test_stc_parts_report_sums_the_parts_and_the_saving():
+    import types
+
+    sp = load("stc_parts")
+    doc = {"machine": {"cpu": "Test CPU", "logical_cpus": 2, "python": "3", "torch": "2.x", "platform": "linux"},
+           "threads": 2, "rounds": 3, "tsn": {"shapes": [], "per_clip": 60.0},
+           "networks": [{"network": "stc_r50", "shapes": [],
+                         "per_clip": {"S_T's 3x3 conv": 30.0, "TR's gate": 0.5, "whole": 40.0}},
+                        {"network": "stc_light_r50", "shapes": [],
+                         "per_clip": {"S_T's 3x3 conv": 29.0, "SR's reduction (STC-Light)": 0.25, "whole": 41.5}}]}
+    text = sp.render(doc)
+    assert "**60.0 ms** per clip" in text and "| S_T's 3x3 conv | 30.00 | 29.00 |" in text
+    assert "| SR's reduction (STC-Light) | 0.00 | 0.25 |" in text          # a part one network lacks: zero
+    assert "| saved against TSN's | 20.00 | 18.50 |" in text
+    # the timed calls: by the name given, or by the attribute called
+    acc = {}
+    assert sp._Timed(lambda a: a + 1, acc, "add")(1) == 2
+    assert sp._Timed(types.SimpleNamespace(three=lambda: 3), acc).three() == 3
+    assert set(acc) == {"add", "three"} and all(v >= 0 for v in acc.values())
