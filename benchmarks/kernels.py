@@ -127,17 +127,35 @@ def render(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=40)
+def prepare(argv, doc: str, rounds: int, out: str):
+    """The arguments of a kernel benchmark (``--rounds``, ``--threads``, ``--out`` for ``out``),
+    its threads set and the heap kept; None where the kernels cannot be built here (said why)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=rounds)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", help="write kernels-cpu.{json,md} into this folder")
+    p.add_argument("--out", help=f"write {out}.{{json,md}} into this folder")
     a = p.parse_args(argv)
     if native.load() is None:
         print(f"no compiled kernels here: {native.why_not()}", file=sys.stderr)
-        return 2
+        return None
     torch.set_num_threads(a.threads)
     keep_heap()
+    return a
+
+
+def finish(a, doc: dict, text: str, out: str) -> int:
+    """Print the report; with ``--out``, write it and its data as ``out``.{md,json} there."""
+    print(text)
+    if a.out:
+        atomic_write(Path(a.out) / f"{out}.json", json.dumps(doc, indent=1) + "\n")
+        atomic_write(Path(a.out) / f"{out}.md", text)
+    return 0
+
+
+def main(argv=None) -> int:
+    a = prepare(argv, __doc__, 40, "kernels-cpu")
+    if a is None:
+        return 2
     with torch.inference_mode():
         stages = per_stage("gc_tsn_r50", InplaceGC, a.rounds) \
             + per_stage("aia_tsn_r50", InplaceAIAUnit, a.rounds, attention="c") \
@@ -151,12 +169,7 @@ def main(argv=None) -> int:
                "in_model": [in_model(name, kind, n) for name, kind in (
                    ("gc_tsn_r50", InplaceGC), ("sda_tsn_r50", InplaceSDA), ("aia_tsn_r50", InplaceAIACombo),
                    ("stc_r50", DeployedSTCConv), ("gst_r50", DeployedGSTConv))]}
-    text = render(doc)
-    print(text)
-    if a.out:
-        atomic_write(Path(a.out) / "kernels-cpu.json", json.dumps(doc, indent=1) + "\n")
-        atomic_write(Path(a.out) / "kernels-cpu.md", text)
-    return 0
+    return finish(a, doc, render(doc), "kernels-cpu")
 
 
 if __name__ == "__main__":

@@ -12,25 +12,23 @@ a deployed TSN's forward on a 2-vCPU EPYC).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.bench.machine import describe, machine  # noqa: E402
-from zoo.bench.timing import keep_heap  # noqa: E402
 from zoo.deploy import deploy, forms, native  # noqa: E402
 from zoo.deploy.forms import DeployedSTCConv  # noqa: E402
 from zoo.models.resnet import Bottleneck  # noqa: E402
-from zoo.weights.files import atomic_write  # noqa: E402
+from kernels import finish, prepare  # noqa: E402  (this folder's: the same arguments and set-up)
 
 
 NAMES = {"stc_shift": "S_T's shifted copy", "stc_temporal": "T_S's temporal conv (SR's pool on the way)",
@@ -150,26 +148,14 @@ def render(doc: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=30)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", help="write stc-parts-cpu.{json,md} into this folder")
-    a = p.parse_args(argv)
-    if native.load() is None:
-        print(f"no compiled kernels here: {native.why_not()}", file=sys.stderr)
+    a = prepare(argv, __doc__, 30, "stc-parts-cpu")
+    if a is None:
         return 2
-    torch.set_num_threads(a.threads)
-    keep_heap()
     clip = torch.randn(1, 3, 8, 224, 224)
     with torch.inference_mode():
         doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds, "tsn": tsn_convs(clip, a.rounds),
                "networks": [stc_parts(n, clip, a.rounds) for n in ("stc_r50", "stc_light_r50")]}
-    text = render(doc)
-    print(text)
-    if a.out:
-        atomic_write(Path(a.out) / "stc-parts-cpu.json", json.dumps(doc, indent=1) + "\n")
-        atomic_write(Path(a.out) / "stc-parts-cpu.md", text)
-    return 0
+    return finish(a, doc, render(doc), "stc-parts-cpu")
 
 
 if __name__ == "__main__":

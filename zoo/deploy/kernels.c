@@ -649,6 +649,21 @@ void sda_gate(float *x, long B, long T, long H, long W, long C, long r, long h, 
     sda_excite(x, B, T, H, W, C, r, base, mT, mL, h, w, uh0, uh1, uw0, uw1, a, wU, bU, relu);
 }
 
+/* A running max m and sum a of the rows r times sc (the first row sets them). */
+static inline void ctx_row(float *m, float *a, const float *r, float sc, long C, int first) {
+    if (first) {
+        #pragma omp simd
+        for (long c = 0; c < C; c++) m[c] = a[c] = r[c] * sc;
+        return;
+    }
+    #pragma omp simd
+    for (long c = 0; c < C; c++) {
+        float v = r[c] * sc;
+        m[c] = fmaxf(m[c], v);
+        a[c] += v;
+    }
+}
+
 /* AIA's ST unit. The three axial contexts of x (channels-last frames x[b][t][h][w][c], each
    pixel times s[b][t][h][w] first when s is not NULL), max and mean, in one pass: over T into
    tm, ta[B][H][W][C]; over H into hm, ha[B][T][W][C]; over W into wm, wa[B][T][H][C]. Tasks are
@@ -686,34 +701,9 @@ int aia_st_ctx(const float *x, const float *s, long B, long T, long H, long W, l
                         float sc = s ? s[px] : 1.0f;
                         float *tmr = tm + ((b * H + h) * W + w) * C, *tar = ta + ((b * H + h) * W + w) * C;
                         float *hmr = pm + ((b * T + t) * W + w) * C, *har = pa + ((b * T + t) * W + w) * C;
-                        if (w == 0) {
-                            #pragma omp simd
-                            for (long c = 0; c < C; c++) wmr[c] = war[c] = r[c] * sc;
-                        } else {
-                            #pragma omp simd
-                            for (long c = 0; c < C; c++) {
-                                float v = r[c] * sc;
-                                wmr[c] = fmaxf(wmr[c], v);
-                                war[c] += v;
-                            }
-                        }
-                        if (t == 0) {
-                            #pragma omp simd
-                            for (long c = 0; c < C; c++) tmr[c] = tar[c] = r[c] * sc;
-                        } else {
-                            #pragma omp simd
-                            for (long c = 0; c < C; c++) {
-                                float v = r[c] * sc;
-                                tmr[c] = fmaxf(tmr[c], v);
-                                tar[c] += v;
-                            }
-                        }
-                        #pragma omp simd
-                        for (long c = 0; c < C; c++) {
-                            float v = r[c] * sc;
-                            hmr[c] = fmaxf(hmr[c], v);
-                            har[c] += v;
-                        }
+                        ctx_row(wmr, war, r, sc, C, w == 0);
+                        ctx_row(tmr, tar, r, sc, C, t == 0);
+                        ctx_row(hmr, har, r, sc, C, 0);
                     }
                     #pragma omp simd
                     for (long c = 0; c < C; c++) war[c] *= 1.0f / W;
