@@ -5,7 +5,8 @@ alone, hot, on the frames it receives in the network, with its calls timed one b
 real call (the compiled kernels, the two library convs; the rest is the Python around them).
 Per clip: each shape's median times the number of blocks of that shape. Beside it: deployed
 TSN's middle convs (conv2 with bn2 folded in, then the ReLU) on the frames they receive, timed
-the same way. The STC networks' -10 % limit asks for about 17 ms less per clip than TSN (10 % of
+the same way. Then the same parts inside full forwards, where the memory they pass over is no
+longer in cache, beside TSN's conv2 calls inside its forwards. The STC networks' -10 % limit asks for about 17 ms less per clip than TSN (10 % of
 a deployed TSN's forward on a 2-vCPU EPYC).
 
     python benchmarks/stc_parts.py --out benchmarks/results/native
@@ -111,6 +112,81 @@ def stc_parts(name: str, clip, rounds: int) -> dict:
     return {"network": name, "shapes": shapes, "per_clip": per_clip}
 
 
+def in_network(name: str, clip, rounds: int) -> dict:
+    """The same parts inside full forwards of deployed ``name`` (its middle convs' calls timed as
+    they run there), per forward; and the forward's time."""
+    model = deploy(zoo.create_model(name), clip)
+    lib, conv2d = native.load(), F.conv2d
+    acc: dict = {}
+    inside, start, spent = [False], [0.0], [0.0]
+    timed_conv = _Timed(conv2d, acc, "S_T's 3x3 conv")
+
+    def pre(*_):
+        inside[0], start[0] = True, time.perf_counter()
+
+    def post(*_):
+        inside[0] = False
+        spent[0] += (time.perf_counter() - start[0]) * 1e3
+
+    def sr_conv(form):
+        timed = _Timed(type(form).sr_conv.__get__(form), acc, "SR's conv")
+
+        def run(p):  # its F.conv2d, if any, counted here only
+            inside[0] = False
+            try:
+                return timed(p)
+            finally:
+                inside[0] = True
+        return run
+
+    mods = [m for m in model.modules() if isinstance(m, DeployedSTCConv) and m.native is not None]
+    hooks = [h for m in mods for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    forms.native.load = lambda: _Timed(lib, acc)
+    forms.F.conv2d = lambda *a, **kw: timed_conv(*a, **kw) if inside[0] else conv2d(*a, **kw)
+    for m in mods:
+        m.native.sr_conv = sr_conv(m.native)
+    try:
+        for _ in range(2):
+            model(clip)
+        acc.clear()
+        spent[0], ts = 0.0, []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            model(clip)
+            ts.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        forms.native.load, forms.F.conv2d = native.load, conv2d
+        for m in mods:
+            del m.native.sr_conv
+        for h in hooks:
+            h.remove()
+    parts = {NAMES.get(k, k): v / rounds for k, v in acc.items()}
+    whole = spent[0] / rounds
+    parts["the rest (SR's sigmoid, allocations, Python)"] = max(whole - sum(parts.values()), 0.0)
+    return {"network": name, "modules": len(mods), "per_forward": {**parts, "whole": whole},
+            "forward": statistics.median(ts)}
+
+
+def tsn_in_network(clip, rounds: int) -> dict:
+    """Deployed TSN's conv2 calls (bn2 folded; the ReLU after them not included) inside its forwards."""
+    model = deploy(zoo.create_model("tsn_r50"), clip)
+    start, spent = [0.0], [0.0]
+    convs = [b.conv2 for b in model.modules() if isinstance(b, Bottleneck)]
+    hooks = [h for c in convs for h in (
+        c.register_forward_pre_hook(lambda *_: start.__setitem__(0, time.perf_counter())),
+        c.register_forward_hook(lambda *_: spent.__setitem__(0, spent[0] + (time.perf_counter() - start[0]) * 1e3)))]
+    for _ in range(2):
+        model(clip)
+    spent[0], ts = 0.0, []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        model(clip)
+        ts.append((time.perf_counter() - t0) * 1e3)
+    for h in hooks:
+        h.remove()
+    return {"conv2": spent[0] / rounds, "forward": statistics.median(ts)}
+
+
 def tsn_convs(clip, rounds: int) -> dict:
     model = deploy(zoo.create_model("tsn_r50"), clip)
     total, shapes = 0.0, []
@@ -144,6 +220,18 @@ def render(doc: dict) -> str:
     lines.append("| saved against TSN's | " + " | ".join(f"{tsn - n['per_clip']['whole']:.2f}"
                                                        for n in doc["networks"]) + " |")
     lines.append("")
+    if doc.get("in_network"):
+        nets, t = doc["in_network"], doc["tsn_in_network"]
+        lines += [f"Inside full forwards, per forward (mean of {doc['rounds']} forwards; each call timed where it "
+                  f"runs, with the hooks' own cost in the whole): deployed TSN's conv2 calls take **{t['conv2']:.1f} ms** "
+                  f"(the ReLU after them not included) of a {t['forward']:.1f} ms forward.", "",
+                  "| part | " + " | ".join(n["network"] for n in nets) + " |", "|---|" + "---|" * len(nets)]
+        keys = list(dict.fromkeys(k for n in nets for k in n["per_forward"] if k != "whole"))
+        for k in keys:
+            lines.append(f"| {k} | " + " | ".join(f"{n['per_forward'].get(k, 0.0):.2f}" for n in nets) + " |")
+        lines.append("| **whole** | " + " | ".join(f"**{n['per_forward']['whole']:.2f}**" for n in nets) + " |")
+        lines.append("| forward | " + " | ".join(f"{n['forward']:.1f}" for n in nets) + " |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -153,8 +241,11 @@ def main(argv=None) -> int:
         return 2
     clip = torch.randn(1, 3, 8, 224, 224)
     with torch.inference_mode():
+        names = ("stc_r50", "stc_light_r50")
         doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds, "tsn": tsn_convs(clip, a.rounds),
-               "networks": [stc_parts(n, clip, a.rounds) for n in ("stc_r50", "stc_light_r50")]}
+               "networks": [stc_parts(n, clip, a.rounds) for n in names],
+               "tsn_in_network": tsn_in_network(clip, a.rounds),
+               "in_network": [in_network(n, clip, a.rounds) for n in names]}
     return finish(a, doc, render(doc), "stc-parts-cpu")
 
 

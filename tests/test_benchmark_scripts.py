@@ -146,6 +146,13 @@ def test_stc_parts_report_sums_the_parts_and_the_saving():
                          "per_clip": {"S_T's 3x3 conv": 29.0, "SR's reduction (STC-Light)": 0.25, "whole": 41.5}}]}
     text = sp.render(doc)
     assert "**60.0 ms** per clip" in text and "| S_T's 3x3 conv | 30.00 | 29.00 |" in text
+    assert "Inside full forwards" not in text                             # without that part: no table
+    doc["tsn_in_network"] = {"conv2": 70.0, "forward": 170.0}
+    doc["in_network"] = [{"network": "stc_r50", "modules": 16, "forward": 155.0,
+                          "per_forward": {"S_T's 3x3 conv": 36.5, "whole": 50.0}}]
+    text = sp.render(doc)
+    assert "conv2 calls take **70.0 ms**" in text and "of a 170.0 ms forward" in text
+    assert "| S_T's 3x3 conv | 36.50 |" in text and "| **whole** | **50.00** |" in text and "| forward | 155.0 |" in text
     assert "| SR's reduction (STC-Light) | 0.00 | 0.25 |" in text          # a part one network lacks: zero
     assert "| saved against TSN's | 20.00 | 18.50 |" in text
     # the timed calls: by the name given, or by the attribute called

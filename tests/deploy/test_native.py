@@ -250,6 +250,7 @@ def test_deployed_aia_networks_run_the_kernels(attention):
     (64, 1, {"reduction": 16}, 2, 8, 4, 4),     # STC-Light at max(8, C / r): 8 channels each
     (64, 1, {"equal": True, "shift": False}, 1, 4, 4, 6),   # T_S 32 -> 16 channels: PyTorch's conv
     (64, 1, {"tr": False, "sr": False}, 1, 1, 3, 3),       # no refinements; one frame
+    (40, 1, {}, 1, 4, 5, 6),                    # 30 + 10 channels, not whole vectors: TR and T_S in PyTorch
     (256, 1, {}, 1, 11, 3, 4),                  # TR over 11 frames: the kernel takes them 8 at a time
 ])
 def test_native_stc_equals_conv_bn_relu(C, stride, kw, B, T, H, W):
