@@ -305,6 +305,7 @@ def _native_gst(gst: DeployedGSTConv, block, args: tuple, tuner: Autotuner) -> N
     if not form.takes(*args):
         return
     relu = block is not None and isinstance(block.bn2, nn.Identity) and not _calib_before_relu(block)
+    gst.relu_after = relu  # both candidates timed with the ReLU where the form would take it over
     if type(gst.temporal) is FrameConv3d:
         gst.temporal.__class__ = DeployedFrameConv3d  # the plain form timed as it will run: taps summed in place
     after = torch.relu_ if relu else (lambda y: y)

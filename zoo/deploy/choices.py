@@ -91,10 +91,10 @@ class Autotuner:
         the second disagrees, in a third (whole-model choices: a busy host moves a forward by a
         few percent, and a choice is remembered; one burst made a deployed TDN keep its BNs,
         which ran 8 % slower, and one during a second timing kept a TSN in contiguous frames,
-        18 % slower than channels-last). Without a margin, a close
-        call (the two fastest within ``CLOSE`` of each other) is timed again, the two alone, for
-        three times the rounds: TSM's block-level choices (a block's forward, its shift lent or
-        copied) differ by 2-4 % and flipped between conversions on a busy host."""
+        18 % slower than channels-last). Without a margin, a close call (the two fastest within
+        ``CLOSE`` of each other) is timed again, the two alone, for three times the rounds: TSM's
+        block-level choices (a block's forward, its shift lent or copied) differ by 2-4 % and
+        flipped between conversions on a busy host."""
         names = list(candidates)
         if not self.enabled or len(names) == 1:
             return names[0]
