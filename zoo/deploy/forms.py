@@ -16,10 +16,10 @@ from ..models.conv3d import FrameConv3d
 from ..models.gc import GC, ECalS
 from ..models.gst import GSTConv
 from ..models.ops import Conv1x1
-from ..models.resnet import BasicBlock, Bottleneck
+from ..models.resnet import BasicBlock, Bottleneck, VideoResNet
 from ..models.sda import SDA, GlobalBranch, LocalBranch, SpacePooledBranch, TimePooledBranch
 from ..models.stc import STCConv
-from ..models.tdn import ShiftConv
+from ..models.tdn import ShiftConv, TDNResNet
 from ..models.temporal import TemporalShift, temporal_shift
 from . import native
 from .fold import fold_bn
@@ -811,9 +811,26 @@ class DeployedBasicBlock(_FusedJoin, BasicBlock):
     pass
 
 
+class _KeptMapsCopied:
+    """A deployed video ResNet: the stage maps ``forward_intermediates`` keeps while later stages
+    run are copies, since a lent block shifts its input (the previous stage's map) in place."""
+
+    def _kept_map(self, m: torch.Tensor) -> torch.Tensor:
+        return m.clone()
+
+
+class DeployedVideoResNet(_KeptMapsCopied, VideoResNet):
+    pass
+
+
+class DeployedTDNResNet(_KeptMapsCopied, TDNResNet):
+    pass
+
+
 _INPLACE = {GC: InplaceGC, AIAUnit: InplaceAIAUnit, AIACombo: InplaceAIACombo, SDA: InplaceSDA, ECalS: DeployedECalS,
             STCConv: DeployedSTCConv, GSTConv: DeployedGSTConv,
-            Bottleneck: DeployedBottleneck, BasicBlock: DeployedBasicBlock}
+            Bottleneck: DeployedBottleneck, BasicBlock: DeployedBasicBlock,
+            VideoResNet: DeployedVideoResNet, TDNResNet: DeployedTDNResNet}
 
 
 # -- kernels with a measured choice ---------------------------------------------------------

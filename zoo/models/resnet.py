@@ -462,10 +462,8 @@ class VideoResNet(nn.Module):
         last = max(take) if stop_early or intermediates_only else self.stages
 
         def keep(i, state):
-            # a deployed model's blocks may shift their input in place (zoo.deploy's lent
-            # shift): a map kept while a later stage runs is a copy
             m = self._clip_map(self.stage_map(state), B)
-            return m.clone() if i < last and getattr(self, "deployed", False) else m
+            return self._kept_map(m) if i < last else m
 
         state, T = self.forward_stem(x)
         maps = [keep(0, state)] if 0 in take else []
@@ -474,6 +472,11 @@ class VideoResNet(nn.Module):
             if i in take:
                 maps.append(keep(i, state))
         return maps if intermediates_only else (self._clip_map(self.stage_map(state), B), maps)
+
+    def _kept_map(self, m: torch.Tensor) -> torch.Tensor:
+        """A stage map returned while later stages still run (zoo.deploy's form keeps a copy:
+        its blocks may change their input, the previous stage's map, in place)."""
+        return m
 
     def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> list[int]:
         """Drop the stages after the last map in ``indices`` (and the classifier with
