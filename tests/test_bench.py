@@ -394,6 +394,8 @@ def test_compile_option_reports_the_first_call(monkeypatch, capsys):
                           compile=True)
     res = run["results"]
     assert len(compiled) == 2 and all(r.compile_s is not None and r.compile_s > 0 for r in res.values())
+    # each model compiled behind a code object of its own: dynamo's guard lookup walks one model's graphs
+    assert len({id(c.__code__) for c in compiled}) == 2
     # every model of the run gets a graph of its own: dynamo's default of 8 would leave the rest eager
     assert torch._dynamo.config.cache_size_limit > 8
     md = bench.render_md(run)

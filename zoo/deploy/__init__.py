@@ -50,13 +50,15 @@ block of its stage, which then shifts nothing (timed per pair; a hook on such a 
 output shifted). Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
 ``_add_relu_`` in one pass.
 
-The result is for inference only (``eval()``, no gradients); it traces and exports (tracing and
-``torch.compile`` see the plain operators). Inputs of other shapes still run (each choice checks
-its shapes and falls back to the library kernel).
+The result is for inference only (``eval()``, no gradients); it traces and exports (tracing,
+``torch.export`` and ONNX see the plain operators). Under ``torch.compile`` the compiled kernels'
+forms are custom operators (``library``: one opaque call each, run as eager runs it); the other
+choices give way to the plain operators, which inductor fuses itself. Inputs of other shapes
+still run (each choice checks its shapes and falls back to the library kernel).
 
 Here: the conversion. ``choices``: the timed kernel-choice cache; ``fold``: BatchNorm folding;
 ``forms``: the deployed forms of the modules; ``native``: building and loading the compiled
-kernels.
+kernels; ``library``: the compiled forms as custom operators for ``torch.compile``.
 """
 from __future__ import annotations
 
@@ -84,6 +86,7 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
 from .forms import DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeGC, NativeGST, NativeSDA, NativeSTC, _eval_bn
+from .forms import ShiftedConv
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -108,6 +111,8 @@ def _deploy_shift(block: nn.Module, x: torch.Tensor, T: int, tuner: Autotuner) -
         best = tuner.choose("shift_lent", _key(x, T, shift.fold_div, name), {
             mode: _set(block, forms[mode], run, "shift"), "lent": _set(block, lent, run, "shift")})
         block.shift = lent if best == "lent" else forms[mode]
+    if isinstance(block, Bottleneck) and _plain_1x1(block.conv1):
+        block.shift.conv_form = ShiftedConv(block.shift, block.conv1)  # under torch.compile
 
 
 # a whole-model choice departs from the first form (folded BNs; the layout as given) only for a

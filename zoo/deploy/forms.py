@@ -21,7 +21,7 @@ from ..models.sda import SDA, GlobalBranch, LocalBranch, SpacePooledBranch, Time
 from ..models.stc import STCConv
 from ..models.tdn import ShiftConv, TDNResNet
 from ..models.temporal import TemporalShift, temporal_shift
-from . import native
+from . import library, native
 from .fold import fold_bn
 
 
@@ -30,8 +30,17 @@ def _functional() -> bool:
     give way to the plain ops there. TorchScript's ONNX exporter can turn writes into slices
     into constants; inductor fuses the plain ops itself and compiles in-place writes and
     hand-picked products badly (deployed, then compiled, TSM ran 1.33x compiled TSN with them,
-    against 1.06x for the compiled plain model, AVX-512 EPYC)."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    against 1.06x for the compiled plain model, AVX-512 EPYC). The compiled kernels' forms are
+    the exception under ``torch.compile`` (:func:`_exporting`)."""
+    return torch.compiler.is_compiling() or _exporting()
+
+
+def _exporting() -> bool:
+    """Being traced or exported (``torch.jit.trace``, ``torch.export``, ONNX): the compiled
+    kernels' forms give way to the plain ops there too, since an exported graph must run
+    without this process. ``torch.compile`` calls them as custom operators (:mod:`.library`),
+    and the ReLU they take over stays theirs."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
 
 
 # -- TSM's shift ------------------------------------------------------------------------------
@@ -83,6 +92,45 @@ def unshift_(x: torch.Tensor, T: int, kept: torch.Tensor, fold_div: int = 8) -> 
     x.view(N // T, T, C, H, W)[:, :, :2 * (C // fold_div)].copy_(kept)
 
 
+class NativeShift:
+    """TSM's shifted copy of fp32 channels-last frames in one pass (STC's shift kernel over every
+    channel), for ``torch.compile``: there, with the block's BNs folded, inductor computed each
+    block's output (add, ReLU) inside the next block's shift kernel, once for every frame that
+    reads it, three times in all; deployed and compiled, TSM ran +16.6 % over TSN (AVX-512 EPYC).
+    As one opaque call the block output is written once, as it must be for the residual anyway,
+    and read once."""
+
+    def __init__(self, fold_div: int):
+        self.fold_div = fold_div
+        self.key = library.register(self)
+
+    def out_shape(self, shape: tuple) -> tuple:
+        return shape
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        N, C, H, W = x.shape
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        native.load().stc_shift(x.data_ptr(), N // T, T, H * W, C, C, C // self.fold_div, out.data_ptr())
+        return out
+
+
+class ShiftedConv:
+    """A block's shift and the conv after it as one call, run as eager runs them (the mode the
+    conversion timed), for ``torch.compile``: inductor cannot shift in place around a conv, and
+    its own shift computed the folded block output inside the shift kernel (see
+    :class:`NativeShift`). The frames are shifted in place and back within the call."""
+
+    def __init__(self, shift: DeployedShift, conv: nn.Conv2d):
+        self.shift, self.conv = shift, conv
+        self.key = library.register(self)
+
+    def out_shape(self, shape: tuple) -> tuple:
+        return (shape[0], self.conv.out_channels, *_conv_hw(self.conv, *shape[2:]))
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        return self.shift._around(x, T, self.conv).contiguous(memory_format=torch.channels_last)
+
+
 def _plain_1x1(conv) -> bool:
     return type(conv) in (nn.Conv2d, Conv1x1) and conv.kernel_size == (1, 1) \
         and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
@@ -94,7 +142,11 @@ class DeployedShift(TemporalShift):
     in place for the conv and shifted back: the block owns it while conv1 runs) or
     ``"fused"`` (:func:`shift_conv1x1`, for a 1x1 conv) or ``"lent"`` (:class:`DeployedBottleneck`
     shifts its input with the compiled kernel and reads it back at the join; where the block
-    cannot, as ``"inplace"``)."""
+    cannot, as ``"inplace"``). Under ``torch.compile``: the shift and its conv as one call in the
+    mode timed (``conv_form``, a :class:`ShiftedConv` set by the conversion; ``"lent"`` there
+    runs as ``"inplace"``), or else the shifted copy by the compiled kernel (``native``)."""
+
+    conv_form: Optional["ShiftedConv"] = None
 
     MODES = ("copy", "inplace", "fused", "lent")
 
@@ -103,10 +155,19 @@ class DeployedShift(TemporalShift):
         if mode not in self.MODES:
             raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
+        self.native = NativeShift(fold_div) if native.load() is not None else None
 
     def around(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if _functional():
+            if not _exporting() and _takes(x, T):
+                if self.conv_form is not None and conv is self.conv_form.conv:
+                    return library.run(self.conv_form, x, T)
+                if self.native is not None:
+                    return conv(library.run(self.native, x, T))
             return conv(temporal_shift(x, T, self.fold_div))
+        return self._around(x, T, conv)
+
+    def _around(self, x: torch.Tensor, T: int, conv: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if self.mode == "fused" and _plain_1x1(conv) and x.stride(-1) == 1:
             return shift_conv1x1(x, T, conv, self.fold_div)
         # "lent" here: the block did not lend its input (see DeployedBottleneck)
@@ -132,7 +193,7 @@ class _ReLUAfter:
     relu_after = False
 
     def _relu(self, x: torch.Tensor) -> torch.Tensor:
-        return x.relu_() if self.relu_after and not _functional() else x
+        return x.relu_() if self.relu_after and not _exporting() else x
 
 
 def _takes(x: torch.Tensor, T: int) -> bool:
@@ -161,10 +222,10 @@ class InplaceGC(_ReLUAfter, GC):
     # kernels (GC-GST), applied after the gates (in the kernels' pass when they run)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.native is not None and not _exporting() and self.native.takes(x, T):
+            return library.run_(self.native, x, T)  # the BN after, if any, and the ReLU applied in the same pass
         if _functional():
             x = super().forward(x, T)
-        elif self.native is not None and self.native.takes(x, T):
-            return self.native(x, T)  # the BN after, if any, and the ReLU applied in the same pass
         else:
             N, C, H, W = x.shape
             v = x.view(N // T, T, C, H, W)
@@ -195,6 +256,7 @@ class NativeGC:
         self.scale = self.shift = None
         self.relu = False  # the block's ReLU after, in the gating pass
         self.s_onednn = False  # ECal-S's conv as oneDNN's, where PyTorch would take its own slower path
+        self.key = library.register(self)
 
     def s_conv(self, m: torch.Tensor) -> torch.Tensor:
         s = self.s
@@ -276,10 +338,10 @@ class InplaceAIAUnit(_ReLUAfter, AIAUnit):
         return torch.stack((tree_max(v, dim), v.mean(dim)), 2)
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.native is not None and not _exporting() and self.native.takes(x, T):
+            return library.run_(self.native, x, T)
         if _functional():
-            return super().forward(x, T)
-        if self.native is not None and self.native.takes(x, T):
-            return self.native(x, T)
+            return self._relu(super().forward(x, T))
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         v.mul_(self.gate(v))
@@ -311,6 +373,7 @@ class NativeAIA:
                 w = gate.conv.weight.detach()[0]
                 self.w[k] = (w.reshape(54) if k == "c" else w.permute(self.ORDER[k])).contiguous()
                 self.bias[k] = float(gate.conv.bias) if gate.conv.bias is not None else 0.0
+        self.key = library.register(self)
 
     @staticmethod
     def supports(unit: AIAUnit) -> bool:
@@ -361,8 +424,10 @@ class InplaceAIACombo(_ReLUAfter, AIACombo):
     ``relu_after`` too)."""
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if self.how == ">" or _functional():
+        if self.how == ">":
             return super().forward(x, T)
+        if _functional():
+            return self._relu(super().forward(x, T))
         N, C, H, W = x.shape
         v = x.view(N // T, T, C, H, W)
         v.mul_((self.first.gate(v) + self.second.gate(v)).mul_(0.5))
@@ -377,8 +442,8 @@ class InplaceSDA(_ReLUAfter, SDA):
     native: Optional["NativeSDA"] = None
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if self.native is not None and not _functional() and self.native.takes(x, T):
-            return self.native(x, T)
+        if self.native is not None and not _exporting() and self.native.takes(x, T):
+            return library.run_(self.native, x, T)
         return self._relu(super().forward(x, T))
 
     def excite(self, x: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
@@ -422,6 +487,7 @@ class NativeSDA:
         self._q = _ptr(self.q)
         self.relu = False  # the block's ReLU after, in the gate's pass
         self._sizes: dict = {}
+        self.key = library.register(self)
 
     @staticmethod
     def supports(sda: SDA) -> bool:
@@ -482,6 +548,12 @@ class NativeSDA:
         return x
 
 
+def _conv_hw(conv: nn.Conv2d, H: int, W: int) -> tuple:
+    """A 2D conv's output size for H x W frames."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip((H, W), conv.kernel_size, conv.stride, conv.padding, conv.dilation))
+
+
 def _bias(m: nn.Module) -> torch.Tensor:
     w = m.weight
     return m.bias.detach().contiguous() if m.bias is not None else w.new_zeros(w.shape[0])
@@ -513,8 +585,8 @@ class DeployedSTCConv(STCConv):
     native: Optional["NativeSTC"] = None
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if self.native is not None and not _functional() and self.native.takes(x, T):
-            return self.native(x, T)
+        if self.native is not None and not _exporting() and self.native.takes(x, T):
+            return library.run(self.native, x, T)
         y = super().forward(x, T)
         after = getattr(self, "bn_after", None)
         return y if after is None else torch.relu(after(y))
@@ -568,6 +640,12 @@ class NativeSTC:
         self._wR = (self.wR.data_ptr(), self.bR.data_ptr()) if self.wR is not None else None
         self._wRr = (self.wRr.data_ptr(), self.bRr.data_ptr()) if self.wRr is not None else (None, None)
         self._wSr = (self.wSr.data_ptr(), self.bSr.data_ptr()) if self.wSr is not None else None
+        self.key = library.register(self)
+
+    def out_shape(self, shape: tuple) -> tuple:
+        N, _, H, W = shape
+        stc = self.stc
+        return (N, stc.spatial.out_channels + stc.temporal.out_channels, *_conv_hw(stc.spatial, H, W))
 
     def sr_conv(self, p: torch.Tensor) -> torch.Tensor:
         c = self.stc.sr.conv
@@ -643,10 +721,10 @@ class DeployedGSTConv(GSTConv):
     relu_after = False
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        if _functional():
+        if _exporting():
             return super().forward(x, T)  # the block applies its ReLU itself (_OwnReLU)
         if self.native is not None and self.native.takes(x, T):
-            return self.native(x, T)
+            return library.run(self.native, x, T)
         y = super().forward(x, T)
         return y.relu_() if self.relu_after else y
 
@@ -663,6 +741,11 @@ class NativeGST:
         t = gst.temporal
         self.taps = t.frame_weight().detach().contiguous(memory_format=torch.channels_last)
         self.bias = _detached(t.bias)
+        self.key = library.register(self)
+
+    def out_shape(self, shape: tuple) -> tuple:
+        g = self.gst
+        return (shape[0], g.spatial.out_channels + g.temporal.out_channels, *_conv_hw(g.spatial, *shape[2:]))
 
     @staticmethod
     def supports(gst: GSTConv) -> bool:
@@ -731,7 +814,7 @@ class _OwnReLU:
     the block then skips its own."""
 
     def _relu2(self, out: torch.Tensor) -> torch.Tensor:
-        return out if not _functional() and self._relu_done() else super()._relu2(out)
+        return out if not _exporting() and self._relu_done() else super()._relu2(out)
 
     def _relu_done(self) -> bool:
         if self.calib is not None and self.calib_at in ("conv2", "bn2"):  # the calibrator is last before it
@@ -757,6 +840,8 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         given, self._given = self._given, None
+        if torch.compiler.is_compiling() and self._lends_compiled(x, T):
+            return self._lent_compiled(x, T)
         if getattr(self.shift, "mode", None) != "lent" or not self._lends(x, T):
             return super().forward(x, T)
         lib, f = native.load(), x.shape[1] // self.shift.fold_div
@@ -779,6 +864,22 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
             return handed
         lib.tsm_join(out.data_ptr(), x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
         return self._calib(out, T, "out")
+
+    def _lends_compiled(self, x: torch.Tensor, T: int) -> bool:
+        return getattr(self.shift, "mode", None) == "lent" and not _exporting() and self.drop_path is None \
+            and native.load() is not None and _takes(x, T) and _plain_1x1(self.conv1)
+
+    def _lent_compiled(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        """The lent shift under ``torch.compile``: the shift and the join as custom operators,
+        the convs between them inductor's; no hand-off to the next block."""
+        f = x.shape[1] // self.shift.fold_div
+        if self.downsample is not None:
+            identity = self.downsample(x)
+            library.tsm_lend_(x, T, f, False)
+            return self._join(self._after_conv1(self.conv1(x), T), identity, T)
+        saved = library.tsm_lend_(x, T, f, True)
+        out = self._after_conv1(self.conv1(x), T).contiguous(memory_format=torch.channels_last)
+        return self._calib(library.tsm_join_(out, x, saved, T, f), T, "out")
 
     def hand(self, block: Optional["DeployedBottleneck"]) -> None:
         """Set ``hand_to`` without registering ``block`` as a submodule of this one."""

@@ -138,6 +138,10 @@ def why_not() -> Optional[str]:
 
 
 def vector_width() -> int:
-    """Floats per vector in the built kernels (16 with AVX-512, 8 otherwise); 0 without them."""
-    lib = load()
-    return lib.zoo_vector_width() if lib is not None else 0
+    """Floats per vector in the built kernels (16 with AVX-512, 8 otherwise); 0 without them.
+    Kept after the first call: a plain value that ``torch.compile`` reads while tracing (it
+    cannot trace a call into the library)."""
+    if "vw" not in _state:
+        lib = load()
+        _state["vw"] = lib.zoo_vector_width() if lib is not None else 0
+    return _state["vw"]
