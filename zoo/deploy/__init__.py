@@ -86,7 +86,7 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
 from .forms import DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeGC, NativeGST, NativeSDA, NativeSTC, _eval_bn
-from .forms import ShiftedConv
+from .forms import ShiftedConv, _conv_hw
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
            "temporal_conv", "max_pool_separable", "tree_max", "is_deployed"]
@@ -292,8 +292,8 @@ def _native_stc(stc: DeployedSTCConv, block, args: tuple, tuner: Autotuner) -> N
         if stc.sr is not None:
             x, T = args
             sp, w = stc.spatial, form.sr_weight  # its input: SR's pool, or STC-Light's reduction of it
-            hw = [(n + 2 * p - k) // s + 1 for n, p, k, s in zip(x.shape[2:], sp.padding, sp.kernel_size, sp.stride)]
-            _onednn_choice(tuner, "stc_sr_conv", form, "sr_onednn", form.sr_conv, w, (x.shape[0] // T, w.shape[1], *hw))
+            _onednn_choice(tuner, "stc_sr_conv", form, "sr_onednn", form.sr_conv, w,
+                           (x.shape[0] // T, w.shape[1], *_conv_hw(sp, *x.shape[2:])))
 
 
 def _calib_before_relu(block) -> bool:

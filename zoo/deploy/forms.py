@@ -840,45 +840,23 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
         given, self._given = self._given, None
-        if torch.compiler.is_compiling() and self._lends_compiled(x, T):
-            return self._lent_compiled(x, T)
         if getattr(self.shift, "mode", None) != "lent" or not self._lends(x, T):
             return super().forward(x, T)
-        lib, f = native.load(), x.shape[1] // self.shift.fold_div
-        N, C, H, W = x.shape
-        B, HW = N // T, H * W
+        f = x.shape[1] // self.shift.fold_div
         if self.downsample is not None:  # x is not needed after conv1: nothing to read back
             identity = self.downsample(x)
-            lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, None)
+            library.tsm_lend_(x, T, f, False)
             out = self._after_conv1(self.conv1(x), T)
             handed = self._hand(out, identity, None, 0, T)
             return handed if handed is not None else self._join(out, identity, T)
         if given is not None and given[0] is x:  # shifted by the block before
             saved = given[1]
         else:
-            saved = x.new_empty(B, HW, 2 * f)
-            lib.tsm_shift(x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
+            saved = library.tsm_lend_(x, T, f, True)
         out = self._after_conv1(self.conv1(x), T).contiguous(memory_format=torch.channels_last)
         handed = self._hand(out, x, saved, f, T)
         if handed is not None:
             return handed
-        lib.tsm_join(out.data_ptr(), x.data_ptr(), B, T, HW, C, f, saved.data_ptr())
-        return self._calib(out, T, "out")
-
-    def _lends_compiled(self, x: torch.Tensor, T: int) -> bool:
-        return getattr(self.shift, "mode", None) == "lent" and not _exporting() and self.drop_path is None \
-            and native.load() is not None and _takes(x, T) and _plain_1x1(self.conv1)
-
-    def _lent_compiled(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        """The lent shift under ``torch.compile``: the shift and the join as custom operators,
-        the convs between them inductor's; no hand-off to the next block."""
-        f = x.shape[1] // self.shift.fold_div
-        if self.downsample is not None:
-            identity = self.downsample(x)
-            library.tsm_lend_(x, T, f, False)
-            return self._join(self._after_conv1(self.conv1(x), T), identity, T)
-        saved = library.tsm_lend_(x, T, f, True)
-        out = self._after_conv1(self.conv1(x), T).contiguous(memory_format=torch.channels_last)
         return self._calib(library.tsm_join_(out, x, saved, T, f), T, "out")
 
     def hand(self, block: Optional["DeployedBottleneck"]) -> None:
@@ -889,8 +867,8 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
         """The join shifting its output for ``hand_to`` (None where it cannot: the output is then
         still to be joined)."""
         nxt, cl = self.hand_to, torch.channels_last
-        if nxt is None or (self.calib is not None and self.calib_at == "out") or not nxt._lends(out, T) \
-                or getattr(nxt.shift, "mode", None) != "lent" \
+        if nxt is None or torch.compiler.is_compiling() or (self.calib is not None and self.calib_at == "out") \
+                or not nxt._lends(out, T) or getattr(nxt.shift, "mode", None) != "lent" \
                 or not out.is_contiguous(memory_format=cl) or not identity.is_contiguous(memory_format=cl) \
                 or identity.shape != out.shape or identity.dtype != out.dtype:
             return None
@@ -904,7 +882,7 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
         return out
 
     def _lends(self, x: torch.Tensor, T: int) -> bool:
-        return not _functional() and self.drop_path is None and native.load() is not None and _takes(x, T) \
+        return not _exporting() and self.drop_path is None and native.load() is not None and _takes(x, T) \
             and _plain_1x1(self.conv1)
 
 

@@ -8,9 +8,9 @@ everything around it (the library convs, the joins, the ReLUs).
 
 Two operators run forms: ``zoo::gate_`` one that gates its input in place (GC, AIA, SDA);
 ``zoo::conv`` one that returns a new tensor (STC's and GST's middle convs, TSM's shift with or
-without its conv). Two more are TSM's lent shift and the join that reads it back. A form is registered
-once under an integer key, which the graph holds as a constant; the registry holds it weakly (the
-deployed module owns it). The inputs keep the strides they were traced with
+without its conv). Two more are TSM's lent shift and the join that reads it back. A form is
+registered once under an integer key, which the graph holds as a constant; the registry holds it
+weakly (the deployed module owns it). The inputs keep the strides they were traced with
 (``needs_exact_strides``): the kernels read channels-last frames."""
 from __future__ import annotations
 
@@ -67,12 +67,21 @@ def _(x, T, key):
 # TSM's lent shift (zoo.deploy.forms.DeployedBottleneck): the block input shifted in place, and the
 # join that reads it back; plain kernels, no form to hold
 
-@torch.library.custom_op("zoo::tsm_lend_", mutates_args=("x",), device_types="cpu", tags=_TAGS)
-def _tsm_lend_(x: torch.Tensor, T: int, f: int, save: bool) -> torch.Tensor:
+def _lend(x: torch.Tensor, T: int, f: int, save: bool) -> torch.Tensor:
     N, C, H, W = x.shape
     saved = x.new_empty(N // T, H * W, 2 * f) if save else x.new_empty(0)
     native.load().tsm_shift(x.data_ptr(), N // T, T, H * W, C, f, saved.data_ptr() if save else None)
     return saved
+
+
+def _join(out: torch.Tensor, x: torch.Tensor, saved: torch.Tensor, T: int, f: int) -> None:
+    N, C, H, W = out.shape
+    native.load().tsm_join(out.data_ptr(), x.data_ptr(), N // T, T, H * W, C, f, saved.data_ptr())
+
+
+@torch.library.custom_op("zoo::tsm_lend_", mutates_args=("x",), device_types="cpu", tags=_TAGS)
+def _tsm_lend_(x: torch.Tensor, T: int, f: int, save: bool) -> torch.Tensor:
+    return _lend(x, T, f, save)
 
 
 @_tsm_lend_.register_fake
@@ -83,8 +92,7 @@ def _(x, T, f, save):
 
 @torch.library.custom_op("zoo::tsm_join_", mutates_args=("out",), device_types="cpu", tags=_TAGS)
 def _tsm_join_(out: torch.Tensor, x: torch.Tensor, saved: torch.Tensor, T: int, f: int) -> None:
-    N, C, H, W = out.shape
-    native.load().tsm_join(out.data_ptr(), x.data_ptr(), N // T, T, H * W, C, f, saved.data_ptr())
+    _join(out, x, saved, T, f)
 
 
 @_tsm_join_.register_fake
@@ -97,7 +105,7 @@ def tsm_lend_(x: torch.Tensor, T: int, f: int, save: bool) -> torch.Tensor:
     (empty unless ``save``). One ``zoo::tsm_lend_`` call while compiling."""
     if torch.compiler.is_compiling():
         return torch.ops.zoo.tsm_lend_(x, T, f, save)
-    return _tsm_lend_(x, T, f, save)
+    return _lend(x, T, f, save)
 
 
 def tsm_join_(out: torch.Tensor, x: torch.Tensor, saved: torch.Tensor, T: int, f: int) -> torch.Tensor:
@@ -105,7 +113,7 @@ def tsm_join_(out: torch.Tensor, x: torch.Tensor, saved: torch.Tensor, T: int, f
     if torch.compiler.is_compiling():
         torch.ops.zoo.tsm_join_(out, x, saved, T, f)
     else:
-        _tsm_join_(out, x, saved, T, f)
+        _join(out, x, saved, T, f)
     return out
 
 
