@@ -26,7 +26,7 @@ report: setup
 	$(VENV)/bin/zoo report --out benchmarks/results
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 # the import contract in setup.cfg [importlinter]: layers import downward only
 lint: setup

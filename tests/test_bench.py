@@ -280,11 +280,11 @@ def test_results_name_the_machine(tmp_path):
     from zoo.bench.machine import cpu_info, machine
 
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nphysical id\t: 0\ncore id\t: 0\n"
+    info.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: Test CPU 9000\nphysical id\t: 0\ncore id\t: 0\n"
                     "flags\t\t: fpu sse avx2 avx512f amx_tile amx_bf16\n\nprocessor\t: 1\nphysical id\t: 0\n"
                     "core id\t: 1\nflags\t\t: fpu sse avx2 avx512f amx_tile amx_bf16\n")
-    assert cpu_info(str(info)) == {"cpu": "Test CPU 9000", "vector": ["avx2", "avx512f", "amx_tile", "amx_bf16"],
-                                   "cores": 2}
+    assert cpu_info(str(info)) == {"cpu": "Test CPU 9000", "family": "26 model 2",
+                                   "vector": ["avx2", "avx512f", "amx_tile", "amx_bf16"], "cores": 2}
     m = machine(bandwidth=False)
     import torch
 
@@ -293,8 +293,12 @@ def test_results_name_the_machine(tmp_path):
     run["machine"].update(vector=["avx2", "avx512f"], cores=2, onednn_version="3.1", mkl_version="2024.2")
     md = bench.render_md(run)
     assert "Test CPU (AVX2, AVX512F; 2 cores" in md and "oneDNN 3.1, MKL 2024.2" in md and "capped" not in md
+    run["machine"]["family"] = "26 model 2"  # two kinds of one model name told apart
+    assert "Test CPU (family 26 model 2; AVX2, AVX512F; 2 cores" in bench.render_md(run)
+    del run["machine"]["family"]
     rows = list(csv.DictReader(io.StringIO(bench.render_csv(run))))
     assert rows[0]["cpu"] == "Test CPU" and rows[0]["vector"] == "avx2 avx512f" and rows[0]["onednn"] == "3.1"
+    assert rows[0]["family"] == ""  # not in this run's record
     # a run with the kernels capped below the CPU's extensions says so
     run["machine"].update(cpu_capability="AVX2", isa_caps={"ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert "AVX512F; ATen kernels AVX2; kernels capped by ONEDNN_MAX_CPU_ISA=AVX2; 2 cores" in bench.render_md(run)

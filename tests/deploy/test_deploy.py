@@ -10,6 +10,7 @@ import zoo
 from tests.models.test_temporal import naive_shift
 from zoo.deploy import (Autotuner, DeployedShift, deploy, fold_bn, max_pool_separable, shift_, shift_conv1x1,
                         temporal_conv, tree_max, unshift_)
+from zoo.deploy import choices
 from zoo.deploy.forms import DeployedAxialGate, _banded, channels_inner, temporal_rows
 from zoo.models.aia import ATTENTIONS, AxialGate, aia_slot
 from zoo.models.conv3d import FrameConv3d
@@ -156,7 +157,6 @@ def test_choices_are_timed_once_and_cached(tmp_path, monkeypatch):
 def test_choices_are_timed_again_for_new_code(tmp_path, monkeypatch):
     """A choice is remembered per code version: after a change to the models or the deployed
     forms it is timed again, and the stale entries of this machine are dropped."""
-    from zoo.deploy import choices
     model = build("tsm_r18")
     x = clips(model, B=1)
     deploy(model, x, cache_dir=tmp_path)
@@ -172,41 +172,72 @@ def test_choices_are_timed_again_for_new_code(tmp_path, monkeypatch):
     assert new.endswith("code 0123456789ab") and new.rsplit(" | code ", 1)[0] == old.rsplit(" | code ", 1)[0]
 
 
-def test_a_whole_model_choice_leaves_the_default_only_if_it_wins_two_of_three(tmp_path, monkeypatch):
-    """A burst on a shared host can make the default look slower once; a choice with a margin
-    departs from the default only when two of three timings show the gain (a third only where
-    the second disagrees with the first)."""
-    rounds = []
+def _scripted(monkeypatch, script):
+    """Autotuner._paired yields the ratios of ``script`` (other over default, one per round),
+    and fails the test where a choice asks for more; returns the list of rounds taken."""
+    taken = []
 
-    def fake(self, fns, n=None):
-        rounds.append(sorted(fns) + ([n] if n else []))
+    def paired(default, other):
+        for r in script.pop(0):
+            taken.append(r)
+            yield r
+        pytest.fail("more rounds asked for than scripted")
+
+    monkeypatch.setattr(Autotuner, "_paired", staticmethod(paired))
+    return taken
+
+
+def test_a_whole_model_choice_leaves_the_default_only_on_a_sign_test(tmp_path, monkeypatch):
+    """A choice with a margin times the two candidates in pairs until a sign test decides: the
+    other only where significantly more rounds than not show it faster by more than the margin;
+    a burst spoils one round, not the choice; undecided after the most rounds: the default."""
+    tuner = Autotuner(cache_dir=tmp_path)
+    fns = {"fold": lambda: None, "keep": lambda: None}
+    taken = _scripted(monkeypatch, [[0.8] * 7])
+    assert tuner.choose("fold", "a", fns, margin=0.03) == "keep" and len(taken) == 7  # 7 of 7: decided at once
+    taken = _scripted(monkeypatch, [[1.0] * 7])
+    assert tuner.choose("fold", "b", fns, margin=0.03) == "fold" and len(taken) == 7
+    taken = _scripted(monkeypatch, [[0.98] * 7])                                     # within the margin
+    assert tuner.choose("fold", "c", fns, margin=0.03) == "fold"
+    burst = [0.8, 0.8, 1.3] + [0.8] * 9                                                 # one round spoilt
+    taken = _scripted(monkeypatch, [burst])
+    assert tuner.choose("fold", "d", fns, margin=0.03) == "keep" and len(taken) == 11   # 10 of 11
+    coin = [0.8, 1.0] * choices.PAIRS[1]                                                # a coin toss
+    taken = _scripted(monkeypatch, [coin])
+    assert tuner.choose("fold", "e", fns, margin=0.03) == "fold" and len(taken) == choices.PAIRS[1]
+    # more than two candidates: a first timing picks the challenger, which then must win the test
+    monkeypatch.setattr(Autotuner, "_times", lambda self, f, rounds=None: {"fold": 1.0, "keep": 1.2, "other": 0.9})
+    taken = _scripted(monkeypatch, [[0.9] * 7])
+    assert tuner.choose("fold", "f", {**fns, "other": lambda: None}, margin=0.03) == "other"
+    # no margin, a close call: the two fastest timed again, alone, for three times the rounds
+    rounds, script = [], [{"fold": 1.0, "keep": 0.99, "other": 1.2}, {"fold": 0.97, "keep": 1.0}]
+
+    def fake(self, f, n=None):
+        rounds.append(sorted(f) + ([n] if n else []))
         return script.pop(0)
 
     monkeypatch.setattr(Autotuner, "_times", fake)
-    tuner = Autotuner(cache_dir=tmp_path)
-    fns = {"fold": lambda: None, "keep": lambda: None, "other": lambda: None}
-    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}, {"fold": 1.0, "keep": 1.01}, {"fold": 1.0, "keep": 0.99}]
-    assert tuner.choose("fold", "a", fns, margin=0.03) == "fold"     # not confirmed, twice
-    assert rounds[1] == rounds[2] == ["fold", "keep"]
-    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}, {"fold": 1.0, "keep": 0.92}]
-    assert tuner.choose("fold", "b", fns, margin=0.03) == "keep"     # confirmed at once
-    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}, {"fold": 1.0, "keep": 1.2}, {"fold": 1.0, "keep": 0.9}]
-    assert tuner.choose("fold", "b2", fns, margin=0.03) == "keep"    # a burst in the second: the third decides
-    script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}]
-    assert tuner.choose("fold", "c", fns, margin=0.03) == "fold"     # within the margin: one timing
-    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}]
-    assert tuner.choose("conv", "d", fns) == "keep"                 # no margin, no close call: one timing
-    assert not script and len(rounds) == 10
-    # no margin, a close call: the two fastest timed again, alone, for three times the rounds
-    script = [{"fold": 1.0, "keep": 0.99, "other": 1.2}, {"fold": 0.97, "keep": 1.0}]
-    assert tuner.choose("conv", "e", fns) == "fold"
+    assert tuner.choose("conv", "g", {**fns, "other": lambda: None}) == "fold"
     assert rounds[-1] == ["fold", "keep", 3 * tuner.rounds] and not script
+    script = [{"fold": 1.0, "keep": 0.9, "other": 1.2}]
+    assert tuner.choose("conv", "h", {**fns, "other": lambda: None}) == "keep" and not script  # no close call
+
+
+def test_paired_rounds_time_the_two_alternately():
+    order = []
+    ratios = Autotuner._paired(lambda: order.append("d"), lambda: order.append("o"))
+    assert [next(ratios) > 0 for _ in range(3)] == [True] * 3
+    assert order == ["d", "o", "d", "o", "o", "d", "d", "o"]  # warm-up, then A B, B A, A B
+
+
+def test_sign_test_tail():
+    assert choices._tail(7, 7) == 0.5 ** 7 and choices._tail(0, 5) == 1.0
+    assert abs(choices._tail(9, 10) - 11 / 1024) < 1e-12
 
 
 def test_choices_are_kept_per_instruction_set(tmp_path, monkeypatch):
     """A cap on oneDNN's or MKL's instruction set changes which kernel is fastest, as another
     CPU would: its choices are timed for it and kept beside the uncapped ones."""
-    from zoo.deploy import choices
     for k in choices.ISA_CAPS:
         monkeypatch.delenv(k, raising=False)
     model = build("tsm_r18")
@@ -252,6 +283,9 @@ def test_folding_is_a_timed_choice(tmp_path):
         def _times(self, fns, rounds=None):
             return {n: (0.0 if n == "keep" else 1.0) for n in fns}
 
+        def _gains(self, candidates, default, other, margin):
+            return other == "keep"
+
     d = deploy(model, x, autotune=Keep(cache_dir=tmp_path))
     left = [n for n, m in d.named_modules() if isinstance(m, _BN)]
     # the ResNet's own BNs stay (53 in a ResNet-50); the calibrators' are folded all the same
@@ -275,6 +309,9 @@ def test_layout_is_a_timed_choice(tmp_path):
     class Last(Autotuner):
         def _times(self, fns, rounds=None):
             return {n: (0.0 if n == "channels_last" else 1.0) for n in fns}
+
+        def _gains(self, candidates, default, other, margin):
+            return other == "channels_last"
 
     cl = torch.channels_last
     d = deploy(model, x[:1], autotune=Last(cache_dir=tmp_path))
@@ -332,7 +369,7 @@ def test_stem_pool_deployed_separable():
     assert deploy(model, x[:1], autotune=False).maxpool.mode == "library"
 
 
-def test_whole_model_choices_need_a_margin(tmp_path):
+def test_whole_model_choices_need_a_margin(tmp_path, monkeypatch):
     """A candidate beats the first (default) form only by more than ``margin`` of its time."""
     t = {"a": 1.0, "b": 0.98, "c": 0.9}
 
@@ -340,10 +377,17 @@ def test_whole_model_choices_need_a_margin(tmp_path):
         def _times(self, fns, rounds=None):
             return {n: t[n] for n in fns}
 
-    tuner = Fixed(cache_dir=tmp_path)
-    assert tuner.choose("k", 1, {"a": None, "b": None}, margin=0.03) == "a"
-    assert tuner.choose("k", 2, {"a": None, "b": None}) == "b"
-    assert tuner.choose("k", 3, {"a": None, "b": None, "c": None}, margin=0.03) == "c"
+    def paired(default, other):  # the candidates are their names here
+        while True:
+            yield t[other] / t[default]
+
+    monkeypatch.setattr(Autotuner, "_paired", staticmethod(paired))
+    fixed = Fixed(cache_dir=tmp_path)
+    names = {n: n for n in t}
+
+    assert fixed.choose("k", 1, {"a": "a", "b": "b"}, margin=0.03) == "a"
+    assert fixed.choose("k", 2, {"a": "a", "b": "b"}) == "b"
+    assert fixed.choose("k", 3, names, margin=0.03) == "c"
 
 
 def test_autotune_off_keeps_library_kernels(tmp_path, monkeypatch):

@@ -84,7 +84,9 @@ def test_native_gc_equals_plain_gc(channels, ratio, offset, bn, B, T, H, W):
         for onednn in (False, True):
             gc.native.s_onednn = onednn
             assert gc.native.takes(x, T)
-            _in_place(gc, x, T, ref)
+            # ECal-L sums 3c products in another order than PyTorch's conv: on an AVX2 EPYC one
+            # element of 100,352 (c = 128) differed by 3e-6; a wrong index would differ by ~0.1
+            _in_place(gc, x, T, ref, atol=1e-5)
 
 
 @needs_kernels

@@ -24,8 +24,10 @@ def isa_caps() -> dict:
 
 
 def cpu_info(path: str = "/proc/cpuinfo") -> dict:
-    """{"cpu": model name, "vector": [extensions among AVX2/AVX-512/AMX], "cores": physical cores}."""
-    cpu, flags, cores = "", set(), set()
+    """{"cpu": model name, "family": "F model M" (x86; machines of one kind share a model name,
+    e.g. "AMD EPYC" for family 25 with AVX2 and family 26 with AVX-512), "vector": [extensions
+    among AVX2/AVX-512/AMX], "cores": physical cores}."""
+    cpu, family, model, flags, cores = "", "", "", set(), set()
     try:
         with open(path) as f:
             phys = None
@@ -34,6 +36,10 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
                 key, val = key.strip(), val.strip()
                 if key == "model name" and not cpu:
                     cpu = val
+                elif key == "cpu family" and not family:
+                    family = val
+                elif key == "model" and not model:
+                    model = val
                 elif key == "flags" and not flags:
                     flags = set(val.split())
                 elif key == "physical id":
@@ -42,7 +48,8 @@ def cpu_info(path: str = "/proc/cpuinfo") -> dict:
                     cores.add((phys, val))
     except OSError:
         pass
-    return {"cpu": cpu or platform.processor(), "vector": [v for v in _VECTOR if v in flags], "cores": len(cores) or None}
+    return {"cpu": cpu or platform.processor(), "family": f"{family} model {model}" if family else None,
+            "vector": [v for v in _VECTOR if v in flags], "cores": len(cores) or None}
 
 
 def math_libraries() -> dict:
@@ -80,7 +87,7 @@ def machine(bandwidth: bool = True) -> dict:
     import torch
 
     info = cpu_info()
-    d = {"cpu": info["cpu"], "vector": info["vector"], "cores": info["cores"], "logical_cpus": os.cpu_count(),
+    d = {"cpu": info["cpu"], "family": info["family"], "vector": info["vector"], "cores": info["cores"], "logical_cpus": os.cpu_count(),
          "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
          **math_libraries(), "load_avg": os.getloadavg(),
          "isa_caps": isa_caps()}
@@ -99,7 +106,7 @@ def machine(bandwidth: bool = True) -> dict:
 def describe(m: dict) -> str:
     """One sentence naming the machine (older results files lack some fields)."""
     vec = m.get("vector")
-    parts = []
+    parts = [f"family {m['family']}"] if m.get("family") else []
     if vec is not None:
         parts.append(", ".join(v.upper() for v in vec) if vec else "no AVX2/AVX-512/AMX")
     if m.get("cpu_capability"):

@@ -63,7 +63,7 @@ def render_csv(run: dict) -> str:
     """One row per model; the last columns name the machine and its math libraries, so a CSV
     read alone still says where it was measured."""
     m = run["machine"]
-    where = {"cpu": m.get("cpu", ""), "vector": " ".join(m.get("vector") or []), "cores": m.get("cores") or "",
+    where = {"cpu": m.get("cpu", ""), "family": m.get("family") or "", "vector": " ".join(m.get("vector") or []), "cores": m.get("cores") or "",
              "torch": m.get("torch", ""), "onednn": m.get("onednn_version") or "", "mkl": m.get("mkl_version") or "",
              "isa_caps": " ".join(f"{k}={v}" for k, v in (m.get("isa_caps") or {}).items())}
     rs = [{**r, **where} for r in rows(run)]
