@@ -204,7 +204,12 @@ def test_a_whole_model_choice_leaves_the_default_only_on_a_sign_test(tmp_path, m
     assert tuner.choose("fold", "d", fns, margin=0.03) == "keep" and len(taken) == 11   # 10 of 11
     coin = [0.8, 1.0] * choices.PAIRS[1]                                                # a coin toss
     taken = _scripted(monkeypatch, [coin])
-    assert tuner.choose("fold", "e", fns, margin=0.03) == "fold" and len(taken) == choices.PAIRS[1]
+    assert tuner.choose("fold", "e", fns, margin=0.03) == "fold" and len(taken) == 26
+    # 26: 13 wins and 13 losses; 27 of 40 is the most it could still reach, not significant (28 is)
+    assert choices._tail(27, 40) >= choices.ALPHA > choices._tail(28, 40) and choices.PAIRS[1] == 40
+    late = [0.8, 1.0] * 6 + [0.8] * 13                                                  # even, then ahead
+    taken = _scripted(monkeypatch, [late])
+    assert tuner.choose("fold", "e2", fns, margin=0.03) == "keep" and len(taken) == 25  # 19 of 25
     # more than two candidates: a first timing picks the challenger, which then must win the test
     monkeypatch.setattr(Autotuner, "_times", lambda self, f, rounds=None: {"fold": 1.0, "keep": 1.2, "other": 0.9})
     taken = _scripted(monkeypatch, [[0.9] * 7])

@@ -1,6 +1,8 @@
 """zoo.deploy's compiled kernels (GC, AIA, SDA, STC, GST, TSM's shift), built on this machine. Each
 case compares with the plain module; where the kernels cannot be built (no C compiler) only the
 fallback is checked."""
+import copy
+import io
 from pathlib import Path
 
 import pytest
@@ -8,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from tests.deploy.test_deploy import Alternative, _randomised
-from zoo.deploy import deploy, native
+from zoo.deploy import deploy, library, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import (DeployedGSTConv, DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA,
+from zoo.deploy.forms import (_Form, DeployedGSTConv, DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA,
                               NativeGC, NativeGST, NativeSDA, NativeSTC)
 from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
@@ -412,6 +414,43 @@ def test_stage_maps_stay_whole_when_the_next_stage_shifts_its_input():
         assert all(b.shift.mode == "lent" for b in d.modules() if hasattr(b, "shift") and hasattr(b.shift, "mode"))
         maps = d.forward_intermediates(x, intermediates_only=True)
         assert len(maps) == 5 and all(rel_err(m, r) < 1e-4 for m, r in zip(maps, ref))
+
+
+def _forms(model) -> list:
+    return [v for m in model.modules() for v in vars(m).values() if isinstance(v, _Form)]
+
+
+@needs_kernels
+@pytest.mark.parametrize("name", ["gc_tsn_r50", "sda_tsn_r50", "stc_light_r50", "aia_tsm_r50", "gc_gst_r50", "tsm_r50"])
+def test_a_copy_runs_its_own_weights(name):
+    """A deep copy and a pickled copy of a deployed network: each form takes a key and weight
+    addresses of its own. The original's kernel weights are then changed in place: the
+    original's output changes, a copy's must not (it read the original's weights before).
+    TSM's forms (for torch.compile) hold no weights: its copies are only run."""
+    from tests.deploy.test_deploy import build, clips, rel_err
+
+    model = build(name)
+    x = clips(model)
+    with torch.no_grad():
+        ref = model(x)
+        d = deploy(model, x[:1], autotune=KernelsWherever())
+        d(x)  # SDA's form binds its windows' addresses for these frames on a first call
+        buf = io.BytesIO()
+        torch.save(d, buf)
+        buf.seek(0)
+        copies = [copy.deepcopy(d), torch.load(buf, weights_only=False)]
+        forms = _forms(d)
+        weights = [t for f in forms for v in vars(f).values() for t in (v.values() if isinstance(v, dict) else [v])
+                   if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        assert forms and bool(weights) == (name != "tsm_r50")
+        for t in weights:
+            t.mul_(-3.0).add_(0.5)
+        assert not weights or not rel_err(d(x), ref) < 1e-2  # NaN where the changed weights overflow
+        for c in copies:
+            mine = _forms(c)
+            assert len(mine) == len(forms) and {f.key for f in mine}.isdisjoint(f.key for f in forms)
+            assert all(library._form(f.key) is f for f in mine)
+            assert rel_err(c(x), ref) < 1e-4 and rel_err(c(x[:1]), ref[:1]) < 1e-4
 
 
 def test_without_a_compiler_the_torch_forms_stay(fresh, monkeypatch):

@@ -245,3 +245,20 @@ def test_channels_last_same_output_other_families(name):
         ref = m(x)
         out = m.to(memory_format=torch.channels_last)(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tsm_r50", "gc_tsn_r50", "sda_tsm_r50", "aia_tsn_r50", "gst_r50", "stc_r50",
+                                  "tdn_r50", "gc_tdn_r50"])
+def test_a_whole_model_pickles(name):
+    """``torch.save(model)`` and a process pool's pickling: the slot factories (closures) are
+    used while building and not kept on the model."""
+    import io
+
+    m = zoo.create_model(name, num_classes=5, num_frames=4).eval()
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    x = torch.randn(1, 3, 4 * getattr(m, "frames_per_segment", 1), 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), m(x))

@@ -126,7 +126,8 @@ class Autotuner:
     def _gains(self, candidates: dict, default: str, other: str, margin: float) -> bool:
         """Whether candidate ``other`` runs faster than ``default`` by more than ``margin``: the
         two timed in pairs, round by round, until a one-sided sign test at level ``ALPHA`` decides either
-        way (at least ``PAIRS[0]`` rounds, at most ``PAIRS[1]``; undecided: no). A burst on the
+        way (at least ``PAIRS[0]`` rounds, at most ``PAIRS[1]``, fewer once the gain could no
+        longer be shown in the rounds left; undecided: no). A burst on the
         host spoils one round, not the decision, and a noisy host is timed longer instead of
         decided by chance: on a shared 2-vCPU EPYC (AVX2) whose forwards varied by +-10 % from
         round to round, the former rule (medians of 5 rounds, confirmed in two of three timings)
@@ -138,7 +139,8 @@ class Autotuner:
             wins += ratio < 1 - margin
             if n >= PAIRS[0] and _tail(wins, n) < ALPHA:
                 return True
-            if n >= PAIRS[1] or (n >= PAIRS[0] and _tail(n - wins, n) < ALPHA):
+            if n >= PAIRS[1] or (n >= PAIRS[0] and _tail(n - wins, n) < ALPHA) \
+                    or _tail(wins + PAIRS[1] - n, PAIRS[1]) >= ALPHA:  # not shown even if it won every round left
                 return False
         return False
 

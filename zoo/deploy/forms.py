@@ -92,7 +92,27 @@ def unshift_(x: torch.Tensor, T: int, kept: torch.Tensor, fold_div: int = 8) -> 
     x.view(N // T, T, C, H, W)[:, :, :2 * (C // fold_div)].copy_(kept)
 
 
-class NativeShift:
+class _Form:
+    """A compiled form's registration: a key under which ``torch.compile`` finds it
+    (:func:`library.register`), and for some the addresses of their weights, cached for the
+    kernels' calls (``_derived``, set by ``_bind``). A copy (``copy.deepcopy``, pickling) binds
+    its own key and addresses: with the original's it ran the original's weights, or read freed
+    memory once the original was gone."""
+
+    _derived: tuple = ()
+
+    def _bind(self) -> None:
+        self.key = library.register(self)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "key" and k not in self._derived}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind()
+
+
+class NativeShift(_Form):
     """TSM's shifted copy of fp32 channels-last frames in one pass (STC's shift kernel over every
     channel), for ``torch.compile``: there, with the block's BNs folded, inductor computed each
     block's output (add, ReLU) inside the next block's shift kernel, once for every frame that
@@ -102,7 +122,7 @@ class NativeShift:
 
     def __init__(self, fold_div: int):
         self.fold_div = fold_div
-        self.key = library.register(self)
+        self._bind()
 
     def out_shape(self, shape: tuple) -> tuple:
         return shape
@@ -114,7 +134,7 @@ class NativeShift:
         return out
 
 
-class ShiftedConv:
+class ShiftedConv(_Form):
     """A block's shift and the conv after it as one call, run as eager runs them (the mode the
     conversion timed), for ``torch.compile``: inductor cannot shift in place around a conv, and
     its own shift computed the folded block output inside the shift kernel (see
@@ -122,7 +142,7 @@ class ShiftedConv:
 
     def __init__(self, shift: DeployedShift, conv: nn.Conv2d):
         self.shift, self.conv = shift, conv
-        self.key = library.register(self)
+        self._bind()
 
     def out_shape(self, shape: tuple) -> tuple:
         return (shape[0], self.conv.out_channels, *_conv_hw(self.conv, *shape[2:]))
@@ -236,7 +256,7 @@ class InplaceGC(_ReLUAfter, GC):
         return self._relu(x if after is None else after(x))
 
 
-class NativeGC:
+class NativeGC(_Form):
     """GC's calibrators (all four: L, T, S, G) as :mod:`zoo.deploy.native`'s kernels run them on
     fp32 channels-last frames, in place: one pass for the T, S and G groups' means, their gates
     (ECal-S's dilated conv stays PyTorch's), one pass that gates every group, with ECal-L's
@@ -256,7 +276,7 @@ class NativeGC:
         self.scale = self.shift = None
         self.relu = False  # the block's ReLU after, in the gating pass
         self.s_onednn = False  # ECal-S's conv as oneDNN's, where PyTorch would take its own slower path
-        self.key = library.register(self)
+        self._bind()
 
     def s_conv(self, m: torch.Tensor) -> torch.Tensor:
         s = self.s
@@ -348,7 +368,7 @@ class InplaceAIAUnit(_ReLUAfter, AIAUnit):
         return self._relu(x)
 
 
-class NativeAIA:
+class NativeAIA(_Form):
     """AIA's units (C, ST) and modules (CinST, STinC) as :mod:`zoo.deploy.native`'s kernels run
     them on fp32 channels-last frames, in place. C: the max and mean over the channels of each
     pixel, the 2 -> 1 3x3x3 gate conv by rows, the product. ST: one pass for the three axial
@@ -373,7 +393,7 @@ class NativeAIA:
                 w = gate.conv.weight.detach()[0]
                 self.w[k] = (w.reshape(54) if k == "c" else w.permute(self.ORDER[k])).contiguous()
                 self.bias[k] = float(gate.conv.bias) if gate.conv.bias is not None else 0.0
-        self.key = library.register(self)
+        self._bind()
 
     @staticmethod
     def supports(unit: AIAUnit) -> bool:
@@ -461,7 +481,7 @@ def _windows(n_in: int, n_out: int) -> tuple:
             torch.tensor([-(-(i + 1) * n_in // n_out) for i in range(n_out)]))
 
 
-class NativeSDA:
+class NativeSDA(_Form):
     """The four-branch SDA (global, pooled over T, pooled over the pixels, one local branch with
     a (3, 1, 1) conv: the paper's final lst + lt + ls + s122, any order) on fp32 channels-last
     frames, in place. The down-projection and the pooled-over-T branch's 3x3 conv stay
@@ -481,13 +501,18 @@ class NativeSDA:
         self.wL, self.bL = loc.conv.weight.detach().flatten(2).permute(2, 1, 0).contiguous(), _bias(loc.conv)
         self.wU, self.bU = sda.up.weight.detach().flatten(1).t().contiguous(), _bias(sda.up)  # [in][out]
         self.q = None if sda.query is None else sda.query.detach().reshape(-1).contiguous()
+        self.relu = False  # the block's ReLU after, in the gate's pass
+        self._bind()
+
+    _derived = ("_tconv", "_global", "_up", "_q", "_sizes")
+
+    def _bind(self) -> None:
         # the kernels' arguments, as addresses (the tensors above hold the memory)
         self._tconv = (self.wS.data_ptr(), self.bS.data_ptr(), self.wL.data_ptr(), self.bL.data_ptr())
         self._global, self._up = (self.wG.data_ptr(), self.bG.data_ptr()), (self.wU.data_ptr(), self.bU.data_ptr())
         self._q = _ptr(self.q)
-        self.relu = False  # the block's ReLU after, in the gate's pass
         self._sizes: dict = {}
-        self.key = library.register(self)
+        super()._bind()
 
     @staticmethod
     def supports(sda: SDA) -> bool:
@@ -592,7 +617,7 @@ class DeployedSTCConv(STCConv):
         return y if after is None else torch.relu(after(y))
 
 
-class NativeSTC:
+class NativeSTC(_Form):
     """STC's middle conv, the BN after it (the block's bn2) and the ReLU after that, on fp32
     channels-last frames: S_T's
     shifted input copied in one pass (the plain form copies the slice, then shifts a copy of it),
@@ -634,13 +659,18 @@ class NativeSTC:
             self.bSr = _padded(_bias(sr.reduce), 0, self.mS)
             self.sr_weight = _padded(sr.conv.weight.detach(), 1, self.mS)
         self.sr_onednn = False  # SR's 3x3 conv as oneDNN's, where PyTorch would take its own slower path
+        self._bind()
+
+    _derived = ("_bn", "_wT", "_wR", "_wRr", "_wSr")
+
+    def _bind(self) -> None:
         # the kernels' arguments, as addresses (the tensors above hold the memory)
         self._bn = (self.scale.data_ptr(), self.shift.data_ptr())
         self._wT = (self.wT.data_ptr(), self.bT.data_ptr()) if self.wT is not None else None
         self._wR = (self.wR.data_ptr(), self.bR.data_ptr()) if self.wR is not None else None
         self._wRr = (self.wRr.data_ptr(), self.bRr.data_ptr()) if self.wRr is not None else (None, None)
         self._wSr = (self.wSr.data_ptr(), self.bSr.data_ptr()) if self.wSr is not None else None
-        self.key = library.register(self)
+        super()._bind()
 
     def out_shape(self, shape: tuple) -> tuple:
         N, _, H, W = shape
@@ -729,7 +759,7 @@ class DeployedGSTConv(GSTConv):
         return y.relu_() if self.relu_after else y
 
 
-class NativeGST:
+class NativeGST(_Form):
     """GST's middle conv on fp32 channels-last frames: the spatial conv and the temporal conv's
     three taps as one 2D conv (the plain form's), both the library's; then one compiled pass
     (``gst_join``) sums each frame's taps from its neighbours, concatenates, adds the temporal
@@ -741,7 +771,7 @@ class NativeGST:
         t = gst.temporal
         self.taps = t.frame_weight().detach().contiguous(memory_format=torch.channels_last)
         self.bias = _detached(t.bias)
-        self.key = library.register(self)
+        self._bind()
 
     def out_shape(self, shape: tuple) -> tuple:
         g = self.gst

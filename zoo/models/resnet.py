@@ -270,7 +270,6 @@ class VideoResNet(nn.Module):
         block, counts = DEPTHS[depth]
         self.depth = depth
         self.num_frames = num_frames  # what the model was configured/trained with; T comes from input
-        self.slots = slots
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=conv_bias)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
