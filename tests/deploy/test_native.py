@@ -453,6 +453,31 @@ def test_a_copy_runs_its_own_weights(name):
             assert rel_err(c(x), ref) < 1e-4 and rel_err(c(x[:1]), ref[:1]) < 1e-4
 
 
+@needs_kernels
+def test_weights_loaded_into_a_deployed_model_reach_its_kernels_or_are_refused():
+    """The compiled forms run on copies of the weights taken at conversion: a load into a module
+    that has one is refused, in one line that says what to do; loads elsewhere (the classifier),
+    and into a model deployed without kernels, take effect."""
+    from tests.deploy.test_deploy import build, clips, rel_err
+
+    model = build("gc_tsn_r50")
+    x = clips(model)
+    with torch.no_grad():
+        d = deploy(model, x[:1], autotune=KernelsWherever())
+        with pytest.raises(RuntimeError, match=r"^zoo.deploy: layer1.0.calib runs compiled kernels on copies .*"
+                                               r"load the weights into the plain model, then deploy it again$"):
+            d.load_state_dict(d.state_dict())
+        fc = {k: v * 2 for k, v in d.state_dict().items() if k.startswith("fc.")}
+        before = d(x)
+        d.load_state_dict(fc, strict=False)
+        assert rel_err(d(x), 2 * before) < 1e-5 and not rel_err(d(x), before) < 0.1
+        plain = deploy(model, x[:1], autotune=False)
+        other = build("gc_tsn_r50")
+        other.load_state_dict({k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        plain.load_state_dict(deploy(other, x[:1], autotune=False).state_dict())
+        assert rel_err(plain(x), other(x)) < 1e-4
+
+
 def test_without_a_compiler_the_torch_forms_stay(fresh, monkeypatch):
     monkeypatch.setenv("CC", str(fresh / "no-such-cc"))
     assert native.load() is None and "no C compiler" in native.why_not()

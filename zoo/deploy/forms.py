@@ -205,6 +205,19 @@ class DeployedShift(TemporalShift):
 
 # -- in-place gates ---------------------------------------------------------------------------
 
+class _WeightsTaken:
+    """A module whose compiled form (``native``) runs on copies of the module's weights taken
+    at conversion: weights loaded into the module afterwards would not reach the form, so such a
+    load is refused, with what to do instead."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if getattr(self, "native", None) is not None and any(k.startswith(prefix) for k in state_dict):
+            raise RuntimeError(f"zoo.deploy: {prefix.rstrip('.') or type(self).__name__} runs compiled kernels on "
+                               "copies of its weights taken at conversion; load the weights into the plain model, "
+                               "then deploy it again")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class _ReLUAfter:
     """An in-place gate that may also apply the block's ReLU that follows it (``relu_after``, set
     by the conversion; its compiled form does it in its last pass): the block then skips its own
@@ -232,7 +245,7 @@ def _eval_bn(bn) -> bool:
     return type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None and bn.affine
 
 
-class InplaceGC(_ReLUAfter, GC):
+class InplaceGC(_WeightsTaken, _ReLUAfter, GC):
     """GC multiplying each calibrated group where it lies (the input is a block temporary);
     ``native`` (a :class:`NativeGC`, set by the conversion where it timed faster): all four
     calibrators in the compiled kernels' two passes, for the frames those take."""
@@ -345,7 +358,7 @@ def tree_max(v: torch.Tensor, dim: int) -> torch.Tensor:
     return m.squeeze(dim)
 
 
-class InplaceAIAUnit(_ReLUAfter, AIAUnit):
+class InplaceAIAUnit(_WeightsTaken, _ReLUAfter, AIAUnit):
     """AIA gating the block temporary in place; ``tree``: the context axes whose max runs as
     :func:`tree_max` (timed at conversion)."""
 
@@ -454,7 +467,7 @@ class InplaceAIACombo(_ReLUAfter, AIACombo):
         return self._relu(x)
 
 
-class InplaceSDA(_ReLUAfter, SDA):
+class InplaceSDA(_WeightsTaken, _ReLUAfter, SDA):
     """SDA whose gate is computed in the up-projection's output and multiplied there (or into
     the input, where the two layouts differ); ``native`` (a :class:`NativeSDA`, set by the
     conversion where it timed faster): the branches and the gate in the compiled kernels."""
@@ -601,7 +614,7 @@ def _parts(buf: torch.Tensor, sizes) -> list:
     return list(buf.split(list(sizes)))
 
 
-class DeployedSTCConv(STCConv):
+class DeployedSTCConv(_WeightsTaken, STCConv):
     """STC's middle conv; ``native`` (a :class:`NativeSTC`, set by the conversion where it timed
     faster, together with ``bn_after``, the block's BN moved here, and the block's ReLU after it):
     around its two library convs, S_T's shifted input, the refinements and the concatenation in
@@ -742,7 +755,7 @@ class NativeSTC(_Form):
         return out
 
 
-class DeployedGSTConv(GSTConv):
+class DeployedGSTConv(_WeightsTaken, GSTConv):
     """GST's middle conv; ``native`` (a :class:`NativeGST`, set by the conversion where it timed
     faster): after its two library convs, the temporal taps' sums, the concatenation and, where
     ``relu_after`` (bn2 folded away, no calibrator between), the block's ReLU in one pass."""
