@@ -1,3 +1,5 @@
+import io
+
 import pytest
 import torch
 
@@ -252,8 +254,6 @@ def test_channels_last_same_output_other_families(name):
 def test_a_whole_model_pickles(name):
     """``torch.save(model)`` and a process pool's pickling: the slot factories (closures) are
     used while building and not kept on the model."""
-    import io
-
     m = zoo.create_model(name, num_classes=5, num_frames=4).eval()
     buf = io.BytesIO()
     torch.save(m, buf)
