@@ -2,6 +2,7 @@
 No timing assertions (timings are benchmark figures, not unit tests)."""
 import csv
 import io
+import math
 import sys
 import types
 
@@ -9,7 +10,8 @@ import pytest
 
 from zoo import bench
 from zoo.bench import BenchResult, Spec, baseline_of, parse_spec, time_models
-from zoo.bench import profiling as bench_profiling, run as bench_run
+from zoo.bench import profiling as bench_profiling, render as bench_render, run as bench_run
+from zoo.bench.targets import Target
 from zoo.cli import main as zoo_main
 from zoo.registry import archs
 
@@ -103,7 +105,8 @@ def test_rows_ratios_and_targets():
 def test_render_md_and_csv(tmp_path):
     run = _fake_run()
     md = bench.render_md(run, notes="## Notes\nwhy")
-    assert "| gc_tsn_r50 | tsn_r50 | 110.0" in md and "+10.0%" in md and "**no**" in md
+    # three rounds cannot show a target met or missed: the side of the median, marked undecided
+    assert "| gc_tsn_r50 | tsn_r50 | 110.0" in md and "+10.0%" in md and "| ~no |" in md and "| **no** |" not in md
     assert "Test CPU" in md and "## Notes" in md and "error: ValueError" in md
     rows = list(csv.DictReader(io.StringIO(bench.render_csv(run))))
     assert [r["model"] for r in rows] == list(run["results"])
@@ -404,3 +407,103 @@ def test_compile_option_reports_the_first_call(monkeypatch, capsys):
     assert torch._dynamo.config.cache_size_limit > 8
     md = bench.render_md(run)
     assert "torch.compile, first call (tracing and code generation), s: tsm_r18" in md
+
+
+def test_median_interval_is_the_sign_tests():
+    # n = 20 at 95 %: P(Binomial(20, 1/2) <= 5) = 0.021 <= 0.025 < P(<= 6) = 0.058, so the 6th
+    # smallest and the 6th largest
+    assert bench.median_ci(list(range(1, 21))) == (6, 15)
+    assert bench.median_ci([3, 1, 2, 5, 4, 6]) == (1, 6)   # 1 - 2/64 = 97 %
+    assert bench.median_ci([1, 2, 3, 4, 5]) is None          # the widest, 1 - 2/32 = 94 %, is too narrow
+    assert bench.median_ci(list(range(1, 21)), alpha=0.01) == (4, 17)  # P(<= 3) = 0.0013, P(<= 4) = 0.0059
+    # it covers the median of a skewed distribution (disturbed rounds) 95 % of the time
+    import random
+
+    rng = random.Random(0)
+    true = math.exp(0.0)  # the median of a log-normal
+    hits = sum(lo <= true <= hi for lo, hi in
+               (bench.median_ci([rng.lognormvariate(0, 1) for _ in range(20)]) for _ in range(4000)))
+    assert 0.945 <= hits / 4000 <= 0.975
+
+
+def test_a_target_is_met_or_missed_only_when_the_interval_shows_it():
+    assert bench.verdict([1.02, 1.03, 1.01, 1.04, 1.02, 1.03, 1.02, 1.01], 1.05) is True
+    assert bench.verdict([1.08, 1.07, 1.09, 1.08, 1.06, 1.07, 1.08, 1.10], 1.05) is False
+    # median 1.04, under the limit, but three of eight rounds over it
+    assert bench.verdict([1.04, 1.06, 1.03, 1.07, 1.04, 1.06, 1.02, 1.04], 1.05) is None
+    assert bench.verdict([1.0] * 5, 1.05) is None           # too few rounds for any interval
+    run = _fake_run()
+    base = [100, 120, 90, 110, 100, 95, 105, 100, 130, 100]
+    run["results"]["tsn_r50"].times_ms = base
+    run["results"]["tv_resnet50"].times_ms = base
+    run["results"]["gc_tsn_r50"].times_ms = [b * f for b, f in zip(base, [1.04, 1.06, 1.03, 1.07, 1.04, 1.06, 1.02,
+                                                                          1.04, 1.03, 1.045])]
+    rows = {r["model"]: r for r in bench.rows(run)}
+    assert rows["tsn_r50"]["shown"] is True                   # 0 % over, every round: shown under +1 %
+    g = rows["gc_tsn_r50"]
+    assert g["met"] is True and g["shown"] is None and g["latency_ci_lo"] <= 1.05 <= g["latency_ci_hi"]
+    md = bench.render_md(run)
+    assert "| tsn_r50 | tv_resnet50 |" in md and "| <= +1.0% | +2.0% | yes |" in md
+    # ten rounds at 95 %: the 2nd smallest and 2nd largest ratio
+    assert "| <= +5.0% | +10.8% | ~yes |" in md and "| +3.0% .. +6.0% |" in md
+    csv_row = next(r for r in csv.DictReader(io.StringIO(bench.render_csv(run))) if r["model"] == "gc_tsn_r50")
+    assert float(csv_row["latency_ci_hi"]) == pytest.approx(1.06) and csv_row["shown"] == ""
+
+
+def test_rounds_pair_by_their_number():
+    # a model timed in rounds 2-4 only is compared with its backbone's rounds 2-4, not 0-2
+    b = BenchResult("b", None, [100, 200, 300, 400, 500, 600], rounds=list(range(6)))
+    m = BenchResult("m", "b", [330, 440, 550], rounds=[2, 3, 4])
+    assert bench_run.paired(m, b) == pytest.approx([1.1, 1.1, 1.1])
+    assert bench_run.paired(BenchResult("m", "b", [110, 220]), BenchResult("b", None, [100, 200])) == \
+        pytest.approx([1.1, 1.1])
+    assert bench_run.paired(BenchResult("m", "b", [110]), BenchResult("b", None, [100, 200])) == []
+
+
+def test_until_decided_times_only_what_is_still_undecided(monkeypatch):
+    limits = {"tsn_r18": Target("tv_resnet18", 1.01, 1.02), "tsm_r18": Target("tsn_r18", 1.05, 1.1)}
+    monkeypatch.setattr(bench_run, "target_of", limits.get)
+    monkeypatch.setattr(bench_render, "target_of", limits.get)
+    calls, every = [], [4]
+
+    def fake(fns, repeats, warmup, device="cpu", log=None, first_round=0):
+        calls.append((sorted(fns), first_round, repeats))
+        out = {k: [] for k in fns}
+        for r in range(first_round, first_round + repeats):
+            tv = 100.0 + r % 7                  # the machine drifts; the ratios do not
+            tsn = 0.9 * tv                      # shown under its limit from the first look
+            tsm = tsn * (1.06 if r % every[0] == 0 else 1.045)  # a quarter of the rounds over its limit
+            for k, t in (("tv_resnet18", tv), ("tsn_r18", tsn), ("tsm_r18", tsm)):
+                if k in out:
+                    out[k].append(t)
+        return out
+
+    monkeypatch.setattr(bench_run, "time_models", fake)
+    run = bench.run_bench(["tsm_r18", "tv_resnet18"], frames=2, size=32, threads=1, repeats=10, warmup=0, probes=False,
+                          until_decided=60)
+    s, res = run["settings"], run["results"]
+    assert s["looks"] == 6 and s["ci_alpha"] == pytest.approx(0.05 / 6)
+    # at level 0.05/6 the interval's upper end is the 1st, 4th, 8th, 12th largest of 10, 20, 30,
+    # 40 rounds; rounds 0, 4, 8, ... are over the limit: 3, 5, 8, 10 of them, so 40 rounds decide
+    assert calls[0] == (["tsm_r18", "tsn_r18", "tv_resnet18"], 0, 10)
+    assert calls[1:] == [(["tsm_r18", "tsn_r18"], r, 10) for r in (10, 20, 30)]
+    assert len(res["tv_resnet18"].times_ms) == 10 and len(res["tsm_r18"].times_ms) == 40
+    assert res["tsm_r18"].rounds == list(range(40))
+    rows = {r["model"]: r for r in bench.rows(run)}
+    assert rows["tsn_r18"]["pairs"] == 10 and rows["tsn_r18"]["shown"] is True
+    assert rows["tsm_r18"]["pairs"] == 40 and rows["tsm_r18"]["shown"] is True
+    assert rows["tsm_r18"]["latency_ratio"] == pytest.approx(1.045)
+    assert "99.17% CI" in bench.render_md(run) and "Bonferroni" in bench.render_md(run)
+    # a target the rounds never decide runs to the end, and says so
+    every[0] = 2  # half the rounds over
+    calls.clear()
+    run = bench.run_bench(["tsm_r18", "tv_resnet18"], frames=2, size=32, threads=1, repeats=10, warmup=0, probes=False,
+                          until_decided=55)
+    assert len(run["results"]["tsm_r18"].times_ms) == 55 and calls[-1][1:] == (50, 5)
+    assert {r["model"]: r for r in bench.rows(run)}["tsm_r18"]["shown"] is None
+
+
+def test_until_decided_needs_more_rounds_than_repeats(capsys):
+    assert zoo_main(["bench", "tsn_r18", "--repeats", "10", "--until-decided", "10", "--no-probe"]) == 2
+    err = capsys.readouterr().err
+    assert "--until-decided 10 must be more rounds than --repeats 10" in err and "Traceback" not in err

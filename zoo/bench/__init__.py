@@ -6,8 +6,10 @@ gets ``repeats`` timed forwards of one batch of clips; the table shows the media
 spread (interquartile range) in ms per batch, clips/s, and each model's ratio to its own
 backbone measured in the same run (GC-TSM -> TSM, AIA(TSN) -> TSN, GST -> TSN, TSN ->
 torchvision ResNet-50 on the same frames, ...), beside its FLOP overhead over that backbone, so
-a row reads "FLOPs +1.3%, latency +2.1%". Peak memory and FLOPs come from a fresh child process
-per model.
+a row reads "FLOPs +1.3%, latency +2.1%". A target counts as met or missed only when the
+ratio's 95 % confidence interval (distribution-free) lies on one side of it; otherwise the rounds
+cannot tell, and the table says so. Peak memory and FLOPs come from a fresh child process per
+model.
 
 One job per module: ``spec`` (what is benchmarked, building it), ``targets`` (the project's
 targets and presets, data in ``targets.toml``), ``probe`` (memory/FLOPs child), ``timing``
@@ -22,8 +24,8 @@ from .render import load_run, render_csv, render_md, rows, write_results
 from .run import run_bench
 from .spec import Spec, baseline_of, build, clip_shape, parse_spec
 from .targets import AUTHORS_ACT_MB, PRESETS, TARGETS, target_of
-from .timing import BenchResult, time_models
+from .timing import BenchResult, median_ci, time_models, verdict
 
 __all__ = ["Spec", "parse_spec", "build", "clip_shape", "baseline_of", "TARGETS", "PRESETS", "AUTHORS_ACT_MB",
-           "target_of", "BenchResult", "time_models", "run_bench", "run_probes", "rows", "render_md", "render_csv",
+           "target_of", "BenchResult", "time_models", "median_ci", "verdict", "run_bench", "run_probes", "rows", "render_md", "render_csv",
            "write_results", "load_run", "profile", "op_times", "explain", "add_commands", "main"]

@@ -38,6 +38,10 @@ def _add_args(p: argparse.ArgumentParser) -> None:
                         "oneDNN; inference only), PyTorch's advice for CPU inference")
     p.add_argument("--repeats", type=int, default=10,
                    help=f"timed forwards per model (fewer than {MIN_ROUNDS_FOR_IQR}: no meaningful interquartile range)")
+    p.add_argument("--until-decided", type=int, metavar="ROUNDS",
+                   help="after --repeats rounds, keep timing the models whose target is undecided (95%% interval "
+                        "of the median holds the limit) and their backbones, 10 rounds at a time, up to ROUNDS; "
+                        "the intervals widen for the extra looks (Bonferroni)")
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
     p.add_argument("--no-probe", action="store_true", help="skip peak memory and FLOPs (child processes)")
     p.add_argument("--jobs", type=int, default=1, help="probe child processes at a time")
@@ -77,6 +81,8 @@ def _run(a) -> int:
         raise ValueError("--freeze applies to compiled models: add --compile")
     if not names:
         raise ValueError("name at least one model (or --preset)")
+    if a.until_decided is not None and a.until_decided <= a.repeats:
+        raise ValueError(f"--until-decided {a.until_decided} must be more rounds than --repeats {a.repeats}")
     if a.out:
         check_out(a.out, a.device)
     if a.probe_cache and not a.no_probe:
@@ -103,7 +109,8 @@ def _run(a) -> int:
     run = run_bench(names, baseline=a.baseline, device=a.device, threads=a.threads, batch=a.batch,
                     frames=a.frames, size=a.size, dtype=a.dtype, channels_last=a.channels_last,
                     compile=a.compile, freeze=a.freeze, deploy=a.deploy, repeats=a.repeats, warmup=a.warmup, probes=not a.no_probe,
-                    jobs=a.jobs, probe_cache=a.probe_cache, log=log, malloc=a.malloc)
+                    jobs=a.jobs, probe_cache=a.probe_cache, log=log, malloc=a.malloc,
+                    until_decided=a.until_decided)
     if a.explain:
         ex = run["explain"] = explain(run, log=log)
         if ex:

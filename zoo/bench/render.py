@@ -12,7 +12,7 @@ from typing import Optional
 from .machine import describe
 from .spec import TV
 from .targets import AUTHORS_ACT_MB, target_of
-from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, quartiles
+from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, median_ci, paired, quartiles, verdict
 
 __all__ = ["rows", "render_md", "render_csv", "load_run", "write_results", "result_paths", "check_out"]
 
@@ -21,40 +21,54 @@ def _pct(x: Optional[float]) -> str:
     return "" if x is None or x != x else f"{(x - 1) * 100:+.1f}%"
 
 
+def _to_floor(r: BenchResult, floor: Optional[BenchResult]) -> Optional[float]:
+    # over the rounds both ran in: with --until-decided a model may have run on after the floor
+    # stopped, while the host's load changed
+    if not (floor and floor.times_ms and r.times_ms):
+        return None
+    both = paired(r, floor)
+    return statistics.median(both) if both else r.median / floor.median
+
+
 def rows(run: dict) -> list[dict]:
     """One flat dict per model: what the CSV holds and the Markdown table shows."""
     res = run["results"]
+    alpha = run["settings"].get("ci_alpha", ALPHA)
     floor = next((r for k, r in res.items() if k.startswith(TV + "50")), None)
     out = []
     for label, r in res.items():
         b = res.get(r.baseline) if r.baseline else None
         ratio = rq1 = rq3 = None
-        if b and b.times_ms and r.times_ms:
+        ci = (None, None)
+        per_round = paired(r, b) if b and b.times_ms and r.times_ms else []
+        if per_round:
             # the median of per-round ratios: model and backbone ran in the same round, close in
             # time, so a disturbed round (another job, a frequency change) cancels out; their
-            # quartiles show how far one round's ratio strays
-            if len(b.times_ms) == len(r.times_ms):
-                per_round = [x / y for x, y in zip(r.times_ms, b.times_ms)]
-                ratio = statistics.median(per_round)
-                rq1, rq3 = quartiles(per_round)
-            else:
-                ratio = r.median / b.median
+            # quartiles show how far one round's ratio strays, the confidence interval how well
+            # the rounds pin the median down
+            ratio = statistics.median(per_round)
+            rq1, rq3 = quartiles(per_round)
+            ci = median_ci(per_round, alpha) or ci
+        elif b and b.times_ms and r.times_ms:
+            ratio = r.median / b.median
         fl = r.flops / b.flops if b and r.flops and b.flops else None
         tgt = target_of(label)
-        met = None
+        met = shown = None
         if tgt and ratio is not None and tgt[0] == r.baseline:
             met = ratio <= tgt[1]
+            shown = verdict(per_round, tgt[1], alpha) if per_round else None
         q1, q3 = r.iqr
         out.append({
             "model": label, "baseline": r.baseline or "", "ms_per_clip": r.ms_per_clip,
             "ms_q1": q1 / r.batch, "ms_q3": q3 / r.batch, "clips_per_s": r.clips_per_s,
-            "n": len(r.times_ms), "latency_ratio": ratio, "latency_q1": rq1, "latency_q3": rq3, "flops_ratio": fl,
-            "ratio_to_r50": r.median / floor.median if floor and floor.times_ms and r.times_ms else None,
+            "n": len(r.times_ms), "latency_ratio": ratio, "latency_q1": rq1, "latency_q3": rq3,
+            "latency_ci_lo": ci[0], "latency_ci_hi": ci[1], "pairs": len(per_round), "flops_ratio": fl,
+            "ratio_to_r50": _to_floor(r, floor),
             "gflops": r.flops / 1e9 / r.batch if r.flops else None, "params_m": r.params / 1e6 if r.params else None,
             "peak_act_mb": r.peak_mb, "model_mb": r.model_mb,
             "target": tgt[1] if tgt and tgt[0] == r.baseline else None,
             "authors_ratio": tgt[2] if tgt and tgt[0] == r.baseline else None,
-            "met": met, "compile_s": r.compile_s, "error": r.error,
+            "met": met, "shown": shown, "compile_s": r.compile_s, "error": r.error,
         })
     return out
 
@@ -85,6 +99,34 @@ def _spread(r: dict) -> str:
     return f" [{_pct(r['latency_q1'])}, {_pct(r['latency_q3'])}]"
 
 
+def _ci(r: dict) -> str:
+    lo, hi = r.get("latency_ci_lo"), r.get("latency_ci_hi")
+    return "" if lo is None else f"{_pct(lo)} .. {_pct(hi)}"
+
+
+def _met(r: dict) -> str:
+    if r["met"] is None:
+        return ""
+    if r.get("shown") is None:
+        return "~yes" if r["met"] else "~no"
+    return "yes" if r["shown"] else "**no**"
+
+
+def _level(s: dict) -> str:
+    return f"{(1 - s.get('ci_alpha', ALPHA)) * 100:.4g}%"
+
+
+def _looks(s: dict) -> str:
+    looks = s.get("looks", 1)
+    if looks <= 1:
+        return ""
+    return (f" The rounds were extended while a target was undecided ({s['repeats']} rounds, then more for the "
+            f"undecided models and their backbones, up to {s['until_decided']}): with {looks} looks at the data, "
+            f"each interval is at {_level(s)} (Bonferroni: the 5 % chance of a wrong verdict split over the {looks} "
+            "looks), so that a target's verdict is wrong at most 5 % of the time whichever look made it; the CSV's "
+            "`n` and `pairs` give each model's rounds.")
+
+
 def _tgt(t) -> str:
     return "" if t is None else "<= " + _pct(t)
 
@@ -100,29 +142,37 @@ def render_md(run: dict, notes: str = "") -> str:
              + (", channels_last" if s["channels_last"] else "")
              + (", zoo.deploy (zoo models; torchvision's ResNet as shipped)" if s.get("deploy") else "")
              + (", torch.compile" if s["compile"] else "") + (" with freezing" if s.get("freeze") else "")
-             + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model, models alternated "
+             + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model"
+             + (f" (up to {s['until_decided']} while its target or a model using it as backbone was undecided)"
+                if s.get("until_decided") else "") + ", models alternated "
              "(order rotated each round) in one process"
              + (f"; allocator: {s['malloc']}" if s.get("malloc") and s["device"] == "cpu" else "") + ".",
              "Latency: median ms per clip [interquartile range]; latency = the median over rounds of "
              "(this model's time / its backbone's time in the same round) [their interquartile range]. FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
              + s.get("memory_how", "not measured") + ", in a fresh process per model.", "",
-             "| model | vs | ms/clip [IQR] | clips/s | latency | FLOPs | x R50 | GFLOPs | params | peak act. MB | target | authors | met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| model | vs | ms/clip [IQR] | clips/s | latency | {_level(s)} CI | FLOPs | x R50 | GFLOPs | params | peak act. MB "
+             "| target | authors | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows(run):
         if r["error"]:
-            lines.append(f"| {r['model']} | {r['baseline']} | error: {r['error'][:120]} |" + " |" * 10)
+            lines.append(f"| {r['model']} | {r['baseline']} | error: {r['error'][:120]} |" + " |" * 11)
             continue
-        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        met = _met(r)
         lines.append(
             f"| {r['model']} | {r['baseline']} | {_f(r['ms_per_clip'], '.1f')} [{_f(r['ms_q1'], '.1f')}-{_f(r['ms_q3'], '.1f')}] "
-            f"| {_f(r['clips_per_s'], '.2f')} | {_pct(r['latency_ratio'])}{_spread(r)} | {_pct(r['flops_ratio'])} "
+            f"| {_f(r['clips_per_s'], '.2f')} | {_pct(r['latency_ratio'])}{_spread(r)} | {_ci(r)} | {_pct(r['flops_ratio'])} "
             f"| {_f(r['ratio_to_r50'], '.3f')} | {_f(r['gflops'], '.2f')} | {_f(r['params_m'], '.2f')}M "
             f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r['target'])} "
             f"| {_pct(r['authors_ratio'])} | {met} |")
     lines += ["", "`target`: the project's limit on the latency overhead over the backbone (at least twice as "
               "good as the authors' code on every overhead; zoo/bench/targets.toml); `authors`: the authors' code "
               "measured the same way (their ratios to torchvision ResNet-50 divided by their backbone's). Peak "
-              f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB."]
+              f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB.",
+              "", f"`met`: `yes` / `**no**` when the {_level(s)} confidence interval of the latency (the median per-round "
+              "ratio; distribution-free: order statistics, as the sign test gives) lies wholly at or under / over "
+              "the target; `~yes` / `~no` when the interval holds the target: the median's side of it, which these "
+              "rounds cannot show (the machine's noise decides; more rounds, or `--until-decided`, may)."
+              + _looks(s)]
     comp = [(r["model"], r["compile_s"]) for r in rows(run) if r.get("compile_s") is not None]
     if comp:
         lines += ["", "torch.compile, first call (tracing and code generation), s: "

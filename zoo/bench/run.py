@@ -3,6 +3,7 @@ process against its backbone."""
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -12,7 +13,10 @@ from .machine import machine
 from .probe import MMAP_THRESHOLD, run_probes
 from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepare
 from .targets import target_of
-from .timing import MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, time_models
+from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, paired, time_models, verdict
+
+# --until-decided: rounds added per look at the undecided models
+MORE_ROUNDS = 10
 
 __all__ = ["run_bench", "deploy_function", "read_probe_cache"]
 
@@ -43,6 +47,23 @@ def read_probe_cache(path: str) -> Optional[dict]:
                      "give a new file name (that file is left as it is)")
 
 
+def undecided(results: dict, alpha: float) -> list:
+    """The models whose target these rounds can neither show met nor show missed."""
+    out = []
+    for label, r in results.items():
+        t = target_of(label)
+        b = results.get(r.baseline) if r.baseline else None
+        if t and b and t.baseline == r.baseline and r.times_ms and b.times_ms \
+                and verdict(paired(r, b), t.limit, alpha) is None:
+            out.append(label)
+    return out
+
+
+def looks_of(repeats: int, until: int) -> int:
+    """How often --until-decided looks at the data: after ``repeats`` rounds, then every MORE_ROUNDS up to ``until``."""
+    return 1 + math.ceil(max(until - repeats, 0) / MORE_ROUNDS)
+
+
 def _freezing(on: bool):
     import contextlib
 
@@ -67,7 +88,8 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
               batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
               channels_last: bool = False, compile: bool = False, deploy: bool = False, repeats: int = 10,
               warmup: int = 2, probes: bool = True, jobs: int = 1, add_baselines: bool = True,
-              probe_cache: Optional[str] = None, log=None, malloc: str = "keep", freeze: bool = False) -> dict:
+              probe_cache: Optional[str] = None, log=None, malloc: str = "keep", freeze: bool = False,
+              until_decided: Optional[int] = None) -> dict:
     """Benchmark ``names`` (and their backbones) in one process; returns the run as a dict
     (``machine``, ``settings``, ``results``: {label: BenchResult}).
 
@@ -80,16 +102,25 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
     as constants and prepacked for oneDNN; inference only: PyTorch's advice for CPU inference).
     ``deploy``: time each zoo model as ``zoo.deploy.deploy(model, example_input)`` returns it (before
     ``compile``, when both are set); torchvision's ResNet stays the reference as torchvision ships
-    it (in the ``channels_last`` setting's layout), not converted."""
+    it (in the ``channels_last`` setting's layout), not converted.
+
+    ``until_decided``: after ``repeats`` rounds, time the models whose target is undecided (see
+    :func:`zoo.bench.timing.verdict`) and their backbones for MORE_ROUNDS more, and again, until
+    every target is decided or ``until_decided`` rounds are done. Each look at the data is a
+    chance to err, so every interval is at level ALPHA / looks (Bonferroni): a verdict stays wrong
+    at most ALPHA of the time however many looks it took."""
     import torch
 
     if freeze and not compile:
         raise ValueError("freeze applies to compiled models: pass compile=True (--compile)")
+    if until_decided is not None and until_decided <= repeats:
+        raise ValueError(f"until_decided ({until_decided}) must be more rounds than repeats ({repeats})")
     if malloc not in ("keep", "default"):
         raise ValueError(f"malloc must be 'keep' or 'default', got {malloc!r}")
     to_deploy = deploy_function() if deploy else None
     if repeats < MIN_ROUNDS_FOR_IQR:
-        msg = (f"{repeats} timed round(s): the interquartile ranges of so few rounds are not a spread "
+        msg = (f"{repeats} timed round(s): the interquartile ranges of so few rounds are not a spread, and "
+               "their intervals too wide to show a target met or missed "
                f"(use --repeats {MIN_ROUNDS_FOR_IQR} or more; the committed runs use 20)")
         if log:
             log("warning: " + msg)
@@ -189,4 +220,26 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
         log(f"timing {len(fns)} models: {warmup} warm-up + {repeats} timed rounds, alternated")
     for label, t in time_models(fns, repeats, warmup, device, log=log).items():
         results[label].times_ms = t
+    if until_decided:
+        looks = looks_of(repeats, until_decided)
+        alpha = ALPHA / looks
+        settings.update(until_decided=until_decided, looks=looks, ci_alpha=alpha)
+        for label in fns:
+            results[label].rounds = list(range(repeats))
+        done = repeats
+        while done < until_decided:
+            todo = undecided(results, alpha)
+            if not todo:
+                break
+            # a model leaves for good once decided (and no undecided model needs it as backbone), so
+            # each model's rounds are one unbroken run from round 0, and the looks are the ones counted
+            keep = set(todo) | {results[k].baseline for k in todo}
+            n = min(MORE_ROUNDS, until_decided - done)
+            if log:
+                log(f"undecided after {done} rounds: {', '.join(todo)}; {n} more rounds")
+            more = time_models({k: f for k, f in fns.items() if k in keep}, n, 1, device, first_round=done)
+            for label, t in more.items():
+                results[label].times_ms += t
+                results[label].rounds += list(range(done, done + n))
+            done += n
     return {"machine": machine(), "settings": settings, "results": results}

@@ -4,15 +4,19 @@ statistics; glibc heap settings that make a forward's cost independent of what r
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["BenchResult", "quartiles", "time_models", "keep_heap", "MIN_ROUNDS_FOR_IQR"]
+__all__ = ["BenchResult", "quartiles", "median_ci", "verdict", "paired", "time_models", "keep_heap",
+           "MIN_ROUNDS_FOR_IQR", "ALPHA"]
 
 # below this many rounds the quartiles are the extremes or two of four values: no spread to speak of
 MIN_ROUNDS_FOR_IQR = 8
+# a limit is called met or missed when the median's 95 % confidence interval lies on one side of it
+ALPHA = 0.05
 
 
 @dataclass
@@ -27,6 +31,9 @@ class BenchResult:
     model_mb: Optional[float] = None
     compile_s: Optional[float] = None  # torch.compile: the first call's time (tracing and code generation)
     error: str = ""
+    # the round each time was taken in (None: rounds 0, 1, ...); a model dropped from later rounds
+    # (--until-decided) is still paired with its backbone round by round
+    rounds: Optional[list] = None
 
     @property
     def median(self) -> float:
@@ -64,18 +71,19 @@ def _timer(device: str):
     return timed
 
 
-def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=None) -> dict:
+def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=None, first_round: int = 0) -> dict:
     """``{label: zero-arg callable}`` -> ``{label: [ms, ...]}``, alternating the callables.
 
     Round r runs the labels rotated by r (A B C, B C A, C A B, ...), so each model follows each
-    other equally often and drift spreads evenly."""
+    other equally often and drift spreads evenly; ``first_round`` continues an earlier call's
+    rotation."""
     timed = _timer(device)
     labels = list(fns)
     for _ in range(warmup):
         for k in labels:
             timed(fns[k])
     out = {k: [] for k in labels}
-    rounds = range(repeats)
+    rounds = range(first_round, first_round + repeats)
     if log:  # a bar on a terminal, a line now and then in a log
         from ..progress import progress
 
@@ -122,3 +130,46 @@ def quartiles(values: list) -> tuple:
         return min(values), max(values)
     q = statistics.quantiles(values, n=4)
     return q[0], q[2]
+
+
+def paired(model: "BenchResult", base: "BenchResult") -> list:
+    """The per-round ratios model / backbone over the rounds both were timed in."""
+    if model.rounds is None and base.rounds is None:
+        return [x / y for x, y in zip(model.times_ms, base.times_ms)] \
+            if len(model.times_ms) == len(base.times_ms) else []
+    at = dict(zip(base.rounds if base.rounds is not None else range(len(base.times_ms)), base.times_ms))
+    mine = model.rounds if model.rounds is not None else range(len(model.times_ms))
+    return [x / at[r] for r, x in zip(mine, model.times_ms) if r in at]
+
+
+def _below(k: int, n: int) -> float:
+    """P(Binomial(n, 1/2) <= k)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+
+
+def median_ci(values: list, alpha: float = ALPHA) -> Optional[tuple]:
+    """A distribution-free ``1 - alpha`` confidence interval of the median: the k-th smallest and
+    k-th largest values, k the largest with P(Binomial(n, 1/2) < k) <= alpha / 2 (the interval
+    the sign test gives; no assumption on the rounds' distribution, which disturbed rounds make
+    skewed). None when there are too few values for any interval at that level (n < 6 at 95 %)."""
+    n = len(values)
+    k = 0
+    while k + 1 <= n // 2 and _below(k, n) <= alpha / 2:
+        k += 1
+    if k == 0:
+        return None
+    v = sorted(values)
+    return v[k - 1], v[n - k]
+
+
+def verdict(per_round: list, limit: float, alpha: float = ALPHA) -> Optional[bool]:
+    """True when the median per-round ratio is shown at or under ``limit`` (its interval lies
+    wholly at or under it), False when shown over it, None when the rounds cannot tell."""
+    ci = median_ci(per_round, alpha)
+    if ci is None:
+        return None
+    if ci[1] <= limit:
+        return True
+    if ci[0] > limit:
+        return False
+    return None
