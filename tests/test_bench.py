@@ -309,6 +309,26 @@ def test_results_name_the_machine(tmp_path):
     assert rows[0]["isa_caps"] == "ONEDNN_MAX_CPU_ISA=AVX2"
 
 
+def test_results_say_how_much_cpu_time_the_hypervisor_took(tmp_path, monkeypatch):
+    from zoo.bench import machine as bench_machine
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 20 300 0 0 0 5 0 0\ncpu0 50 0 10 150 0 0 0 2 0 0\n")
+    before = bench_machine.cpu_times(str(stat))
+    stat.write_text("cpu  170 0 30 310 0 0 0 15 0 0\n")
+    assert bench_machine.steal_share(before, bench_machine.cpu_times(str(stat))) == pytest.approx(10 / 100)
+    assert bench_machine.steal_share(None, before) is None
+    assert bench_machine.cpu_times(str(tmp_path / "none")) is None
+    # a run records it, and the results name it beside the machine
+    ticks = iter([[0] * 7 + [0], [80, 0, 10, 0, 0, 0, 0, 10]])
+    monkeypatch.setattr(bench_run, "cpu_times", lambda: next(ticks))
+    run = bench.run_bench(["tsn_r18"], frames=2, size=32, threads=1, repeats=1, warmup=0, probes=False,
+                          add_baselines=False)
+    assert run["machine"]["steal"] == pytest.approx(0.1)
+    assert "10.0% of CPU time stolen by the hypervisor while timing" in bench.render_md(run)
+    assert next(csv.DictReader(io.StringIO(bench.render_csv(run))))["steal"] == "0.1000"
+
+
 def test_machine_records_the_caps_that_key_deploy_choices(monkeypatch):
     from zoo.bench.machine import machine
     from zoo.deploy.choices import ISA_CAPS

@@ -1,5 +1,6 @@
 """The machine a run measured, for every results file: CPU model and vector extensions, cores,
-memory, torch and its oneDNN/MKL versions, load, copy bandwidth, GPU."""
+memory, torch and its oneDNN/MKL versions, load, copy bandwidth, CPU time stolen by the
+hypervisor, GPU."""
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ import platform
 import re
 import statistics
 import time
+from typing import Optional
 
-__all__ = ["machine", "cpu_info", "math_libraries", "copy_bandwidth", "describe"]
+__all__ = ["machine", "cpu_info", "math_libraries", "copy_bandwidth", "cpu_times", "steal_share", "describe"]
 
 # the vector extensions that decide which oneDNN/MKL kernels run
 _VECTOR = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
@@ -82,6 +84,27 @@ def copy_bandwidth(mb: int = 64, repeats: int = 7) -> float:
     return 2 * x.numel() * 4 / statistics.median(ts) / 1e9
 
 
+def cpu_times(path: str = "/proc/stat") -> Optional[list]:
+    """The machine's CPU time so far, in ticks: user, nice, system, idle, iowait, irq, softirq,
+    steal; None where there is no /proc/stat."""
+    try:
+        with open(path) as f:
+            fields = f.readline().split()
+        return [int(v) for v in fields[1:9]] if fields and fields[0] == "cpu" and len(fields) >= 9 else None
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before: Optional[list], after: Optional[list]) -> Optional[float]:
+    """The share of CPU time the hypervisor gave other guests between two :func:`cpu_times`:
+    a host whose neighbours take this VM's cores shows it here; one whose neighbours take its
+    caches and memory bandwidth does not (the copy bandwidth shows that)."""
+    if not before or not after:
+        return None
+    d = [b - a for a, b in zip(before, after)]
+    return d[7] / sum(d) if sum(d) > 0 else None
+
+
 def machine(bandwidth: bool = True) -> dict:
     """The machine, in words and numbers, for the results file."""
     import torch
@@ -118,6 +141,8 @@ def describe(m: dict) -> str:
     parts.append(f"{m['logical_cpus']} logical CPUs")
     if "mem_gb" in m:
         parts.append(f"{m['mem_gb']} GB")
+    if m.get("steal") is not None:
+        parts.append(f"{m['steal'] * 100:.1f}% of CPU time stolen by the hypervisor while timing")
     libs = [f"{n} {m[k]}" for k, n in (("onednn_version", "oneDNN"), ("mkl_version", "MKL")) if m.get(k)]
     return (f"{m['cpu']} ({'; '.join(parts)}), {m['platform']}, Python {m['python']}, torch {m['torch']}"
             + (f" ({', '.join(libs)})" if libs else "") + (f", GPU {m['gpu']}" if "gpu" in m else ""))

@@ -79,7 +79,8 @@ def render_csv(run: dict) -> str:
     m = run["machine"]
     where = {"cpu": m.get("cpu", ""), "family": m.get("family") or "", "vector": " ".join(m.get("vector") or []), "cores": m.get("cores") or "",
              "torch": m.get("torch", ""), "onednn": m.get("onednn_version") or "", "mkl": m.get("mkl_version") or "",
-             "isa_caps": " ".join(f"{k}={v}" for k, v in (m.get("isa_caps") or {}).items())}
+             "isa_caps": " ".join(f"{k}={v}" for k, v in (m.get("isa_caps") or {}).items()),
+             "steal": "" if m.get("steal") is None else f"{m['steal']:.4f}"}
     rs = [{**r, **where} for r in rows(run)]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rs[0]) if rs else ["model", *where])

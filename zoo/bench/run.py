@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .machine import machine
+from .machine import cpu_times, machine, steal_share
 from .probe import MMAP_THRESHOLD, run_probes
 from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepare
 from .targets import target_of
@@ -218,6 +218,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
         fns[s.label] = fn
     if log:
         log(f"timing {len(fns)} models: {warmup} warm-up + {repeats} timed rounds, alternated")
+    ticks = cpu_times()
     for label, t in time_models(fns, repeats, warmup, device, log=log).items():
         results[label].times_ms = t
     if until_decided:
@@ -242,4 +243,5 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
                 results[label].times_ms += t
                 results[label].rounds += list(range(done, done + n))
             done += n
-    return {"machine": machine(), "settings": settings, "results": results}
+    return {"machine": {**machine(), "steal": steal_share(ticks, cpu_times())}, "settings": settings,
+            "results": results}
