@@ -466,6 +466,7 @@ def test_a_target_is_met_or_missed_only_when_the_interval_shows_it():
     assert "| tsn_r50 | tv_resnet50 |" in md and "| <= +1.0% | +2.0% | yes |" in md
     # ten rounds at 95 %: the 2nd smallest and 2nd largest ratio
     assert "| <= +5.0% | +10.8% | ~yes |" in md and "| +3.0% .. +6.0% |" in md
+    assert "Of 2 targets: 1 shown met, 0 shown missed, 1 undecided (2 with the median at or under the limit)." in md
     csv_row = next(r for r in csv.DictReader(io.StringIO(bench.render_csv(run))) if r["model"] == "gc_tsn_r50")
     assert float(csv_row["latency_ci_hi"]) == pytest.approx(1.06) and csv_row["shown"] == ""
 

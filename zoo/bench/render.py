@@ -165,6 +165,12 @@ def render_md(run: dict, notes: str = "") -> str:
             f"| {_f(r['ratio_to_r50'], '.3f')} | {_f(r['gflops'], '.2f')} | {_f(r['params_m'], '.2f')}M "
             f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r['target'])} "
             f"| {_pct(r['authors_ratio'])} | {met} |")
+    judged = [r for r in rows(run) if r["met"] is not None]
+    if judged:
+        count = {v: sum(1 for r in judged if r["shown"] is v) for v in (True, False, None)}
+        lines += ["", f"Of {len(judged)} target{'s' if len(judged) > 1 else ''}: {count[True]} shown met, {count[False]} shown missed, "
+                  f"{count[None]} undecided ({sum(1 for r in judged if r['met'])} with the median at or under "
+                  "the limit)."]
     lines += ["", "`target`: the project's limit on the latency overhead over the backbone (at least twice as "
               "good as the authors' code on every overhead; zoo/bench/targets.toml); `authors`: the authors' code "
               "measured the same way (their ratios to torchvision ResNet-50 divided by their backbone's). Peak "
