@@ -47,7 +47,8 @@ conversion: deploy after loading them. TSM's shift may be lent: the block input 
 and not shifted back, the residual join reading the shifted channels from the neighbouring
 frames (timed per block); a lent block may also write its output already shifted for the next
 block of its stage, which then shifts nothing (timed per pair; a hook on such a block sees its
-output shifted). Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
+output shifted). Forward hooks in general receive tensors that later in-place steps overwrite
+(a folded conv's output ReLU'd, gated or joined in place): a hook that keeps one clones it. Not compiled, but timed the same way: each block's join (add, ReLU) as ATen's
 ``_add_relu_`` in one pass.
 
 The result is for inference only (``eval()``, no gradients); it traces and exports (tracing,
