@@ -515,6 +515,7 @@ def test_until_decided_times_only_what_is_still_undecided(monkeypatch):
     assert rows["tsm_r18"]["pairs"] == 40 and rows["tsm_r18"]["shown"] is True
     assert rows["tsm_r18"]["latency_ratio"] == pytest.approx(1.045)
     assert "99.17% CI" in bench.render_md(run) and "Bonferroni" in bench.render_md(run)
+    assert s["rounds_done"] == 40 and "up to 60; 40 were run" in bench.render_md(run)
     # a target the rounds never decide runs to the end, and says so
     every[0] = 2  # half the rounds over
     calls.clear()

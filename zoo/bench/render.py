@@ -117,12 +117,15 @@ def _level(s: dict) -> str:
     return f"{(1 - s.get('ci_alpha', ALPHA)) * 100:.4g}%"
 
 
-def _looks(s: dict) -> str:
+def _looks(run: dict) -> str:
+    s = run["settings"]
     looks = s.get("looks", 1)
     if looks <= 1:
         return ""
-    return (f" The rounds were extended while a target was undecided ({s['repeats']} rounds, then more for the "
-            f"undecided models and their backbones, up to {s['until_decided']}): with {looks} looks at the data, "
+    done = s.get("rounds_done") or max((len(r.times_ms) for r in run["results"].values()), default=None)
+    return (f" The rounds were to be extended while a target was undecided ({s['repeats']} rounds, then 10 more at "
+            f"a time for the undecided models and their backbones, up to {s['until_decided']}"
+            + (f"; {done} were run" if done is not None else "") + f"): with up to {looks} looks at the data, "
             f"each interval is at {_level(s)} (Bonferroni: the 5 % chance of a wrong verdict split over the {looks} "
             "looks), so that a target's verdict is wrong at most 5 % of the time whichever look made it; the CSV's "
             "`n` and `pairs` give each model's rounds.")
@@ -179,7 +182,7 @@ def render_md(run: dict, notes: str = "") -> str:
               "ratio; distribution-free: order statistics, as the sign test gives) lies wholly at or under / over "
               "the target; `~yes` / `~no` when the interval holds the target: the median's side of it, which these "
               "rounds cannot show (the machine's noise decides; more rounds, or `--until-decided`, may)."
-              + _looks(s)]
+              + _looks(run)]
     comp = [(r["model"], r["compile_s"]) for r in rows(run) if r.get("compile_s") is not None]
     if comp:
         lines += ["", "torch.compile, first call (tracing and code generation), s: "

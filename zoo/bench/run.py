@@ -243,5 +243,6 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
                 results[label].times_ms += t
                 results[label].rounds += list(range(done, done + n))
             done += n
+        settings["rounds_done"] = done
     return {"machine": {**machine(), "steal": steal_share(ticks, cpu_times())}, "settings": settings,
             "results": results}
