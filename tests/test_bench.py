@@ -193,6 +193,7 @@ def test_run_bench_adds_baselines_and_cli(tmp_path, capsys):
     assert set(res) == {"tsm_r18", "tsn_r18", "tv_resnet18"}
     assert res["tsm_r18"].baseline == "tsn_r18" and res["tsn_r18"].baseline == "tv_resnet18"
     assert all(len(r.times_ms) == 2 for r in res.values())
+    assert "`met`:" not in bench.render_md(run) and "targets:" not in bench.render_md(run)  # no target here
     run = bench.run_bench(["tsm_r18", "tsn_r18"], baseline="tsn_r18", frames=2, size=32, threads=1,
                           repeats=1, warmup=0, probes=False)
     assert run["results"]["tsm_r18"].baseline == "tsn_r18" and run["results"]["tsn_r18"].baseline is None

@@ -177,12 +177,13 @@ def render_md(run: dict, notes: str = "") -> str:
     lines += ["", "`target`: the project's limit on the latency overhead over the backbone (at least twice as "
               "good as the authors' code on every overhead; zoo/bench/targets.toml); `authors`: the authors' code "
               "measured the same way (their ratios to torchvision ResNet-50 divided by their backbone's). Peak "
-              f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB.",
-              "", f"`met`: `yes` / `**no**` when the {_level(s)} confidence interval of the latency (the median per-round "
-              "ratio; distribution-free: order statistics, as the sign test gives) lies wholly at or under / over "
-              "the target; `~yes` / `~no` when the interval holds the target: the median's side of it, which these "
-              "rounds cannot show (the machine's noise decides; more rounds, or `--until-decided`, may)."
-              + _looks(run)]
+              f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB."]
+    if judged:
+        lines += ["", f"`met`: `yes` / `**no**` when the {_level(s)} confidence interval of the latency (the median "
+                  "per-round ratio; distribution-free: order statistics, as the sign test gives) lies wholly at or "
+                  "under / over the target; `~yes` / `~no` when the interval holds the target: the median's side "
+                  "of it, which these rounds cannot show (the machine's noise decides; more rounds, or `--until-decided`, may)."
+                  + _looks(run)]
     comp = [(r["model"], r["compile_s"]) for r in rows(run) if r.get("compile_s") is not None]
     if comp:
         lines += ["", "torch.compile, first call (tracing and code generation), s: "
