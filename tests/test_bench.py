@@ -10,7 +10,7 @@ import pytest
 
 from zoo import bench
 from zoo.bench import BenchResult, Spec, baseline_of, parse_spec, time_models
-from zoo.bench import profiling as bench_profiling, render as bench_render, run as bench_run
+from zoo.bench import profiling as bench_profiling, run as bench_run, targets as bench_targets
 from zoo.bench.targets import Target
 from zoo.cli import main as zoo_main
 from zoo.registry import archs
@@ -484,8 +484,8 @@ def test_rounds_pair_by_their_number():
 
 def test_until_decided_times_only_what_is_still_undecided(monkeypatch):
     limits = {"tsn_r18": Target("tv_resnet18", 1.01, 1.02), "tsm_r18": Target("tsn_r18", 1.05, 1.1)}
-    monkeypatch.setattr(bench_run, "target_of", limits.get)
-    monkeypatch.setattr(bench_render, "target_of", limits.get)
+    monkeypatch.setattr(bench_run, "target_of", limits.get)      # the backbones it picks
+    monkeypatch.setattr(bench_targets, "target_of", limits.get)  # the targets it judges
     calls, every = [], [4]
 
     def fake(fns, repeats, warmup, device="cpu", log=None, first_round=0):

@@ -206,7 +206,7 @@ def test_a_whole_model_choice_leaves_the_default_only_on_a_sign_test(tmp_path, m
     taken = _scripted(monkeypatch, [coin])
     assert tuner.choose("fold", "e", fns, margin=0.03) == "fold" and len(taken) == 26
     # 26: 13 wins and 13 losses; 27 of 40 is the most it could still reach, not significant (28 is)
-    assert choices._tail(27, 40) >= choices.ALPHA > choices._tail(28, 40) and choices.PAIRS[1] == 40
+    assert choices.sign_tail(27, 40) >= choices.ALPHA > choices.sign_tail(28, 40) and choices.PAIRS[1] == 40
     late = [0.8, 1.0] * 6 + [0.8] * 13                                                  # even, then ahead
     taken = _scripted(monkeypatch, [late])
     assert tuner.choose("fold", "e2", fns, margin=0.03) == "keep" and len(taken) == 25  # 19 of 25
@@ -236,8 +236,8 @@ def test_paired_rounds_time_the_two_alternately():
 
 
 def test_sign_test_tail():
-    assert choices._tail(7, 7) == 0.5 ** 7 and choices._tail(0, 5) == 1.0
-    assert abs(choices._tail(9, 10) - 11 / 1024) < 1e-12
+    assert choices.sign_tail(7, 7) == 0.5 ** 7 and choices.sign_tail(0, 5) == 1.0
+    assert abs(choices.sign_tail(9, 10) - 11 / 1024) < 1e-12
 
 
 def test_choices_are_kept_per_instruction_set(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .profiling import explain, profile
 from .render import check_out, load_run, render_md, write_results
-from .run import read_probe_cache, run_bench
+from .run import MORE_ROUNDS, read_probe_cache, run_bench
 from .spec import TV
 from .targets import PRESETS
 from .timing import MIN_ROUNDS_FOR_IQR
@@ -40,7 +40,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
                    help=f"timed forwards per model (fewer than {MIN_ROUNDS_FOR_IQR}: no meaningful interquartile range)")
     p.add_argument("--until-decided", type=int, metavar="ROUNDS",
                    help="after --repeats rounds, keep timing the models whose target is undecided (95%% interval "
-                        "of the median holds the limit) and their backbones, 10 rounds at a time, up to ROUNDS; "
+                        f"of the median holds the limit) and their backbones, {MORE_ROUNDS} rounds at a time, up to ROUNDS; "
                         "the intervals widen for the extra looks (Bonferroni)")
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
     p.add_argument("--no-probe", action="store_true", help="skip peak memory and FLOPs (child processes)")

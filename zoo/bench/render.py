@@ -11,7 +11,7 @@ from typing import Optional
 
 from .machine import describe
 from .spec import TV
-from .targets import AUTHORS_ACT_MB, target_of
+from .targets import AUTHORS_ACT_MB, target_for
 from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, median_ci, paired, quartiles, verdict
 
 __all__ = ["rows", "render_md", "render_csv", "load_run", "write_results", "result_paths", "check_out"]
@@ -52,11 +52,11 @@ def rows(run: dict) -> list[dict]:
         elif b and b.times_ms and r.times_ms:
             ratio = r.median / b.median
         fl = r.flops / b.flops if b and r.flops and b.flops else None
-        tgt = target_of(label)
+        tgt = target_for(label, r.baseline)
         met = shown = None
-        if tgt and ratio is not None and tgt[0] == r.baseline:
-            met = ratio <= tgt[1]
-            shown = verdict(per_round, tgt[1], alpha) if per_round else None
+        if tgt and ratio is not None:
+            met = ratio <= tgt.limit
+            shown = verdict(per_round, tgt.limit, alpha) if per_round else None
         q1, q3 = r.iqr
         out.append({
             "model": label, "baseline": r.baseline or "", "ms_per_clip": r.ms_per_clip,
@@ -66,8 +66,8 @@ def rows(run: dict) -> list[dict]:
             "ratio_to_r50": _to_floor(r, floor),
             "gflops": r.flops / 1e9 / r.batch if r.flops else None, "params_m": r.params / 1e6 if r.params else None,
             "peak_act_mb": r.peak_mb, "model_mb": r.model_mb,
-            "target": tgt[1] if tgt and tgt[0] == r.baseline else None,
-            "authors_ratio": tgt[2] if tgt and tgt[0] == r.baseline else None,
+            "target": tgt.limit if tgt else None,
+            "authors_ratio": tgt.authors if tgt else None,
             "met": met, "shown": shown, "compile_s": r.compile_s, "error": r.error,
         })
     return out
@@ -123,7 +123,8 @@ def _looks(run: dict) -> str:
     if looks <= 1:
         return ""
     done = s.get("rounds_done") or max((len(r.times_ms) for r in run["results"].values()), default=None)
-    return (f" The rounds were to be extended while a target was undecided ({s['repeats']} rounds, then 10 more at "
+    return (f" The rounds were to be extended while a target was undecided ({s['repeats']} rounds, then "
+            f"{s.get('more_rounds', 10)} more at "
             f"a time for the undecided models and their backbones, up to {s['until_decided']}"
             + (f"; {done} were run" if done is not None else "") + f"): with up to {looks} looks at the data, "
             f"each interval is at {_level(s)} (Bonferroni: the 5 % chance of a wrong verdict split over the {looks} "
@@ -157,7 +158,8 @@ def render_md(run: dict, notes: str = "") -> str:
              f"| model | vs | ms/clip [IQR] | clips/s | latency | {_level(s)} CI | FLOPs | x R50 | GFLOPs | params | peak act. MB "
              "| target | authors | met |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows(run):
+    rs = rows(run)
+    for r in rs:
         if r["error"]:
             lines.append(f"| {r['model']} | {r['baseline']} | error: {r['error'][:120]} |" + " |" * 11)
             continue
@@ -168,7 +170,7 @@ def render_md(run: dict, notes: str = "") -> str:
             f"| {_f(r['ratio_to_r50'], '.3f')} | {_f(r['gflops'], '.2f')} | {_f(r['params_m'], '.2f')}M "
             f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r['target'])} "
             f"| {_pct(r['authors_ratio'])} | {met} |")
-    judged = [r for r in rows(run) if r["met"] is not None]
+    judged = [r for r in rs if r["met"] is not None]
     if judged:
         count = {v: sum(1 for r in judged if r["shown"] is v) for v in (True, False, None)}
         lines += ["", f"Of {len(judged)} target{'s' if len(judged) > 1 else ''}: {count[True]} shown met, {count[False]} shown missed, "
@@ -184,7 +186,7 @@ def render_md(run: dict, notes: str = "") -> str:
                   "under / over the target; `~yes` / `~no` when the interval holds the target: the median's side "
                   "of it, which these rounds cannot show (the machine's noise decides; more rounds, or `--until-decided`, may)."
                   + _looks(run)]
-    comp = [(r["model"], r["compile_s"]) for r in rows(run) if r.get("compile_s") is not None]
+    comp = [(r["model"], r["compile_s"]) for r in rs if r.get("compile_s") is not None]
     if comp:
         lines += ["", "torch.compile, first call (tracing and code generation), s: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in comp) + "."]

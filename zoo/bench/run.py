@@ -12,7 +12,7 @@ from typing import Optional
 from .machine import cpu_times, machine, steal_share
 from .probe import MMAP_THRESHOLD, run_probes
 from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepare
-from .targets import target_of
+from .targets import target_for, target_of
 from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, paired, time_models, verdict
 
 # --until-decided: rounds added per look at the undecided models
@@ -51,10 +51,9 @@ def undecided(results: dict, alpha: float) -> list:
     """The models whose target these rounds can neither show met nor show missed."""
     out = []
     for label, r in results.items():
-        t = target_of(label)
+        t = target_for(label, r.baseline)
         b = results.get(r.baseline) if r.baseline else None
-        if t and b and t.baseline == r.baseline and r.times_ms and b.times_ms \
-                and verdict(paired(r, b), t.limit, alpha) is None:
+        if t and b and r.times_ms and b.times_ms and verdict(paired(r, b), t.limit, alpha) is None:
             out.append(label)
     return out
 
@@ -224,7 +223,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
     if until_decided:
         looks = looks_of(repeats, until_decided)
         alpha = ALPHA / looks
-        settings.update(until_decided=until_decided, looks=looks, ci_alpha=alpha)
+        settings.update(until_decided=until_decided, more_rounds=MORE_ROUNDS, looks=looks, ci_alpha=alpha)
         for label in fns:
             results[label].rounds = list(range(repeats))
         done = repeats

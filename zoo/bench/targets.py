@@ -5,7 +5,7 @@ import tomllib
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Target", "TARGETS", "PRESETS", "AUTHORS_ACT_MB", "load_targets", "target_of"]
+__all__ = ["Target", "TARGETS", "PRESETS", "AUTHORS_ACT_MB", "load_targets", "target_of", "target_for"]
 
 FILE = Path(__file__).with_name("targets.toml")
 
@@ -59,3 +59,10 @@ def target_of(label: str):
     except Exception:  # a saved run rendered where the registry is not at hand
         return None
     return TARGETS.get(arch_of(label)) if v is not None and not v.kwargs else None
+
+
+def target_for(label: str, baseline):
+    """The target of ``label`` when it is compared with ``baseline`` (its target's backbone),
+    else None."""
+    t = target_of(label)
+    return t if t is not None and baseline is not None and t.baseline == baseline else None

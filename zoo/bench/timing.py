@@ -4,11 +4,12 @@ statistics; glibc heap settings that make a forward's cost independent of what r
 """
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Optional
+
+from ..deploy.choices import sign_tail
 
 __all__ = ["BenchResult", "quartiles", "median_ci", "verdict", "paired", "time_models", "keep_heap",
            "MIN_ROUNDS_FOR_IQR", "ALPHA"]
@@ -142,11 +143,6 @@ def paired(model: "BenchResult", base: "BenchResult") -> list:
     return [x / at[r] for r, x in zip(mine, model.times_ms) if r in at]
 
 
-def _below(k: int, n: int) -> float:
-    """P(Binomial(n, 1/2) <= k)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-
-
 def median_ci(values: list, alpha: float = ALPHA) -> Optional[tuple]:
     """A distribution-free ``1 - alpha`` confidence interval of the median: the k-th smallest and
     k-th largest values, k the largest with P(Binomial(n, 1/2) < k) <= alpha / 2 (the interval
@@ -154,7 +150,7 @@ def median_ci(values: list, alpha: float = ALPHA) -> Optional[tuple]:
     skewed). None when there are too few values for any interval at that level (n < 6 at 95 %)."""
     n = len(values)
     k = 0
-    while k + 1 <= n // 2 and _below(k, n) <= alpha / 2:
+    while k + 1 <= n // 2 and sign_tail(n - k, n) <= alpha / 2:  # P(at most k heads)
         k += 1
     if k == 0:
         return None

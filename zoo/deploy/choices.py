@@ -71,7 +71,7 @@ ALPHA = 0.01
 PAIRS = (7, 40)
 
 
-def _tail(k: int, n: int) -> float:
+def sign_tail(k: int, n: int) -> float:
     """P(at least k heads in n tosses of a fair coin)."""
     return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n
 
@@ -137,10 +137,10 @@ class Autotuner:
         for ratio in self._paired(candidates[default], candidates[other]):
             n += 1
             wins += ratio < 1 - margin
-            if n >= PAIRS[0] and _tail(wins, n) < ALPHA:
+            if n >= PAIRS[0] and sign_tail(wins, n) < ALPHA:
                 return True
-            if n >= PAIRS[1] or (n >= PAIRS[0] and _tail(n - wins, n) < ALPHA) \
-                    or _tail(wins + PAIRS[1] - n, PAIRS[1]) >= ALPHA:  # not shown even if it won every round left
+            if n >= PAIRS[1] or (n >= PAIRS[0] and sign_tail(n - wins, n) < ALPHA) \
+                    or sign_tail(wins + PAIRS[1] - n, PAIRS[1]) >= ALPHA:  # not shown even if it won every round left
                 return False
         return False
 
