@@ -7,7 +7,7 @@ import io
 import json
 import platform
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
@@ -75,9 +75,11 @@ _MEASURED: dict = {}  # configuration -> Complexity, shared by every report of t
 
 
 def build_report(papers: Optional[Iterable[str]] = None, progress=None,
-                 archs: Optional[Iterable[str]] = None, frames: Optional[int] = None) -> list[RowResult]:
+                 archs: Optional[Iterable[str]] = None, frames: Optional[int] = None,
+                 where: Optional[Callable[[ComplexityRow], bool]] = None) -> list[RowResult]:
     """Measure every complexity row of the given papers (default: all), optionally only rows
-    whose architecture matches one of the fnmatch patterns ``archs`` and with ``frames`` frames.
+    whose architecture matches one of the fnmatch patterns ``archs``, with ``frames`` frames and
+    for which ``where(row)`` is true (rows left out are not built).
     Identical configurations are built and traced once per process. ``progress``: True shows
     it on stderr (:func:`zoo.progress.progress`), or a callback ``fn(i, n, row)``."""
     reg = registry()
@@ -94,6 +96,8 @@ def build_report(papers: Optional[Iterable[str]] = None, progress=None,
         rows = [r for r in rows if any(fnmatch.fnmatchcase(r.arch, p) for p in pats)]
     if frames is not None:
         rows = [r for r in rows if r.frames == frames]
+    if where is not None:
+        rows = [r for r in rows if where(r)]
     cache = _MEASURED
     out = []
     if progress is True:  # the command line: a bar on a terminal, plain lines in a log
