@@ -10,7 +10,7 @@ import pytest
 
 from zoo import bench
 from zoo.bench import BenchResult, Spec, baseline_of, parse_spec, time_models
-from zoo.bench import profiling as bench_profiling, run as bench_run, targets as bench_targets
+from zoo.bench import profiling as bench_profiling, run as bench_run, targets as bench_targets, timing as bench_timing
 from zoo.bench.targets import Target
 from zoo.cli import main as zoo_main
 from zoo.registry import archs
@@ -193,6 +193,8 @@ def test_run_bench_adds_baselines_and_cli(tmp_path, capsys):
     assert set(res) == {"tsm_r18", "tsn_r18", "tv_resnet18"}
     assert res["tsm_r18"].baseline == "tsn_r18" and res["tsn_r18"].baseline == "tv_resnet18"
     assert all(len(r.times_ms) == 2 for r in res.values())
+    assert len(res["tsm_r18"].base_ms) == 2 and res["tv_resnet18"].base_ms is None
+    assert "each timed right beside its backbone" in bench.render_md(run)
     assert "`met`:" not in bench.render_md(run) and "targets:" not in bench.render_md(run)  # no target here
     run = bench.run_bench(["tsm_r18", "tsn_r18"], baseline="tsn_r18", frames=2, size=32, threads=1,
                           repeats=1, warmup=0, probes=False)
@@ -472,6 +474,34 @@ def test_a_target_is_met_or_missed_only_when_the_interval_shows_it():
     assert float(csv_row["latency_ci_hi"]) == pytest.approx(1.06) and csv_row["shown"] == ""
 
 
+def test_units_put_each_backbone_between_two_of_its_models():
+    bases = {"tsn": "tv", "tsm": "tsn", "gc": "tsn", "sda": "tsn", "tdn": "tv", "x": None}
+    plan = bench_timing.units(["tv", "tsn", "tsm", "gc", "sda", "tdn", "x"], bases)
+    assert plan == [["tsn", "tv", "tdn"], ["tsm", "tsn", "gc"], ["sda", "tsn"], ["x"]]
+
+
+def test_each_model_is_timed_beside_its_backbone(monkeypatch):
+    # the "time" of a forward is its place in the sequence of forwards: beside = one apart
+    seq = []
+    monkeypatch.setattr(bench_timing, "_timer", lambda device: lambda fn: fn())
+    fns = {k: (lambda k=k: seq.append(k) or float(len(seq))) for k in ("tv", "tsn", "tsm", "gc", "sda")}
+    bases = {"tsn": "tv", "tsm": "tsn", "gc": "tsn", "sda": "tsn", "tv": None}
+    own, beside = bench_timing.time_beside(fns, bases, repeats=4, warmup=1)
+    assert seq[:7] == ["tsn", "tv", "tsm", "tsn", "gc", "sda", "tsn"]  # warm-up: the units once
+    assert seq[7:14] == ["tsn", "tv", "tsm", "tsn", "gc", "sda", "tsn"]  # round 0
+    assert seq[14:21] == ["gc", "tsn", "tsm", "tsn", "sda", "tv", "tsn"]  # round 1: rotated, each unit backwards
+    assert set(beside) == {"tsn", "tsm", "gc", "sda"} and all(len(v) == 4 for v in own.values())
+    for k, b in beside.items():
+        gaps = [o - t for o, t in zip(own[k], b)]
+        assert set(gaps) == {-1.0, 1.0}, (k, gaps)  # right beside it, before it as often as after
+        assert all(seq[int(t) - 1] == bases[k] for t in b)
+    assert [seq[int(t) - 1] for t in own["tv"]] == ["tv"] * 4
+    # the ratio pairs each time with the backbone's forward beside it, not the backbone's own
+    res = {k: BenchResult(k, bases[k], own[k], base_ms=beside.get(k)) for k in fns}
+    assert bench_run.paired(res["gc"], res["tsn"]) == pytest.approx([o / t for o, t in zip(own["gc"], beside["gc"])])
+    assert bench_run.paired(res["gc"], res["tv"]) == pytest.approx([o / t for o, t in zip(own["gc"], own["tv"])])
+
+
 def test_rounds_pair_by_their_number():
     # a model timed in rounds 2-4 only is compared with its backbone's rounds 2-4, not 0-2
     b = BenchResult("b", None, [100, 200, 300, 400, 500, 600], rounds=list(range(6)))
@@ -488,19 +518,22 @@ def test_until_decided_times_only_what_is_still_undecided(monkeypatch):
     monkeypatch.setattr(bench_targets, "target_of", limits.get)  # the targets it judges
     calls, every = [], [4]
 
-    def fake(fns, repeats, warmup, device="cpu", log=None, first_round=0):
+    def fake(fns, bases, repeats, warmup, device="cpu", log=None, first_round=0):
         calls.append((sorted(fns), first_round, repeats))
         out = {k: [] for k in fns}
+        beside = {k: [] for k in fns if bases.get(k) in fns}
         for r in range(first_round, first_round + repeats):
             tv = 100.0 + r % 7                  # the machine drifts; the ratios do not
             tsn = 0.9 * tv                      # shown under its limit from the first look
             tsm = tsn * (1.06 if r % every[0] == 0 else 1.045)  # a quarter of the rounds over its limit
-            for k, t in (("tv_resnet18", tv), ("tsn_r18", tsn), ("tsm_r18", tsm)):
-                if k in out:
-                    out[k].append(t)
-        return out
+            t = {"tv_resnet18": tv, "tsn_r18": tsn, "tsm_r18": tsm}
+            for k in out:
+                out[k].append(t[k])
+            for k in beside:
+                beside[k].append(t[bases[k]])
+        return out, beside
 
-    monkeypatch.setattr(bench_run, "time_models", fake)
+    monkeypatch.setattr(bench_run, "time_beside", fake)
     run = bench.run_bench(["tsm_r18", "tv_resnet18"], frames=2, size=32, threads=1, repeats=10, warmup=0, probes=False,
                           until_decided=60)
     s, res = run["settings"], run["results"]
@@ -511,6 +544,8 @@ def test_until_decided_times_only_what_is_still_undecided(monkeypatch):
     assert calls[1:] == [(["tsm_r18", "tsn_r18"], r, 10) for r in (10, 20, 30)]
     assert len(res["tv_resnet18"].times_ms) == 10 and len(res["tsm_r18"].times_ms) == 40
     assert res["tsm_r18"].rounds == list(range(40))
+    # TSN stayed on as TSM's backbone, without its own: no ratio for those rounds
+    assert res["tsn_r18"].base_ms[:10] == res["tv_resnet18"].times_ms and res["tsn_r18"].base_ms[10:] == [None] * 30
     rows = {r["model"]: r for r in bench.rows(run)}
     assert rows["tsn_r18"]["pairs"] == 10 and rows["tsn_r18"]["shown"] is True
     assert rows["tsm_r18"]["pairs"] == 40 and rows["tsm_r18"]["shown"] is True

@@ -1,7 +1,8 @@
 """Latency benchmark harness: ``zoo bench`` (also ``benchmarks/latency.py``).
 
 Every network is timed in ONE process, the models alternated A B C A B C ... (the order rotated
-each round) so that drift of the machine hits all of them alike. After a warm-up, each model
+each round) so that drift of the machine hits all of them alike, and each right beside its
+backbone, whose forward there is the one its ratio divides by. After a warm-up, each model
 gets ``repeats`` timed forwards of one batch of clips; the table shows the median and the
 spread (interquartile range) in ms per batch, clips/s, and each model's ratio to its own
 backbone measured in the same run (GC-TSM -> TSM, AIA(TSN) -> TSN, GST -> TSN, TSN ->
@@ -13,7 +14,7 @@ model.
 
 One job per module: ``spec`` (what is benchmarked, building it), ``targets`` (the project's
 targets and presets, data in ``targets.toml``), ``probe`` (memory/FLOPs child), ``timing``
-(alternated timing, statistics, heap settings), ``machine`` (what measured it), ``run`` (one run),
+(alternated timing beside the backbones, statistics, heap settings), ``machine`` (what measured it), ``run`` (one run),
 ``render`` (tables and files), ``profiling`` (operator profiles), ``cli``. ``import zoo`` never
 imports this package; it imports ``zoo`` (top-level tools sit above the library).
 """

@@ -150,10 +150,13 @@ def render_md(run: dict, notes: str = "") -> str:
              + f"; {s['warmup']} warm-up + {s['repeats']} timed forwards per model"
              + (f" (up to {s['until_decided']} while its target or a model using it as backbone was undecided)"
                 if s.get("until_decided") else "") + ", models alternated "
-             "(order rotated each round) in one process"
+             + ("(order rotated each round), each timed right beside its backbone (a backbone between two of "
+                "the models compared with it, the pair's order swapped every other round)"
+                if s.get("order") == "beside" else "(order rotated each round)") + " in one process"
              + (f"; allocator: {s['malloc']}" if s.get("malloc") and s["device"] == "cpu" else "") + ".",
              "Latency: median ms per clip [interquartile range]; latency = the median over rounds of "
-             "(this model's time / its backbone's time in the same round) [their interquartile range]. FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
+             "(this model's time / its backbone's time " + ("beside it" if s.get("order") == "beside" else "in the same round")
+             + ") [their interquartile range]. FLOPs: fvcore (MACs) per clip, overhead over the backbone. Peak act.: "
              + s.get("memory_how", "not measured") + ", in a fresh process per model.", "",
              f"| model | vs | ms/clip [IQR] | clips/s | latency | {_level(s)} CI | FLOPs | x R50 | GFLOPs | params | peak act. MB "
              "| target | authors | met |",

@@ -13,7 +13,7 @@ from .machine import cpu_times, machine, steal_share
 from .probe import MMAP_THRESHOLD, run_probes
 from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepare
 from .targets import target_for, target_of
-from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, paired, time_models, verdict
+from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, paired, time_beside, verdict
 
 # --until-decided: rounds added per look at the undecided models
 MORE_ROUNDS = 10
@@ -216,10 +216,14 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
                 model(x)
         fns[s.label] = fn
     if log:
-        log(f"timing {len(fns)} models: {warmup} warm-up + {repeats} timed rounds, alternated")
+        log(f"timing {len(fns)} models: {warmup} warm-up + {repeats} timed rounds, alternated, each beside its backbone")
     ticks = cpu_times()
-    for label, t in time_models(fns, repeats, warmup, device, log=log).items():
+    bases = {k: results[k].baseline for k in fns}
+    settings["order"] = "beside"
+    own, beside = time_beside(fns, bases, repeats, warmup, device, log=log)
+    for label, t in own.items():
         results[label].times_ms = t
+        results[label].base_ms = beside.get(label)
     if until_decided:
         looks = looks_of(repeats, until_decided)
         alpha = ALPHA / looks
@@ -237,10 +241,14 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
             n = min(MORE_ROUNDS, until_decided - done)
             if log:
                 log(f"undecided after {done} rounds: {', '.join(todo)}; {n} more rounds")
-            more = time_models({k: f for k, f in fns.items() if k in keep}, n, 1, device, first_round=done)
+            more, beside = time_beside({k: f for k, f in fns.items() if k in keep}, bases, n, 1, device,
+                                       first_round=done)
             for label, t in more.items():
-                results[label].times_ms += t
-                results[label].rounds += list(range(done, done + n))
+                r = results[label]
+                r.times_ms += t
+                r.rounds += list(range(done, done + n))
+                if r.base_ms is not None:  # a backbone kept for others, its own backbone gone: no ratio
+                    r.base_ms += beside.get(label) or [None] * n
             done += n
         settings["rounds_done"] = done
     return {"machine": {**machine(), "steal": steal_share(ticks, cpu_times())}, "settings": settings,

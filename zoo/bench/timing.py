@@ -1,6 +1,7 @@
 """Timing: every model in ONE process, alternated A B C A B C ... (the order rotated each round)
-so that drift of the machine (turbo, other load, thermal) hits all of them alike; per-model
-statistics; glibc heap settings that make a forward's cost independent of what ran before.
+so that drift of the machine (turbo, other load, thermal) hits all of them alike, each model
+timed right beside its backbone; per-model statistics; glibc heap settings that make a
+forward's cost independent of what ran before.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Optional
 
 from ..deploy.choices import sign_tail
 
-__all__ = ["BenchResult", "quartiles", "median_ci", "verdict", "paired", "time_models", "keep_heap",
-           "MIN_ROUNDS_FOR_IQR", "ALPHA"]
+__all__ = ["BenchResult", "quartiles", "median_ci", "verdict", "paired", "time_models", "time_beside", "units",
+           "keep_heap", "MIN_ROUNDS_FOR_IQR", "ALPHA"]
 
 # below this many rounds the quartiles are the extremes or two of four values: no spread to speak of
 MIN_ROUNDS_FOR_IQR = 8
@@ -35,6 +36,9 @@ class BenchResult:
     # the round each time was taken in (None: rounds 0, 1, ...); a model dropped from later rounds
     # (--until-decided) is still paired with its backbone round by round
     rounds: Optional[list] = None
+    # per time: the backbone's forward timed right beside it in the same round (None where the
+    # backbone was not in that round); None for runs that timed each model once per round only
+    base_ms: Optional[list] = None
 
     @property
     def median(self) -> float:
@@ -72,30 +76,70 @@ def _timer(device: str):
     return timed
 
 
-def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=None, first_round: int = 0) -> dict:
-    """``{label: zero-arg callable}`` -> ``{label: [ms, ...]}``, alternating the callables.
+def units(labels: list, bases: dict) -> list:
+    """The round's units: each backbone between two of the models compared with it
+    (``[m1, b, m2]``, or ``[m, b]`` for an odd one out), every other label alone; a backbone
+    with k models is timed ceil(k/2) times per round."""
+    out, placed = [], set()
+    for b in labels:
+        mine = [m for m in labels if bases.get(m) == b and m != b]
+        for i in range(0, len(mine), 2):
+            out.append([mine[i], b] + mine[i + 1:i + 2])
+            placed.update(out[-1])
+    return out + [[k] for k in labels if k not in placed]
 
-    Round r runs the labels rotated by r (A B C, B C A, C A B, ...), so each model follows each
-    other equally often and drift spreads evenly; ``first_round`` continues an earlier call's
-    rotation."""
+
+def time_beside(fns: dict, bases: dict, repeats: int, warmup: int, device: str = "cpu", log=None,
+                first_round: int = 0) -> tuple:
+    """``{label: zero-arg callable}`` and ``{label: its backbone's label}`` -> ``(own, beside)``:
+    ``{label: [ms per round]}``, and for each label whose backbone is in ``fns`` the time of the
+    backbone's forward run right next to it in the same round.
+
+    Why beside: on the shared hosts the per-round ratio's spread grows with the time between a
+    model's forward and its backbone's (the committed 80-round runs on both EPYCs: interquartile
+    range 6-11 points where the two ran back to back, 10-19 where other models ran between), the
+    host's state drifting over seconds. A round runs the :func:`units`, their order rotated by r
+    (A B C, B C A, ...) and every other round each unit backwards, so each model runs before its
+    backbone as often as after it; ``first_round`` continues an earlier call's rotation. A label
+    with a backbone takes its own time from its slot beside that backbone; any other from its
+    first slot of the round."""
     timed = _timer(device)
     labels = list(fns)
+    bases = {k: b for k, b in bases.items() if k in fns and b in fns}
+    plan = units(labels, bases)
     for _ in range(warmup):
-        for k in labels:
-            timed(fns[k])
-    out = {k: [] for k in labels}
+        for u in plan:
+            for k in u:
+                timed(fns[k])
+    own = {k: [] for k in labels}
+    beside = {k: [] for k in bases}
     rounds = range(first_round, first_round + repeats)
     if log:  # a bar on a terminal, a line now and then in a log
         from ..progress import progress
 
         rounds = progress(rounds, desc="timed rounds", unit="rounds",
-                          describe=lambda r: ", ".join(f"{k} {out[k][-1]:.0f} ms" for k in labels[:3] if out[k])
+                          describe=lambda r: ", ".join(f"{k} {own[k][-1]:.0f} ms" for k in labels[:3] if own[k])
                           + (" ..." if len(labels) > 3 else ""))
     for r in rounds:
-        order = labels[r % len(labels):] + labels[:r % len(labels)] if labels else []
-        for k in order:
-            out[k].append(timed(fns[k]))
-    return out
+        n = r % len(plan) if plan else 0
+        done = set()
+        for u in plan[n:] + plan[:n]:
+            ts = {k: timed(fns[k]) for k in (u[::-1] if r % 2 else u)}
+            for k, t in ts.items():
+                if k in bases and bases[k] in ts:
+                    own[k].append(t)
+                    beside[k].append(ts[bases[k]])
+                elif k not in bases and k not in done:
+                    own[k].append(t)
+                    done.add(k)
+    return own, beside
+
+
+def time_models(fns: dict, repeats: int, warmup: int, device: str = "cpu", log=None, first_round: int = 0) -> dict:
+    """``{label: zero-arg callable}`` -> ``{label: [ms, ...]}``, alternating the callables with
+    no backbones (:func:`time_beside`): round r runs the labels rotated by r (A B C, B C A, ...),
+    so each follows each other equally often and drift spreads evenly."""
+    return time_beside(fns, {}, repeats, warmup, device, log=log, first_round=first_round)[0]
 
 
 HEAP_MMAP_THRESHOLD = 32 << 20  # glibc's largest
@@ -134,7 +178,11 @@ def quartiles(values: list) -> tuple:
 
 
 def paired(model: "BenchResult", base: "BenchResult") -> list:
-    """The per-round ratios model / backbone over the rounds both were timed in."""
+    """The per-round ratios model / backbone over the rounds both were timed in: with the
+    backbone's forward timed beside the model's where the run kept it (``base_ms``), else with
+    the backbone's own time of the same round."""
+    if model.base_ms is not None and base.label == model.baseline:
+        return [x / y for x, y in zip(model.times_ms, model.base_ms) if y is not None]
     if model.rounds is None and base.rounds is None:
         return [x / y for x, y in zip(model.times_ms, base.times_ms)] \
             if len(model.times_ms) == len(base.times_ms) else []
