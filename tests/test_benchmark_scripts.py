@@ -171,3 +171,21 @@ def test_stc_parts_report_sums_the_parts_and_the_saving():
     assert sp._Timed(lambda a: a + 1, acc, "add")(1) == 2
     assert sp._Timed(types.SimpleNamespace(three=lambda: 3), acc).three() == 3
     assert set(acc) == {"add", "three"} and all(v >= 0 for v in acc.values())
+
+
+def test_spread_by_gap_rebuilds_the_rotated_order(tmp_path):
+    sg = load("spread_by_gap")
+    # order a, b, x, y rotated each round: b runs right after its backbone a in rounds 0, 2, 3 and
+    # with x and y between them in round 1 (order b x y a); x's 1000 ms and y's 500 ms lie between
+    a = [100.0, 100.0, 100.0, 100.0]
+    b = [110.0, 130.0, 110.0, 110.0]
+    run = {"settings": {}, "machine": {}, "results": {
+        "a": {"baseline": None, "times_ms": a, "rounds": None},
+        "b": {"baseline": "a", "times_ms": b, "rounds": None},
+        "x": {"baseline": None, "times_ms": [1000.0] * 4, "rounds": None},
+        "y": {"baseline": None, "times_ms": [500.0] * 4, "rounds": None}}}
+    g = sg.gaps(run)
+    assert [(k, round(r, 2), gap) for k, r, gap in g] == [("b", 1.1, 0), ("b", 1.3, 1500.0), ("b", 1.1, 0), ("b", 1.1, 0)]
+    p = tmp_path / "run.json"
+    p.write_text(json.dumps({**run, "settings": {"order": "beside"}}))
+    assert sg.table([str(p)]).count("\n") == 2  # timed beside: nothing to compare, header only
