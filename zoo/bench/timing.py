@@ -96,9 +96,9 @@ def time_beside(fns: dict, bases: dict, repeats: int, warmup: int, device: str =
     backbone's forward run right next to it in the same round.
 
     Why beside: on the shared hosts the per-round ratio's spread grows with the time between a
-    model's forward and its backbone's (the committed 80-round runs on both EPYCs: interquartile
-    range 6-11 points where the two ran back to back, 10-19 where other models ran between), the
-    host's state drifting over seconds. A round runs the :func:`units`, their order rotated by r
+    model's forward and its backbone's, the host's state drifting over seconds (the AVX2 EPYC's
+    80-round runs that timed each model once a round: over each model's own rounds, those with
+    the two closer together had 0.66-0.72 of the spread; benchmarks/results/spread-by-gap.md). A round runs the :func:`units`, their order rotated by r
     (A B C, B C A, ...) and every other round each unit backwards, so each model runs before its
     backbone as often as after it; ``first_round`` continues an earlier call's rotation. A label
     with a backbone takes its own time from its slot beside that backbone; any other from its
