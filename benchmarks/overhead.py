@@ -148,29 +148,33 @@ def _ops(model, x, modules: dict) -> list:
     return ops
 
 
-def counting_form(name: str, deploy_form: bool = True, frames: int = 8, size: int = 224) -> tuple:
-    """(model, clip, blocks) to count a network's operators on: deployed with the library kernels
-    (``autotune=False``). The zoo's own compiled kernels, which the timed form may have chosen,
-    run outside ATen, where the dispatch mode cannot see them (a TSM whose shift was one counted
-    80 MB less than TSN); they fuse passes, so they move at most what the library forms count,
-    and a roofline from these counts is an upper bound of the timed form's."""
+def plain(name: str, frames: int = 8, size: int = 224) -> tuple:
+    """(the network as built, a clip for it)."""
     import torch
 
     from zoo.bench.spec import build, clip_shape, parse_spec
 
     m = build(parse_spec(name), num_frames=frames)
-    x = torch.randn(clip_shape(m, 1, frames, size))
+    return m, torch.randn(clip_shape(m, 1, frames, size))
+
+
+def counting_form(model, x, deploy_form: bool = True) -> tuple:
+    """(model, clip, blocks) to count a network's operators on: ``model`` deployed with the
+    library kernels (``autotune=False``; a copy, ``model`` stays plain). The zoo's own compiled
+    kernels, which the timed form may have chosen, run outside ATen, where the dispatch mode
+    cannot see them (a TSM whose shift was one counted 80 MB less than TSN); they fuse passes, so
+    they move at most what the library forms count, and a roofline from these counts is an upper
+    bound of the timed form's."""
     if deploy_form:
         from zoo.deploy import deploy
-        m = deploy(m, x, autotune=False)
-    return m, x, dict(_blocks(m))
+        model = deploy(model, x, autotune=False)
+    return model, x, dict(_blocks(model))
 
 
 def measure(pairs, deploy_form=True, rounds=10, warmup=2, frames=8, size=224, threads=2, log=print):
     import torch
 
     from zoo.bench.machine import copy_bandwidth, machine
-    from zoo.bench.spec import build, clip_shape, parse_spec
     from zoo.bench.targets import target_for
     from zoo.bench.timing import keep_heap
     from zoo.complexity import complexity
@@ -182,8 +186,7 @@ def measure(pairs, deploy_form=True, rounds=10, warmup=2, frames=8, size=224, th
 
     def get(name):
         if name not in built:
-            m = build(parse_spec(name), num_frames=frames)
-            x = torch.randn(clip_shape(m, 1, frames, size))
+            m, x = plain(name, frames, size)
             if deploy_form:
                 from zoo.deploy import deploy
                 m = deploy(m, x)
@@ -237,9 +240,9 @@ def measure(pairs, deploy_form=True, rounds=10, warmup=2, frames=8, size=224, th
     for row, (mname, bname, med) in zip(rows, pending):
         for n in (mname, bname):  # a backbone shared by several pairs is built and counted once
             if n not in counted:
-                counted[n] = _ops(*counting_form(n, deploy_form, frames, size))
-            if n not in macs:
-                macs[n] = complexity(build(parse_spec(n), num_frames=frames), num_frames=frames, input_size=size).flops
+                net, clip = plain(n, frames, size)
+                macs[n] = complexity(net, num_frames=frames, input_size=size).flops
+                counted[n] = _ops(*counting_form(net, clip, deploy_form))
         ops, base_ops = counted[mname], counted[bname]
         # the extra multiply-adds at the rate the backbone's own forward reaches on this machine
         rate = macs[bname] / med[bname]
@@ -264,7 +267,6 @@ def ablate(name: str, base: str, rounds=12, warmup=2, frames=8, size=224, thread
     runs), all variants and the backbone alternating. {"model": ms, "backbone": ms, "-Kind": ms}."""
     import torch
 
-    from zoo.bench.spec import build, clip_shape, parse_spec
     from zoo.bench.timing import keep_heap, time_models
     from zoo.deploy import deploy
 
@@ -272,8 +274,7 @@ def ablate(name: str, base: str, rounds=12, warmup=2, frames=8, size=224, thread
     torch.set_num_threads(threads)
 
     def make(n):
-        m = build(parse_spec(n), num_frames=frames)
-        x = torch.randn(clip_shape(m, 1, frames, size))
+        m, x = plain(n, frames, size)
         return deploy(m, x), x
 
     model, x = make(name)

@@ -50,7 +50,7 @@ def test_overhead_counts_bytes_and_multiply_adds():
 
 def test_overhead_counts_on_the_library_form():
     ov = load("overhead")
-    tsm, tsn = ov.counting_form("tsm_r50", True, 4, 32), ov.counting_form("tsn_r50", True, 4, 32)
+    tsm, tsn = ov.counting_form(*ov.plain("tsm_r50", 4, 32)), ov.counting_form(*ov.plain("tsn_r50", 4, 32))
     ops, base = ov._ops(*tsm), ov._ops(*tsn)
     # TSM moves data TSN does not and adds no multiply-adds: a shift run by the zoo's own compiled
     # kernel, outside ATen, had counted as less traffic than TSN
@@ -173,19 +173,28 @@ def test_stc_parts_report_sums_the_parts_and_the_saving():
     assert set(acc) == {"add", "three"} and all(v >= 0 for v in acc.values())
 
 
-def test_spread_by_gap_rebuilds_the_rotated_order(tmp_path):
+def test_spread_by_gap_rebuilds_the_rotated_order(tmp_path, capsys):
+    from zoo.bench import BenchResult
+
     sg = load("spread_by_gap")
     # order a, b, x, y rotated each round: b runs right after its backbone a in rounds 0, 2, 3 and
     # with x and y between them in round 1 (order b x y a); x's 1000 ms and y's 500 ms lie between
     a = [100.0, 100.0, 100.0, 100.0]
     b = [110.0, 130.0, 110.0, 110.0]
     run = {"settings": {}, "machine": {}, "results": {
-        "a": {"baseline": None, "times_ms": a, "rounds": None},
-        "b": {"baseline": "a", "times_ms": b, "rounds": None},
-        "x": {"baseline": None, "times_ms": [1000.0] * 4, "rounds": None},
-        "y": {"baseline": None, "times_ms": [500.0] * 4, "rounds": None}}}
+        "a": BenchResult("a", None, a), "b": BenchResult("b", "a", b),
+        "x": BenchResult("x", None, [1000.0] * 4), "y": BenchResult("y", None, [500.0] * 4)}}
     g = sg.gaps(run)
     assert [(k, round(r, 2), gap) for k, r, gap in g] == [("b", 1.1, 0), ("b", 1.3, 1500.0), ("b", 1.1, 0), ("b", 1.1, 0)]
     p = tmp_path / "run.json"
-    p.write_text(json.dumps({**run, "settings": {"order": "beside"}}))
+    p.write_text(json.dumps({"settings": {"order": "beside"}, "machine": {},
+                             "results": {k: {"label": v.label, "baseline": v.baseline, "times_ms": v.times_ms}
+                                         for k, v in run["results"].items()}}))
     assert sg.table([str(p)]).count("\n") == 2  # timed beside: nothing to compare, header only
+    # a file that is not a saved run, or an --out the script did not write: one line, rc 2, kept
+    theirs = tmp_path / "theirs.md"
+    theirs.write_text("someone's notes")
+    assert sg.main([str(theirs)]) == 2 and sg.main([str(p), "--out", str(theirs)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run saved by zoo bench" in err and "was not written by this script" in err
+    assert "Traceback" not in err and theirs.read_text() == "someone's notes"
