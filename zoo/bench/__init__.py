@@ -9,7 +9,8 @@ backbone measured in the same run (GC-TSM -> TSM, AIA(TSN) -> TSN, GST -> TSN, T
 torchvision ResNet-50 on the same frames, ...), beside its FLOP overhead over that backbone, so
 a row reads "FLOPs +1.3%, latency +2.1%". A target counts as met or missed only when the
 ratio's 95 % confidence interval (distribution-free) lies on one side of it; otherwise the rounds
-cannot tell, and the table says so. Peak memory and FLOPs come from a fresh child process per
+cannot tell, and the table says so. Compiled (``--compile``), a calibrator's limit is its FLOP
+share over the backbone plus a margin (``targets.toml``). Peak memory and FLOPs come from a fresh child process per
 model.
 
 One job per module: ``spec`` (what is benchmarked, building it), ``targets`` (the project's

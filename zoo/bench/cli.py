@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .profiling import explain, profile
 from .render import check_out, load_run, render_md, write_results
-from .run import MORE_ROUNDS, read_probe_cache, run_bench
+from .run import MORE_ROUNDS, fill_probes, read_probe_cache, run_bench
 from .spec import TV
 from .targets import PRESETS
 from .timing import MIN_ROUNDS_FOR_IQR
@@ -45,7 +45,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed forwards per model first")
     p.add_argument("--no-probe", action="store_true", help="skip peak memory and FLOPs (child processes)")
     p.add_argument("--jobs", type=int, default=1, help="probe child processes at a time")
-    p.add_argument("--probe-cache", help="JSON file of probe results to reuse and update (same settings only)")
+    p.add_argument("--probe-cache", help="JSON file of probe results to reuse and update (same settings only); with "
+                   "--from-json, the memory and FLOPs a --no-probe run lacks (compiled limits need the FLOPs)")
     p.add_argument("--out", help="write latency-<device>-<torch>.{md,csv,json} into this directory")
     p.add_argument("--notes", help="a Markdown file appended to the results file")
     p.add_argument("--from-json", help="render a saved run (latency-*.json) again, e.g. with new --notes; measures nothing")
@@ -69,6 +70,9 @@ def _run(a) -> int:
     notes = _read_notes(a.notes)
     if a.from_json:  # render a saved run again (new notes), no measurement
         run = load_run(a.from_json)
+        if a.probe_cache:
+            n = fill_probes(run, a.probe_cache)
+            print(f"memory and FLOPs of {n} model(s) from {a.probe_cache}", file=sys.stderr)
         if run.get("explain"):
             notes = (notes.rstrip() + "\n\n" if notes else "") + "## Where the time goes (missed targets)\n\n" + run["explain"] + "\n"
         if a.out:

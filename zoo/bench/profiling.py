@@ -62,6 +62,6 @@ def explain(run: dict, only_misses: bool = True, top: int = 5, log=None) -> str:
         total = sum(a.values()) - sum(b.values())
         ops = ", ".join(f"`{k}` {d:+.1f} ms" for d, k in diff[:top] if d > 0)
         out.append(f"- **{r['model']}** vs {r['baseline']}: latency {_pct(r['latency_ratio'])} (target "
-                   f"{_tgt(r['target'])}), FLOPs {_pct(r['flops_ratio'])}; profiler, self CPU time "
+                   f"{_tgt(r)}), FLOPs {_pct(r['flops_ratio'])}; profiler, self CPU time "
                    f"{total:+.1f} ms per clip, by operator: {ops}")
     return "\n".join(out)

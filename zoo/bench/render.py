@@ -11,7 +11,7 @@ from typing import Optional
 
 from .machine import describe
 from .spec import TV
-from .targets import AUTHORS_ACT_MB, target_for
+from .targets import AUTHORS_ACT_MB, COMPILED_MARGIN, limit_of, target_for
 from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, median_ci, paired, quartiles, verdict
 
 __all__ = ["rows", "render_md", "render_csv", "load_run", "write_results", "result_paths", "check_out"]
@@ -34,6 +34,7 @@ def rows(run: dict) -> list[dict]:
     """One flat dict per model: what the CSV holds and the Markdown table shows."""
     res = run["results"]
     alpha = run["settings"].get("ci_alpha", ALPHA)
+    compiled = bool(run["settings"].get("compile"))
     floor = next((r for k, r in res.items() if k.startswith(TV + "50")), None)
     out = []
     for label, r in res.items():
@@ -53,10 +54,11 @@ def rows(run: dict) -> list[dict]:
             ratio = r.median / b.median
         fl = r.flops / b.flops if b and r.flops and b.flops else None
         tgt = target_for(label, r.baseline)
+        limit = limit_of(tgt, compiled, fl)
         met = shown = None
-        if tgt and ratio is not None:
-            met = ratio <= tgt.limit
-            shown = verdict(per_round, tgt.limit, alpha) if per_round else None
+        if limit is not None and ratio is not None:
+            met = ratio <= limit
+            shown = verdict(per_round, limit, alpha) if per_round else None
         q1, q3 = r.iqr
         out.append({
             "model": label, "baseline": r.baseline or "", "ms_per_clip": r.ms_per_clip,
@@ -66,7 +68,9 @@ def rows(run: dict) -> list[dict]:
             "ratio_to_r50": _to_floor(r, floor),
             "gflops": r.flops / 1e9 / r.batch if r.flops else None, "params_m": r.params / 1e6 if r.params else None,
             "peak_act_mb": r.peak_mb, "model_mb": r.model_mb,
-            "target": tgt.limit if tgt else None,
+            "target": limit,
+            # where the limit comes from: the table, or compiled the FLOP share + the margin
+            "limit_from": "" if tgt is None else "flops" if compiled and tgt.compiled else "table",
             "authors_ratio": tgt.authors if tgt else None,
             "met": met, "shown": shown, "compile_s": r.compile_s, "error": r.error,
         })
@@ -132,8 +136,14 @@ def _looks(run: dict) -> str:
             "`n` and `pairs` give each model's rounds.")
 
 
-def _tgt(t) -> str:
-    return "" if t is None else "<= " + _pct(t)
+def _margin() -> str:
+    return f"FLOPs + {COMPILED_MARGIN * 100:.3g}"
+
+
+def _tgt(r: dict) -> str:
+    if r.get("limit_from") == "flops":
+        return f"{_margin()}: not measured" if r["target"] is None else f"<= {_pct(r['target'])} ({_margin()})"
+    return "" if r["target"] is None else "<= " + _pct(r["target"])
 
 
 def render_md(run: dict, notes: str = "") -> str:
@@ -171,18 +181,23 @@ def render_md(run: dict, notes: str = "") -> str:
             f"| {r['model']} | {r['baseline']} | {_f(r['ms_per_clip'], '.1f')} [{_f(r['ms_q1'], '.1f')}-{_f(r['ms_q3'], '.1f')}] "
             f"| {_f(r['clips_per_s'], '.2f')} | {_pct(r['latency_ratio'])}{_spread(r)} | {_ci(r)} | {_pct(r['flops_ratio'])} "
             f"| {_f(r['ratio_to_r50'], '.3f')} | {_f(r['gflops'], '.2f')} | {_f(r['params_m'], '.2f')}M "
-            f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r['target'])} "
+            f"| {_f(r['peak_act_mb'], '.0f')} | {_tgt(r)} "
             f"| {_pct(r['authors_ratio'])} | {met} |")
     judged = [r for r in rs if r["met"] is not None]
     if judged:
         count = {v: sum(1 for r in judged if r["shown"] is v) for v in (True, False, None)}
         lines += ["", f"Of {len(judged)} target{'s' if len(judged) > 1 else ''}: {count[True]} shown met, {count[False]} shown missed, "
-                  f"{count[None]} undecided ({sum(1 for r in judged if r['met'])} with the median at or under "
+                  f"{count[None]} undecided ({sum(1 for r in judged if r['shown'] is None and r['met'])} with the median at or under "
                   "the limit)."]
     lines += ["", "`target`: the project's limit on the latency overhead over the backbone (at least twice as "
               "good as the authors' code on every overhead; zoo/bench/targets.toml); `authors`: the authors' code "
               "measured the same way (their ratios to torchvision ResNet-50 divided by their backbone's). Peak "
               f"activation memory of the authors' nets for one clip: about {AUTHORS_ACT_MB[0]}-{AUTHORS_ACT_MB[1]} MB."]
+    if any(r.get("limit_from") == "flops" for r in rs):
+        lines[-1] += (f" Compiled, a calibrator's limit is its FLOP share over the backbone plus {COMPILED_MARGIN * 100:.3g} "
+                      f"points (`{_margin()}`), from this run's FLOPs"
+                      + ("" if all(r["target"] is not None for r in rs if r.get("limit_from") == "flops") else
+                         "; where they were not measured (`--no-probe` without a probe cache) it is not judged") + ".")
     if judged:
         lines += ["", f"`met`: `yes` / `**no**` when the {_level(s)} confidence interval of the latency (the median "
                   "per-round ratio; distribution-free: order statistics, as the sign test gives) lies wholly at or "

@@ -12,13 +12,13 @@ from typing import Optional
 from .machine import cpu_times, machine, steal_share
 from .probe import MMAP_THRESHOLD, run_probes
 from .spec import DTYPES, TV, baseline_of, build, clip_shape, parse_spec, prepare
-from .targets import target_for, target_of
+from .targets import limit_of, target_for, target_of
 from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, paired, time_beside, verdict
 
 # --until-decided: rounds added per look at the undecided models
 MORE_ROUNDS = 10
 
-__all__ = ["run_bench", "deploy_function", "read_probe_cache"]
+__all__ = ["run_bench", "deploy_function", "read_probe_cache", "fill_probes"]
 
 
 def deploy_function():
@@ -47,13 +47,40 @@ def read_probe_cache(path: str) -> Optional[dict]:
                      "give a new file name (that file is left as it is)")
 
 
-def undecided(results: dict, alpha: float) -> list:
+def _probe_cfg(settings: dict) -> dict:
+    # what a probe's memory and FLOPs depend on: not the timing, deploy or compile settings
+    return {k: settings[k] for k in ("device", "threads", "batch", "frames", "size", "dtype", "channels_last")} \
+        | {"mmap_threshold": MMAP_THRESHOLD}
+
+
+def fill_probes(run: dict, path: str) -> int:
+    """Memory, FLOPs and parameters of a saved run's models from the probe cache at ``path``
+    where the run has none (a run timed with ``--no-probe``); -> how many models gained them.
+    A cache of other settings is an error."""
+    saved = read_probe_cache(path)
+    if saved is None:
+        raise ValueError(f"--probe-cache {path}: no such file; probe the models first (zoo bench ... --probe-cache {path})")
+    if saved["settings"] != _probe_cfg(run["settings"]):
+        raise ValueError(f"--probe-cache {path} was probed with other settings ({saved['settings']}) than this run's")
+    n = 0
+    for label, r in run["results"].items():
+        p = saved["results"].get(label)
+        if r.flops is None and p and "error" not in p:
+            r.params, r.flops, r.peak_mb, r.model_mb = p["params"], p["flops"], p["peak_mb"], p["model_mb"]
+            run["settings"].setdefault("memory_how", p["memory_how"])
+            n += 1
+    return n
+
+
+def undecided(results: dict, alpha: float, compiled: bool = False) -> list:
     """The models whose target these rounds can neither show met nor show missed."""
     out = []
     for label, r in results.items():
-        t = target_for(label, r.baseline)
         b = results.get(r.baseline) if r.baseline else None
-        if t and b and r.times_ms and b.times_ms and verdict(paired(r, b), t.limit, alpha) is None:
+        if not (b and r.times_ms and b.times_ms):
+            continue
+        limit = limit_of(target_for(label, r.baseline), compiled, r.flops / b.flops if r.flops and b.flops else None)
+        if limit is not None and verdict(paired(r, b), limit, alpha) is None:
             out.append(label)
     return out
 
@@ -164,8 +191,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
     if probes:
         if log:
             log(f"memory and FLOPs: {len(specs)} child processes, {jobs} at a time")
-        cfg = {"device": device, "threads": threads, "batch": batch, "frames": frames, "size": size,
-               "dtype": dtype, "channels_last": channels_last, "mmap_threshold": MMAP_THRESHOLD}
+        cfg = _probe_cfg(settings)
         saved = read_probe_cache(probe_cache) if probe_cache else None
         found = {k: v for k, v in saved["results"].items() if "error" not in v} \
             if saved and saved["settings"] == cfg else {}
@@ -232,7 +258,7 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
             results[label].rounds = list(range(repeats))
         done = repeats
         while done < until_decided:
-            todo = undecided(results, alpha)
+            todo = undecided(results, alpha, compile)
             if not todo:
                 break
             # a model leaves for good once decided (and no undecided model needs it as backbone), so
