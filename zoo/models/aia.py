@@ -155,6 +155,8 @@ class AxialGate(nn.Module):
 
     def forward(self, ctx: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.bn(self.conv(ctx)))[:, 0]
+
+
 class AIAUnit(nn.Module):
     """One attention unit (``c`` or ``st``) or AIA module (``cinst`` or ``stinc``).
 
