@@ -243,6 +243,37 @@ def test_explain_lists_operators(monkeypatch):
     assert "tsn_r50** vs" not in text.replace("gc_tsn_r50** vs", "")
 
 
+def test_profiles_are_of_the_form_the_run_timed(monkeypatch):
+    """--profile and --explain profile the model as the run's settings build it (deployed,
+    compiled, its frames), not the plain eager model."""
+    import torch
+
+    class Marked(torch.nn.Module):  # what the fake conversion returns: an operator the plain model lacks
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return torch.nn.functional.hardswish(self.model(x))
+
+    seen = []
+    fake = types.ModuleType("zoo.deploy")
+    fake.deploy = lambda model, x: seen.append(tuple(x.shape)) or Marked(model)
+    monkeypatch.setitem(sys.modules, "zoo.deploy", fake)
+    form = {"frames": 2, "size": 32}
+    assert "aten::hardswish" not in bench.profile("tsn_r18", threads=1, top=200, **form)
+    assert "aten::hardswish" in bench.profile("tsn_r18", threads=1, top=200, deploy=True, **form)
+    assert seen == [(1, 3, 2, 32, 32)]
+    assert "aten::hardswish" in bench.op_times("tsn_r18", threads=1, runs=1, deploy=True, **form)
+    # explain hands op_times the run's settings
+    calls = []
+    monkeypatch.setattr(bench_profiling, "op_times", lambda n, threads, **k: calls.append(k) or {"aten::conv": 1.0})
+    run = _fake_run()
+    run["settings"].update(deploy=True, compile=True, freeze=False)
+    bench.explain(run)
+    assert calls and all(k["deploy"] and k["compile"] and k["frames"] == 8 and k["size"] == 224 for k in calls)
+
+
 def test_render_again_from_json(tmp_path):
     run = _fake_run()
     run["explain"] = "- **gc_tsn_r50** vs tsn_r50: ..."

@@ -51,8 +51,10 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notes", help="a Markdown file appended to the results file")
     p.add_argument("--from-json", help="render a saved run (latency-*.json) again, e.g. with new --notes; measures nothing")
     p.add_argument("--explain", action="store_true",
-                   help="profile every model that misses its target and its backbone, and add the operators that make the difference")
-    p.add_argument("--profile", action="store_true", help="print the profiler's top ops of each model and exit")
+                   help="profile every model that misses its target and its backbone (in the form timed: --deploy, "
+                   "--compile, ...), and add the operators that make the difference")
+    p.add_argument("--profile", action="store_true",
+                   help="print the profiler's top ops of each model (in the form the other options give) and exit")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -93,7 +95,9 @@ def _run(a) -> int:
         read_probe_cache(a.probe_cache)
     if a.profile:
         for n in names:
-            print(f"## {n}\n{profile(n, a.frames, a.size, a.threads)}")
+            table = profile(n, a.threads, device=a.device, batch=a.batch, frames=a.frames, size=a.size, dtype=a.dtype,
+                            channels_last=a.channels_last, deploy=a.deploy, compile=a.compile, freeze=a.freeze)
+            print(f"## {n}\n{table}")
         return 0
     if a.device.startswith("cuda"):
         import torch

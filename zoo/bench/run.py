@@ -18,7 +18,7 @@ from .timing import ALPHA, MIN_ROUNDS_FOR_IQR, BenchResult, keep_heap, paired, t
 # --until-decided: rounds added per look at the undecided models
 MORE_ROUNDS = 10
 
-__all__ = ["run_bench", "deploy_function", "read_probe_cache", "fill_probes"]
+__all__ = ["run_bench", "timed_form", "deploy_function", "read_probe_cache", "fill_probes"]
 
 
 def deploy_function():
@@ -110,6 +110,35 @@ def _own_frame(model):
     return call
 
 
+def timed_form(spec, device: str = "cpu", batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
+               channels_last: bool = False, deploy: bool = False, compile: bool = False, freeze: bool = False):
+    """The form of ``spec`` (a :class:`~zoo.bench.spec.Spec`) that a run with these settings
+    times, and its input: built, moved, deployed (zoo models only) and compiled (the first call
+    made, which compiles) -> (callable, input, parameters of the built model, compile seconds or
+    None)."""
+    import torch
+
+    model = build(spec, num_frames=frames)
+    params = sum(p.numel() for p in model.parameters())
+    x = torch.randn(clip_shape(model, batch, frames, size)).to(device, DTYPES[dtype])
+    model = prepare(model, device, dtype, channels_last)
+    if deploy and not spec.name.startswith(TV):
+        model = deploy_function()(model, x)
+    compile_s = None
+    if compile:
+        # static shapes: the models share VideoResNet.forward, and a recompile for another
+        # input size (TDN's 5 frames per segment) would otherwise make T dynamic, a graph
+        # unlike the others', which inductor's freezing (torch 2.14) fails to run for TDN
+        model = torch.compile(_own_frame(model), dynamic=False)
+        t0 = time.perf_counter()
+        with torch.inference_mode(), _freezing(freeze):  # inductor compiles at the first call
+            model(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        compile_s = time.perf_counter() - t0
+    return model, x, params, compile_s
+
+
 def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "cpu", threads: int = 2,
               batch: int = 1, frames: int = 8, size: int = 224, dtype: str = "fp32",
               channels_last: bool = False, compile: bool = False, deploy: bool = False, repeats: int = 10,
@@ -143,7 +172,8 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
         raise ValueError(f"until_decided ({until_decided}) must be more rounds than repeats ({repeats})")
     if malloc not in ("keep", "default"):
         raise ValueError(f"malloc must be 'keep' or 'default', got {malloc!r}")
-    to_deploy = deploy_function() if deploy else None
+    if deploy:
+        deploy_function()  # this installation has it, or one clear error before anything is built
     if repeats < MIN_ROUNDS_FOR_IQR:
         msg = (f"{repeats} timed round(s): the interquartile ranges of so few rounds are not a spread, and "
                "their intervals too wide to show a target met or missed "
@@ -215,24 +245,11 @@ def run_bench(names: list[str], baseline: Optional[str] = None, device: str = "c
         if results[s.label].error:
             continue
         try:
-            model = build(s, num_frames=frames)
+            model, x, params, results[s.label].compile_s = timed_form(
+                s, device=device, batch=batch, frames=frames, size=size, dtype=dtype, channels_last=channels_last,
+                deploy=deploy, compile=compile, freeze=freeze)
             if results[s.label].params is None:
-                results[s.label].params = sum(p.numel() for p in model.parameters())
-            x = torch.randn(clip_shape(model, batch, frames, size)).to(device, DTYPES[dtype])
-            model = prepare(model, device, dtype, channels_last)
-            if to_deploy is not None and not s.name.startswith(TV):
-                model = to_deploy(model, x)
-            if compile:
-                # static shapes: the models share VideoResNet.forward, and a recompile for another
-                # input size (TDN's 5 frames per segment) would otherwise make T dynamic, a graph
-                # unlike the others', which inductor's freezing (torch 2.14) fails to run for TDN
-                model = torch.compile(_own_frame(model), dynamic=False)
-                t0 = time.perf_counter()
-                with torch.inference_mode(), _freezing(freeze):  # inductor compiles at the first call
-                    model(x)
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                results[s.label].compile_s = time.perf_counter() - t0
+                results[s.label].params = params
         except Exception as e:
             results[s.label].error = f"{type(e).__name__}: {e}"
             continue
