@@ -667,6 +667,11 @@ def test_render_again_fills_the_probes_a_no_probe_run_lacks(tmp_path, capsys):
     assert "memory and FLOPs of 3 model(s)" in capsys.readouterr().err
     md = next(out.glob("*.md")).read_text()
     assert "| <= +2.4% (FLOPs + 2) |" in md and "| +0.4% |" in md
+    # an entry that lacks a value is named, not half-used
+    cache.write_text(json.dumps({"settings": cfg, "results": {"tsn_r50": {"params": 7, "flops": 1.0}}}))
+    assert zoo_main(["bench", "--from-json", str(js), "--probe-cache", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert "the entry of tsn_r50 lacks peak_mb, model_mb, memory_how" in err and "Traceback" not in err
     # probes of other settings are not mixed in
     cache.write_text(json.dumps({"settings": {**cfg, "size": 112}, "results": {}}))
     assert zoo_main(["bench", "--from-json", str(js), "--probe-cache", str(cache)]) == 2

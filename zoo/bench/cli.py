@@ -93,17 +93,17 @@ def _run(a) -> int:
         check_out(a.out, a.device)
     if a.probe_cache and not a.no_probe:
         read_probe_cache(a.probe_cache)
+    if a.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda but torch sees no CUDA device")
     if a.profile:
         for n in names:
             table = profile(n, a.threads, device=a.device, batch=a.batch, frames=a.frames, size=a.size, dtype=a.dtype,
                             channels_last=a.channels_last, deploy=a.deploy, compile=a.compile, freeze=a.freeze)
             print(f"## {n}\n{table}")
         return 0
-    if a.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda but torch sees no CUDA device")
     log = None if a.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     from ..registry import registry
 

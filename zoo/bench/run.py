@@ -66,6 +66,10 @@ def fill_probes(run: dict, path: str) -> int:
     for label, r in run["results"].items():
         p = saved["results"].get(label)
         if r.flops is None and p and "error" not in p:
+            lacking = [k for k in ("params", "flops", "peak_mb", "model_mb", "memory_how") if k not in p]
+            if lacking:
+                raise ValueError(f"--probe-cache {path}: the entry of {label} lacks {', '.join(lacking)}; probe it "
+                                 "again into a new cache file")
             r.params, r.flops, r.peak_mb, r.model_mb = p["params"], p["flops"], p["peak_mb"], p["model_mb"]
             run["settings"].setdefault("memory_how", p["memory_how"])
             n += 1

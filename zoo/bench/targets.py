@@ -18,7 +18,6 @@ class Target(NamedTuple):
     compiled: bool = False  # compiled, the limit is the FLOP share + COMPILED_MARGIN instead
 
 
-
 def load_targets(path: Path = FILE) -> tuple[dict, dict, tuple, float]:
     """-> ({model label: Target}, {preset: [labels]}, (authors' activation MB low, high),
     compiled margin)."""
@@ -79,14 +78,13 @@ def target_for(label: str, baseline):
     return t if t is not None and baseline is not None and t.baseline == baseline else None
 
 
-def limit_of(t: Optional[Target], compiled: bool, flops_ratio: Optional[float],
-             margin: Optional[float] = None) -> Optional[float]:
+def limit_of(t: Optional[Target], compiled: bool, flops_ratio: Optional[float]) -> Optional[float]:
     """The limit a run judges ``t`` by: its own, or compiled (``t.compiled``) its FLOP share over
-    the backbone plus the margin; None when that share was not measured."""
+    the backbone plus COMPILED_MARGIN; None when that share was not measured."""
     if t is None:
         return None
     if not (compiled and t.compiled):
         return t.limit
     if flops_ratio is None or flops_ratio != flops_ratio:
         return None
-    return flops_ratio + (COMPILED_MARGIN if margin is None else margin)
+    return flops_ratio + COMPILED_MARGIN
