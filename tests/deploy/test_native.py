@@ -13,7 +13,7 @@ from tests.deploy.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, library, native
 from zoo.deploy.fold import fold_batchnorms
 from zoo.deploy.forms import (_Form, DeployedGSTConv, DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA,
-                              NativeGC, NativeGST, NativeSDA, NativeSTC)
+                              NativeGC, NativeGST, NativeSDA, NativeSTC, _taps3x3, conv_modes)
 from zoo.models.aia import AIAUnit
 from zoo.models.gc import GC
 from zoo.models.gst import GSTConv
@@ -69,11 +69,11 @@ def _native_gc(channels, ratio=1.0, offset=0, bn=True):
 
 @needs_kernels
 @pytest.mark.parametrize("channels, ratio, offset, bn, B, T, H, W", [
-    (64, 1.0, 0, True, 1, 8, 7, 9),      # c = 16: the 12-pixel tile, a tail of 3 pixels per row
+    (64, 1.0, 0, True, 1, 8, 7, 9),      # c = 16: a tail of 3 pixels after the 6- or 12-pixel tiles
     (128, 0.5, 3, True, 2, 4, 6, 5),     # half the channels pass through; groups rotated (loop version)
     (128, 1.0, 1, False, 2, 3, 5, 5),    # GC-GST's calibrators (no BN, no biases); c = 32
     (256, 1.0, 0, True, 1, 8, 3, 4),     # c = 64
-    (512, 1.0, 2, True, 2, 2, 7, 7),     # c = 128: two output blocks of the 6-pixel tile
+    (512, 1.0, 2, True, 2, 2, 7, 7),     # c = 128: several output blocks per tile
     (64, 1.0, 0, True, 1, 1, 4, 4),      # one frame: ECal-L's conv sees only its centre tap
 ])
 def test_native_gc_equals_plain_gc(channels, ratio, offset, bn, B, T, H, W):
@@ -83,12 +83,50 @@ def test_native_gc_equals_plain_gc(channels, ratio, offset, bn, B, T, H, W):
     x = _frames(B, T, channels, H, W)
     with torch.no_grad():
         ref = GC.forward(gc, x.clone(), T)
-        for onednn in (False, True):
-            gc.native.s_onednn = onednn
+        assert "native" in conv_modes(gc.native.wS)
+        for mode in conv_modes(gc.native.wS):
+            gc.native.s_mode = mode
             assert gc.native.takes(x, T)
             # ECal-L sums 3c products in another order than PyTorch's conv: on an AVX2 EPYC one
             # element of 100,352 (c = 128) differed by 3e-6; a wrong index would differ by ~0.1
             _in_place(gc, x, T, ref, atol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("d, bias, H, W", [(2, False, 6, 9), (1, True, 5, 3), (2, True, 2, 7)])
+def test_native_s_conv_equals_the_library_conv(d, bias, H, W):
+    """ECal-S's conv in the kernels: each pixel finds its 3x3 taps (rows and columns falling in
+    the padding read zeros; with H = 2 and d = 2 no pixel has a row above or below)."""
+    gc = _native_gc(64)
+    form = gc.native
+    form.s = s = nn.Conv2d(16, 16, 3, padding=d, dilation=d, bias=bias)
+    nn.init.normal_(s.weight)
+    if bias:
+        nn.init.normal_(s.bias)
+    form.wS = _taps3x3(s)
+    sS = torch.randn(2, H, W, 16)
+    with torch.no_grad():
+        ref = s(sS.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        form.s_mode = "native"
+        torch.testing.assert_close(form.s_conv(sS), ref, rtol=1e-5, atol=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize("bias, cin, N, H, W", [(True, 64, 2, 5, 7), (False, 200, 1, 3, 3)])
+def test_native_down_projection_equals_the_library_conv(bias, cin, N, H, W):
+    """SDA's down-projection in the kernels (conv1x1), with and without a bias, over a pixel
+    count that leaves a tail after the full tiles."""
+    form = _compiled(_sda(128, ("lst", "lt", "ls", "s122")), InplaceSDA, NativeSDA).native
+    r = form.r
+    form.down = d = nn.Conv2d(cin, r, 1, bias=bias)
+    nn.init.normal_(d.weight)
+    form.wD = d.weight.detach().flatten(1).t().contiguous()
+    x = _frames(N, 1, cin, H, W)
+    with torch.no_grad():
+        form.down_mode = "native"
+        y = form.down_conv(x)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(y, d(x), rtol=1e-5, atol=1e-4)
 
 
 @needs_kernels
@@ -192,8 +230,11 @@ def test_native_sda_equals_plain_sda(C, deps, agg, chunk, B, T, H, W):
     x = _frames(B, T, C, H, W)
     with torch.no_grad():
         ref = SDA.forward(sda, x.clone(), T)
-        assert _compiled(sda, InplaceSDA, NativeSDA).native.takes(x, T)
-        _in_place(sda, x, T, ref, atol=1e-5)
+        form = _compiled(sda, InplaceSDA, NativeSDA).native
+        assert form.takes(x, T) and "native" in conv_modes(form.wT)
+        for mode, down in zip(conv_modes(form.wT), ["library", "native", "native"]):
+            form.lt_mode, form.down_mode = mode, down  # the pooled-over-T branch's conv, the down-projection
+            _in_place(sda, x, T, ref, atol=1e-5)
 
 
 @needs_kernels

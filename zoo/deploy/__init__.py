@@ -86,7 +86,8 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
-from .forms import DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeGC, NativeGST, NativeSDA, NativeSTC, _eval_bn
+from .forms import (DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeGC, NativeGST, NativeSDA, NativeSTC,
+                    _eval_bn, conv_modes)
 from .forms import ShiftedConv, _conv_hw
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
@@ -259,10 +260,17 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
             best = tuner.choose(kind, _key(*args, *extra),
                                 {"torch": _set(m, None, fn, "native"), "native": _set(m, form, fn, "native")})
             m.native = form if best == "native" else None
-            if isinstance(m, InplaceGC) and m.native is not None:
+            if m.native is not None and isinstance(m, (InplaceGC, InplaceSDA)):
                 x, T = args
-                _onednn_choice(tuner, "gc_s_conv", form, "s_onednn", form.s_conv, form.s.weight,
-                               (x.shape[0] // T, form.c, *x.shape[2:]))
+                conv, attr, run, taps = (form.s, "s_mode", form.s_conv, form.wS) if isinstance(m, InplaceGC) else \
+                    (form.lt, "lt_mode", form.lt_conv, form.wT)
+                p = torch.zeros(x.shape[0] // T, *x.shape[2:], conv.in_channels)
+                setattr(form, attr, tuner.choose("small_conv", _key(p, tuple(conv.weight.shape), conv.dilation), {
+                    k: _set(form, k, lambda: run(p), attr) for k in conv_modes(taps)}))
+                if isinstance(m, InplaceSDA):
+                    form.down_mode = tuner.choose("conv1x1_down", _key(x, tuple(form.down.weight.shape)), {
+                        k: _set(form, k, lambda: form.down_conv(x), "down_mode")
+                        for k in ["library"] + ["native"] * (form.wD is not None)})
 
 
 def _onednn_choice(tuner: Autotuner, kind: str, form, attr: str, run, weight: torch.Tensor, shape: tuple) -> None:

@@ -245,6 +245,42 @@ def _eval_bn(bn) -> bool:
     return type(bn) is nn.BatchNorm2d and not bn.training and bn.running_mean is not None and bn.affine
 
 
+def _taps3x3(conv: nn.Conv2d) -> Optional[torch.Tensor]:
+    """``conv``'s weights as the kernels' conv3x3 reads them ([tap][in][out]), where it can run
+    ``conv``: 3x3, c -> c, stride 1, zero padding equal to the dilation; else None."""
+    w = conv.weight
+    if not (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.groups == 1 and w.shape[0] == w.shape[1]
+            and conv.dilation[0] == conv.dilation[1] == conv.padding[0] == conv.padding[1]
+            and conv.padding_mode == "zeros" and w.dtype == torch.float32):
+        return None
+    return w.detach().permute(2, 3, 1, 0).reshape(9, w.shape[1], w.shape[0]).contiguous()
+
+
+def conv_modes(taps: Optional[torch.Tensor]) -> list:
+    """The ways of running a compiled form's small conv here: PyTorch's ("library"), oneDNN's
+    called directly where PyTorch would take its own path ("onednn"), the kernels' conv3x3
+    ("native", with its ``taps``)."""
+    onednn = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
+    return ["library"] + ["onednn"] * onednn + ["native"] * (taps is not None)
+
+
+def small_conv(conv: nn.Conv2d, taps: Optional[torch.Tensor], mode: str, s: torch.Tensor) -> torch.Tensor:
+    """``conv`` (a compiled form's small conv) of ``s`` (B, H, W, c) in ``mode``, as (B, H, W, c)."""
+    if mode == "native":
+        B, H, W, c = s.shape
+        z = s.new_empty(s.shape)
+        if native.load().conv3x3(s.data_ptr(), B, H, W, c, conv.dilation[0], taps.data_ptr(), _ptr(conv.bias),
+                                 z.data_ptr()):
+            raise MemoryError("a compiled kernel could not allocate its scratch memory")
+        return z
+    m = s.permute(0, 3, 1, 2)
+    if mode == "onednn":
+        z = torch.mkldnn_convolution(m, conv.weight, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups)
+    else:
+        z = F.conv2d(m, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return z.permute(0, 2, 3, 1).contiguous()
+
+
 class InplaceGC(_WeightsTaken, _ReLUAfter, GC):
     """GC multiplying each calibrated group where it lies (the input is a block temporary);
     ``native`` (a :class:`NativeGC`, set by the conversion where it timed faster): all four
@@ -272,7 +308,8 @@ class InplaceGC(_WeightsTaken, _ReLUAfter, GC):
 class NativeGC(_Form):
     """GC's calibrators (all four: L, T, S, G) as :mod:`zoo.deploy.native`'s kernels run them on
     fp32 channels-last frames, in place: one pass for the T, S and G groups' means, their gates
-    (ECal-S's dilated conv stays PyTorch's), one pass that gates every group, with ECal-L's
+    (ECal-S's dilated conv PyTorch's, oneDNN's or the kernels', as timed at conversion), one
+    pass that gates every group, with ECal-L's
     temporal conv computed in registers on the way. The kernels' weight layouts are taken from
     the module's (folded) weights at conversion."""
 
@@ -286,16 +323,15 @@ class NativeGC(_Form):
         self.wT, self.bT = gc.t.conv.weight.detach().permute(2, 0, 1).contiguous(), _detached(gc.t.conv.bias)
         self.wG, self.bG = gc.g.fc.weight.detach().contiguous(), _detached(gc.g.fc.bias)
         self.s = gc.s.conv
+        self.s_mode = "library"  # ECal-S's conv: one of conv_modes(self.s), timed at conversion
+        self.wS = _taps3x3(self.s)
         self.scale = self.shift = None
         self.relu = False  # the block's ReLU after, in the gating pass
-        self.s_onednn = False  # ECal-S's conv as oneDNN's, where PyTorch would take its own slower path
         self._bind()
 
-    def s_conv(self, m: torch.Tensor) -> torch.Tensor:
-        s = self.s
-        if self.s_onednn:
-            return torch.mkldnn_convolution(m, s.weight, s.bias, s.padding, s.stride, s.dilation, s.groups)
-        return F.conv2d(m, s.weight, s.bias, s.stride, s.padding, s.dilation, s.groups)
+    def s_conv(self, sS: torch.Tensor) -> torch.Tensor:
+        """ECal-S's conv (before its sigmoid) of the means ``sS`` (B, H, W, c), as (B, H, W, c)."""
+        return small_conv(self.s, self.wS, self.s_mode, sS)
 
     def take_bn(self, bn: nn.BatchNorm2d) -> None:
         """Apply the eval BatchNorm ``bn`` (channels of the whole feature) after the gates, in
@@ -323,7 +359,7 @@ class NativeGC(_Form):
         B, HW, c, o = N // T, H * W, self.c, self.offsets
         sT, sS, sG = x.new_empty(B, T, c), x.new_empty(B, H, W, c), x.new_empty(B, c)
         lib.gc_pool(x.data_ptr(), B, T, HW, C, o["t"], o["s"], o["g"], c, sT.data_ptr(), sS.data_ptr(), sG.data_ptr())
-        zS = self.s_conv(sS.permute(0, 3, 1, 2)).contiguous(memory_format=torch.channels_last)
+        zS = self.s_conv(sS)
         gT, gG = x.new_empty(B, T, c), x.new_empty(B, c)
         lib.gc_gates(B, T, HW, c, sT.data_ptr(), sG.data_ptr(), zS.data_ptr(), self.wT.data_ptr(), _ptr(self.bT),
                      self.wG.data_ptr(), _ptr(self.bG), gT.data_ptr(), gG.data_ptr())
@@ -497,8 +533,9 @@ def _windows(n_in: int, n_out: int) -> tuple:
 class NativeSDA(_Form):
     """The four-branch SDA (global, pooled over T, pooled over the pixels, one local branch with
     a (3, 1, 1) conv: the paper's final lst + lt + ls + s122, any order) on fp32 channels-last
-    frames, in place. The down-projection and the pooled-over-T branch's 3x3 conv stay
-    PyTorch's (oneDNN's); :mod:`zoo.deploy.native`'s kernels do the rest: one pass over the
+    frames, in place. The down-projection (PyTorch's or the kernels') and the pooled-over-T
+    branch's 3x3 conv (PyTorch's, oneDNN's or the kernels') are each as timed at conversion;
+    :mod:`zoo.deploy.native`'s kernels do the rest: one pass over the
     reduced frames for every branch's pooling (the ReLU applied as they are read), the two
     temporal convs in registers, the aggregation weights, and one pass that forms each pixel's
     weighted sum, the up-projection in registers and the gate product. PyTorch runs about sixty
@@ -514,6 +551,10 @@ class NativeSDA(_Form):
         self.wL, self.bL = loc.conv.weight.detach().flatten(2).permute(2, 1, 0).contiguous(), _bias(loc.conv)
         self.wU, self.bU = sda.up.weight.detach().flatten(1).t().contiguous(), _bias(sda.up)  # [in][out]
         self.q = None if sda.query is None else sda.query.detach().reshape(-1).contiguous()
+        self.lt_mode, self.wT = "library", _taps3x3(lt.conv)  # the pooled-over-T branch's conv: conv_modes(wT)
+        d = sda.down  # the down-projection: "library", or "native" (the kernels' conv1x1) where wD is set
+        self.down_mode = "library"
+        self.wD = d.weight.detach().flatten(1).t().contiguous() if d.stride == (1, 1) and d.groups == 1 else None
         self.relu = False  # the block's ReLU after, in the gate's pass
         self._bind()
 
@@ -547,6 +588,21 @@ class NativeSDA(_Form):
     def takes(self, x: torch.Tensor, T: int) -> bool:
         return _takes(x, self.chunk or T) and x.shape[1] == self.channels
 
+    def down_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The down-projection of channels-last frames ``x``, channels-last."""
+        if self.down_mode == "library":
+            return self.down(x).contiguous(memory_format=torch.channels_last)
+        N, C, H, W = x.shape
+        y = x.new_empty(N, H, W, self.r).permute(0, 3, 1, 2)  # channels-last
+        if native.load().conv1x1(x.data_ptr(), N * H * W, C, self.r, self.wD.data_ptr(), _ptr(self.down.bias),
+                                 y.data_ptr()):
+            raise MemoryError("SDA's compiled kernel could not allocate its scratch memory")
+        return y
+
+    def lt_conv(self, sT: torch.Tensor) -> torch.Tensor:
+        """The pooled-over-T branch's conv (before its ReLU) of ``sT`` (B, H, W, r), as (B, H, W, r)."""
+        return small_conv(self.lt, self.wT, self.lt_mode, sT)
+
     def _windows(self, H: int, W: int) -> tuple:
         """For frames H x W: the local map's size (h, w), then the addresses of its pooling
         windows, of the windows that bring it back, and of its rows' and columns' weights in
@@ -568,7 +624,7 @@ class NativeSDA(_Form):
         N, C, H, W = x.shape
         B, HW = N // T, H * W
         h, w, (h0, h1, w0, w1, uh0, uh1, uw0, uw1, uh, uw), _ = self._windows(H, W)
-        y = self.down(x).contiguous(memory_format=torch.channels_last)
+        y = self.down_conv(x)
         # one scratch buffer: sT, then sF, mS, base (B*T*r each), sL, mL (B*T*h*w*r each), a (2*B)
         nT, nF, nL = B * HW * r, B * T * r, B * T * h * w * r
         buf = x.new_empty(nT + 3 * nF + 2 * nL + 2 * B)
@@ -578,9 +634,7 @@ class NativeSDA(_Form):
         pL = pF + 12 * nF
         pM, pA = pL + 4 * nL, pL + 8 * nL
         lib.sda_branches(y.data_ptr(), B, T, H, W, r, h, w, h0, h1, w0, w1, sT.data_ptr(), pF, pL, *self._tconv, pS, pM)
-        lt = self.lt
-        mT = F.conv2d(sT.permute(0, 3, 1, 2), lt.weight, lt.bias, lt.stride, lt.padding)  # its ReLU in the kernel
-        mT = mT.contiguous(memory_format=torch.channels_last)
+        mT = self.lt_conv(sT)  # its ReLU in the kernel
         lib.sda_gate(x.data_ptr(), B, T, H, W, C, r, h, w, pF, *self._global, mT.data_ptr(), pS, pM, uh, uw,
                      self._q, uh0, uh1, uw0, uw1, *self._up, pB, pA, int(self.relu))
         return x

@@ -2,14 +2,16 @@
    times against the PyTorch forms; the faster is kept. Each replaces a module's chain of
    PyTorch operators (each a pass over the frames) by one or two passes:
    * GC's four calibrators: gc_pool reads the ECal-T, -S and -G groups once for their means;
-     gc_gates turns the means into gates; gc_apply gates every group in place, computing ECal-L's
-     temporal conv tile by tile in registers.
+     conv3x3 is ECal-S's dilated conv on them (one of three ways timed); gc_gates turns the
+     means into gates; gc_apply gates every group in place, computing ECal-L's temporal conv
+     tile by tile in registers.
    * AIA's C unit (aia_c_ctx, aia_c_gate, aia_c_apply), its ST unit and the CinST / STinC
      modules (aia_st_ctx: the three axial contexts in one pass; aia_axial: each gate conv
      vectorised over the channels; aia_st_apply).
-   * SDA: sda_branches pools the reduced frames for every branch and runs the temporal convs;
-     sda_gate forms the weighted sum of the maps at each pixel, the up-projection in registers
-     and the gate product.
+   * SDA: conv1x1 is its down-projection (timed against oneDNN's); sda_branches pools the
+     reduced frames for every branch and runs the temporal convs; conv3x3 is the pooled-over-T
+     branch's conv; sda_gate forms the weighted sum of the maps at each pixel, the
+     up-projection in registers and the gate product.
    * STC's middle conv around its two library convs: S_T's shifted input in one copy, the
      refinements' pools in one pass, both gates, the concatenation and the BN after it in one.
    * GST's middle conv after its two library convs: the temporal conv's taps summed across
@@ -38,7 +40,27 @@ static inline vf vmax(vf a, vf b) {
     for (int i = 0; i < VW; i++) r[i] = a[i] > b[i] ? a[i] : b[i];
     return r;
 }
-static inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
+/* exp by range reduction to [-ln2/2, ln2/2] and Cephes' degree-5 polynomial (relative error
+   ~1e-7), 2^n put in the exponent bits: arithmetic the compiler vectorises inline where expf is
+   a library call per vector. v is clamped to [-80, 80]: no overflow, and no gate so small that
+   it makes the products denormal. */
+static inline float exp80(float v) {
+    v = fminf(fmaxf(v, -80.0f), 80.0f);
+    float n = __builtin_rintf(v * 1.44269504f);
+    float r = v - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int e = ((int)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return p * s;
+}
+static inline float sigmoid(float v) { return 1.0f / (1.0f + exp80(-v)); }
 
 int zoo_vector_width(void) { return VW; }
 int zoo_max_threads(void) { return omp_get_max_threads(); }
@@ -178,11 +200,23 @@ static void NAME(const float *base, long fs, long C, long T, long c, const float
     MAKE(NAME##_1x1, 1, 1) MAKE(NAME##_1x2, 1, 2) MAKE(NAME##_1x4, 1, 4)
 TILE_SIZES(CONV_TILE, conv)
 
-/* the tile for c outputs: how many output vectors per block, how many pixels */
+/* the tile for c outputs: of the sizes whose vectors divide c, the one with the most
+   multiply-adds per load (P * NBC products for NBC weight loads and P broadcasts), which keeps
+   each weight vector for the most pixels: 6 x 4 with AVX-512's 32 registers, 6 x 2 with AVX2's
+   16 (2 x 4 there reloads the weights every 2 pixels) */
 static void tile_of(long c, int *nbc, int *pt) {
+    static const int sizes[3][2] = {{1, P1}, {2, P2}, {4, P4}};
     long nv = c / VW;
-    *nbc = nv % 4 == 0 ? 4 : nv % 2 == 0 ? 2 : 1;
-    *pt = *nbc == 4 ? P4 : *nbc == 2 ? P2 : P1;
+    double best = 0;
+    for (int k = 0; k < 3; k++) {
+        int n = sizes[k][0], p = sizes[k][1];
+        double per_load = (double)p * n / (p + n);
+        if (nv % n == 0 && per_load > best) {
+            best = per_load;
+            *nbc = n;
+            *pt = p;
+        }
+    }
 }
 
 /* A (3, 1, 1) conv for P (<= one tile) pixels from base into y[t * ys + p * c + o] */
@@ -203,6 +237,131 @@ static void conv_group(const float *base, long fs, long C, long T, long c, const
             }
         }
     }
+}
+
+/* A 3x3 conv (dilation and padding d) for P pixels and NBC output vectors from o0: the
+   input pixel of tap k for pixel p is xp[k * P + p], the zero row where it falls in the padding;
+   y[p * c + o] = bias[o] + sum_k sum_i w[k][i][o] xp[k * P + p][i]. A tap that no pixel of the
+   tile reaches (a row above or below the map) is skipped. */
+#define SCONV_TILE(NAME, P, NBC)                                                                   \
+static void NAME(const float *const *xp, const float *zero, long c, const float *w,               \
+                 const float *bias, float *y, long o0) {                                           \
+    vf acc[P][NBC];                                                                                \
+    TILE_INIT(acc, bias + o0, P, NBC)                                                              \
+    for (int k = 0; k < 9; k++) {                                                                  \
+        const float *q[P];                                                                         \
+        int any = 0;                                                                               \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                                     \
+            q[p] = xp[k * P + p];                                                                  \
+            any |= q[p] != zero;                                                                   \
+        }                                                                                          \
+        if (!any) continue;                                                                        \
+        const float *wk = w + (long)k * c * c + o0;                                                \
+        for (long i = 0; i < c; i++) {                                                             \
+            vf wv[NBC];                                                                            \
+            _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) wv[j] = vload(wk + i * c + j * VW); \
+            _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                                 \
+                vf xb = vbcast(q[p][i]);                                                           \
+                _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++) acc[p][j] += xb * wv[j];    \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    _Pragma("GCC unroll 16") for (int p = 0; p < P; p++)                                           \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++)                                     \
+            vstore(y + p * c + o0 + j * VW, acc[p][j]);                                            \
+}
+TILE_SIZES(SCONV_TILE, sconv)
+
+/* A 3x3 conv of c -> c channels, stride 1, dilation and zero padding d (GC's ECal-S, SDA's
+   pooled-over-T branch): zS[b][p][o] = bias[o] (0 without) + sum over the taps of
+   w[tap][i][o] sS[b][tap's pixel][i]; sS and zS [B][H*W][c], c a multiple of
+   zoo_vector_width(). Tiles of pixels run across rows (each pixel finds its own input). Returns
+   0, or -1 when out of memory (zS untouched). */
+int conv3x3(const float *sS, long B, long H, long W, long c, long d, const float *w, const float *bias,
+            float *zS) {
+    int nbc, pt;
+    tile_of(c, &nbc, &pt);
+    long HW = H * W, tiles = (HW + pt - 1) / pt;
+    float *zero = calloc(c, sizeof(float));
+    if (zero == NULL) return -1;
+    const float *b0 = bias ? bias : zero;
+    #pragma omp parallel for schedule(static)
+    for (long bt = 0; bt < B * tiles; bt++) {
+        long b = bt / tiles, p0 = (bt % tiles) * pt, P = HW - p0 < pt ? HW - p0 : pt;
+        const float *xp[9 * pt];
+        for (long p = 0; p < P; p++) {
+            long h = (p0 + p) / W, v = (p0 + p) % W;
+            for (int k = 0; k < 9; k++) {
+                long hh = h + (k / 3 - 1) * d, ww = v + (k % 3 - 1) * d;
+                int in = hh >= 0 && hh < H && ww >= 0 && ww < W;
+                /* full tiles index taps by k * pt + p, single pixels by k */
+                xp[P == pt ? k * pt + p : k + 9 * p] = in ? sS + ((b * H + hh) * W + ww) * c : zero;
+            }
+        }
+        float *y = zS + (b * HW + p0) * c;
+        for (long o0 = 0; o0 < c; o0 += nbc * VW) {
+            if (P == pt) {
+                if (nbc == 4) sconv_p4(xp, zero, c, w, b0, y, o0);
+                else if (nbc == 2) sconv_p2(xp, zero, c, w, b0, y, o0);
+                else sconv_p1(xp, zero, c, w, b0, y, o0);
+            } else {
+                for (long p = 0; p < P; p++) {
+                    if (nbc == 4) sconv_1x4(xp + 9 * p, zero, c, w, b0, y + p * c, o0);
+                    else if (nbc == 2) sconv_1x2(xp + 9 * p, zero, c, w, b0, y + p * c, o0);
+                    else sconv_1x1(xp + 9 * p, zero, c, w, b0, y + p * c, o0);
+                }
+            }
+        }
+    }
+    free(zero);
+    return 0;
+}
+
+/* A 1x1 conv for P pixels and NBC output vectors from o0: y[p * cout + o] = bias[o] +
+   sum_i w[i][o] x[p * cin + i]. */
+#define PW_TILE(NAME, P, NBC)                                                                      \
+static void NAME(const float *x, long cin, long cout, const float *w, const float *bias, float *y, \
+                 long o0) {                                                                        \
+    vf acc[P][NBC];                                                                                \
+    TILE_INIT(acc, bias + o0, P, NBC)                                                              \
+    for (long i = 0; i < cin; i++) TILE_FMA(acc, w + i * cout + o0, x + i, cin, P, NBC)            \
+    _Pragma("GCC unroll 16") for (int p = 0; p < P; p++)                                           \
+        _Pragma("GCC unroll 16") for (int j = 0; j < NBC; j++)                                     \
+            vstore(y + p * cout + o0 + j * VW, acc[p][j]);                                         \
+}
+TILE_SIZES(PW_TILE, pw)
+
+/* A 1x1 conv (SDA's down-projection): y[n][o] = bias[o] (0 without) + sum_i w[i][o] x[n][i]
+   for n pixels of cin channels (channels-last) into cout channels, cout a multiple of
+   zoo_vector_width(). Returns 0, or -1 when out of memory (y untouched). */
+int conv1x1(const float *x, long n, long cin, long cout, const float *w, const float *bias, float *y) {
+    int nbc, pt;
+    tile_of(cout, &nbc, &pt);
+    long tiles = (n + pt - 1) / pt;
+    float *zero = bias ? NULL : calloc(cout, sizeof(float));
+    if (!bias && zero == NULL) return -1;
+    const float *b0 = bias ? bias : zero;
+    #pragma omp parallel for schedule(static)
+    for (long k = 0; k < tiles; k++) {
+        long p0 = k * pt, P = n - p0 < pt ? n - p0 : pt;
+        const float *xt = x + p0 * cin;
+        float *yt = y + p0 * cout;
+        for (long o0 = 0; o0 < cout; o0 += nbc * VW) {
+            if (P == pt) {
+                if (nbc == 4) pw_p4(xt, cin, cout, w, b0, yt, o0);
+                else if (nbc == 2) pw_p2(xt, cin, cout, w, b0, yt, o0);
+                else pw_p1(xt, cin, cout, w, b0, yt, o0);
+            } else {
+                for (long p = 0; p < P; p++) {
+                    if (nbc == 4) pw_1x4(xt + p * cin, cin, cout, w, b0, yt + p * cout, o0);
+                    else if (nbc == 2) pw_1x2(xt + p * cin, cin, cout, w, b0, yt + p * cout, o0);
+                    else pw_1x1(xt + p * cin, cin, cout, w, b0, yt + p * cout, o0);
+                }
+            }
+        }
+    }
+    free(zero);
+    return 0;
 }
 
 /* In place: group L times sigmoid(its temporal conv: wL[3][c_in][c_out], bias bL), group T times
@@ -229,19 +388,21 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
                 float *base = x + (b * T * HW + p0) * C;
                 conv_group(base + oL, fs, C, T, c, wL, bL, y, pt * c, P);
                 const float *gg = gG + b * c;
+                for (long t = 0; t < T; t++) {  /* ECal-L's gates, in one stream per frame */
+                    float *yt = y + t * pt * c;
+                    #pragma omp simd
+                    for (long i = 0; i < P * c; i++) yt[i] = sigmoid(yt[i]);
+                }
                 for (long t = 0; t < T; t++) {
                     const float *gt = gT + (b * T + t) * c;
                     for (long p = 0; p < P; p++) {
-                        float *r = base + t * fs + p * C, *yy = y + (t * pt + p) * c;
-                        const float *gs = gS + (b * HW + p0 + p) * c;
-                        #pragma omp simd
-                        for (long i = 0; i < c; i++) yy[i] = sigmoid(yy[i]);
-                        #pragma omp simd
-                        for (long i = 0; i < c; i++) {
-                            r[oL + i] *= yy[i];
-                            r[oT + i] *= gt[i];
-                            r[oS + i] *= gs[i];
-                            r[oG + i] *= gg[i];
+                        float *r = base + t * fs + p * C;
+                        const float *yy = y + (t * pt + p) * c, *gs = gS + (b * HW + p0 + p) * c;
+                        for (long i = 0; i < c; i += VW) {
+                            vstore(r + oL + i, vload(r + oL + i) * vload(yy + i));
+                            vstore(r + oT + i, vload(r + oT + i) * vload(gt + i));
+                            vstore(r + oS + i, vload(r + oS + i) * vload(gs + i));
+                            vstore(r + oG + i, vload(r + oG + i) * vload(gg + i));
                         }
                         if (scale) {
                             #pragma omp simd

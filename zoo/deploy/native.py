@@ -79,6 +79,10 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gc_pool.restype = None
     lib.gc_gates.argtypes = [L, L, L, L, P, P, P, P, P, P, P, P, P]
     lib.gc_gates.restype = None
+    lib.conv3x3.argtypes = [P, L, L, L, L, L, P, P, P]
+    lib.conv3x3.restype = ctypes.c_int
+    lib.conv1x1.argtypes = [P, L, L, L, P, P, P]
+    lib.conv1x1.restype = ctypes.c_int
     lib.gc_apply.argtypes = [P, L, L, L, L, L, L, L, L, L, P, P, P, P, P, P, P, ctypes.c_int]
     lib.gc_apply.restype = ctypes.c_int
     lib.sda_branches.argtypes = [P, L, L, L, L, L, L, L, P, P, P, P, P, P, P, P, P, P, P, P, P]
