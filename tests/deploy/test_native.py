@@ -12,9 +12,10 @@ import torch.nn as nn
 from tests.deploy.test_deploy import Alternative, _randomised
 from zoo.deploy import deploy, library, native
 from zoo.deploy.fold import fold_batchnorms
-from zoo.deploy.forms import (_Form, DeployedGSTConv, DeployedSTCConv, InplaceAIAUnit, InplaceGC, InplaceSDA, NativeAIA,
-                              NativeGC, NativeGST, NativeSDA, NativeSTC, _taps3x3, conv_modes)
-from zoo.models.aia import AIAUnit
+from zoo.deploy.forms import (_Form, DeployedGSTConv, DeployedSTCConv, InplaceAIACombo, InplaceAIAUnit, InplaceGC,
+                              InplaceSDA, NativeAIA, NativeAIAPair, NativeGC, NativeGST, NativeSDA, NativeSTC,
+                              _taps3x3, conv_modes)
+from zoo.models.aia import AIACombo, AIAUnit
 from zoo.models.gc import GC
 from zoo.models.gst import GSTConv
 from zoo.models.sda import SDA
@@ -281,9 +282,45 @@ def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
 
 
 @needs_kernels
+@pytest.mark.parametrize("first, second", [("cinst", "stinc"), ("st", "st"), ("cinst", "st"), ("st", "stinc")])
+@pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 7, 9), (2, 3, 32, 5, 4)])
+def test_native_aia_pair_equals_plain(first, second, B, T, C, H, W):
+    """Two units as one form: the first's last pass gates the frames and reads the second's ST
+    contexts; the second applies the block's ReLU."""
+    from tests.deploy.test_deploy import randomise_bn
+
+    torch.manual_seed(0)
+    combo = AIACombo(first, second, ">")
+    for unit in (combo.first, combo.second):
+        unit.init_weights()
+    randomise_bn(combo)
+    fold_batchnorms(combo)
+    if C % native.vector_width():
+        pytest.skip("channels narrower than this machine's vectors: the kernels are not offered")
+    x = _frames(B, T, C, H, W)
+    with torch.no_grad():
+        ref = torch.relu(AIACombo.forward(combo, x.clone(), T))
+        combo.__class__ = InplaceAIACombo
+        for unit in (combo.first, combo.second):
+            _compiled(unit, InplaceAIAUnit, NativeAIA)
+        combo.second.relu_after = combo.relu_after = True
+        combo.second.native.relu = True
+        assert NativeAIAPair.supports(combo)
+        combo.native = NativeAIAPair(combo.first.native, combo.second.native)
+        assert combo.native.takes(x, T)
+        _in_place(combo, x, T, ref, atol=1e-5)
+        combo.native = None  # the units one after the other: the same
+        _in_place(combo, x, T, ref, atol=1e-5)
+    combo.first.native.kind = "c"
+    assert not NativeAIAPair.supports(combo)
+
+
+@needs_kernels
 @pytest.mark.parametrize("attention", ["st", "cinst>stinc"])
 def test_deployed_aia_networks_run_the_kernels(attention):
     _deployed_with_kernels("aia_tsn_r50", InplaceAIAUnit, attention=attention)
+    if attention == "cinst>stinc":
+        _deployed_with_kernels("aia_tsn_r50", InplaceAIACombo, attention=attention)  # as pairs
 
 
 @needs_kernels

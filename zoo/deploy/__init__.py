@@ -86,8 +86,8 @@ from .forms import (_INPLACE, DeployedAxialGate, DeployedBasicBlock, DeployedBot
                     _plain_1x1, channels_inner, max_pool_separable, shift_, shift_conv1x1, temporal_conv, tree_max,
                     unshift_)
 from .forms import InplaceAIACombo, InplaceAIAUnit, InplaceGC, InplaceSDA  # noqa: F401  (importable from here as before)
-from .forms import (DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeGC, NativeGST, NativeSDA, NativeSTC,
-                    _eval_bn, conv_modes)
+from .forms import (DeployedGSTConv, DeployedSTCConv, NativeAIA, NativeAIAPair, NativeGC, NativeGST, NativeSDA,
+                    NativeSTC, _eval_bn, conv_modes)
 from .forms import ShiftedConv, _conv_hw
 
 __all__ = ["deploy", "deploy_default", "fold_bn", "Autotuner", "DeployedShift", "shift_conv1x1", "shift_", "unshift_",
@@ -271,6 +271,17 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
                     form.down_mode = tuner.choose("conv1x1_down", _key(x, tuple(form.down.weight.shape)), {
                         k: _set(form, k, lambda: form.down_conv(x), "down_mode")
                         for k in ["library"] + ["native"] * (form.wD is not None)})
+
+        # AIA's two units in sequence, each compiled: their forms as one where that runs faster
+        for combo, args in _record(model, example_input, InplaceAIACombo).items():
+            if not NativeAIAPair.supports(combo):
+                continue
+            pair = NativeAIAPair(combo.first.native, combo.second.native)
+            if pair.takes(*args):
+                fn = _time_module(combo, args)
+                best = tuner.choose("aia_pair", _key(*args, combo.first.kind, combo.second.kind),
+                                    {"units": _set(combo, None, fn, "native"), "pair": _set(combo, pair, fn, "native")})
+                combo.native = pair if best == "pair" else None
 
 
 def _onednn_choice(tuner: Autotuner, kind: str, form, attr: str, run, weight: torch.Tensor, shape: tuple) -> None:

@@ -456,43 +456,86 @@ class NativeAIA(_Form):
     def takes(self, x: torch.Tensor, T: int) -> bool:
         return _takes(x, T) and (self.kind == "c" or x.shape[1] % native.vector_width() == 0)
 
-    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        lib = native.load()
+    def _scratch(self, x: torch.Tensor, T: int) -> tuple:
+        """One buffer for the C context and gate, the ST contexts (max, mean) and gates of each
+        axis; and the addresses of those parts."""
         N, C, H, W = x.shape
-        B, w, bias, relu = N // T, self.w, self.bias, int(self.relu)
         nC = N * H * W
-        nT, nH, nW = (0, 0, 0) if self.kind == "c" else (B * H * W * C, B * T * W * C, B * T * H * C)
-        # one scratch buffer: the C context and gate; the ST contexts (max, mean) and gates, each axis
+        nT, nH, nW = (0, 0, 0) if self.kind == "c" else (N // T * H * W * C, N * W * C, N * H * C)
         buf = x.new_empty(3 * nC + 3 * (nT + nH + nW))
         p = [buf.data_ptr()]
         for n in (2 * nC, nC, nT, nT, nH, nH, nW, nW, nT, nH):
             p.append(p[-1] + 4 * n)
-        ctx, gC, tm, ta, hm, ha, wm, wa, gT, gH, gW = p
-        if self.kind in ("c", "cinst"):
-            lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, None, None, None, ctx)
-            lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
-            if self.kind == "c":
-                lib.aia_c_apply(x.data_ptr(), nC, C, gC, relu)
-                return x
-        if lib.aia_st_ctx(x.data_ptr(), gC if self.kind == "cinst" else None, B, T, H, W, C, tm, ta, hm, ha, wm, wa):
-            raise MemoryError("AIA's compiled kernel could not allocate its scratch memory")
+        return buf, p
+
+    def __call__(self, x: torch.Tensor, T: int, then: Optional["NativeAIA"] = None, given: Optional[tuple] = None):
+        """Gate ``x`` in place. ``then``: a unit that runs next on the output (ST or STinC, after
+        an ST or CinST unit): its ST contexts are read in this unit's last pass. ``given``: this
+        unit's scratch (:meth:`_scratch`) with its ST contexts already there."""
+        lib = native.load()
+        N, C, H, W = x.shape
+        B, w, bias, relu = N // T, self.w, self.bias, int(self.relu)
+        buf, (ctx, gC, tm, ta, hm, ha, wm, wa, gT, gH, gW) = given or self._scratch(x, T)
+        if given is None:
+            if self.kind in ("c", "cinst"):
+                lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, None, None, None, ctx)
+                lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
+                if self.kind == "c":
+                    lib.aia_c_apply(x.data_ptr(), N * H * W, C, gC, relu)
+                    return x
+            if lib.aia_st_ctx(x.data_ptr(), gC if self.kind == "cinst" else None, None, None, None, B, T, H, W, C,
+                              tm, ta, hm, ha, wm, wa):
+                raise MemoryError("AIA's compiled kernel could not allocate its scratch memory")
         lib.aia_axial(tm, ta, B, H, W, C, w["t"].data_ptr(), bias["t"], gT)
         lib.aia_axial(hm, ha, B, T, W, C, w["h"].data_ptr(), bias["h"], gH)
         lib.aia_axial(wm, wa, B, T, H, C, w["w"].data_ptr(), bias["w"], gW)
         if self.kind == "stinc":
             lib.aia_c_ctx(x.data_ptr(), B, T, H, W, C, gT, gH, gW, ctx)
             lib.aia_c_gate(ctx, B, T, H, W, w["c"].data_ptr(), bias["c"], gC)
-            lib.aia_c_apply(x.data_ptr(), nC, C, gC, relu)
+            lib.aia_c_apply(x.data_ptr(), N * H * W, C, gC, relu)
+        elif then is not None:
+            nxt = then._scratch(x, T)
+            if lib.aia_st_ctx(x.data_ptr(), None, gT, gH, gW, B, T, H, W, C, *nxt[1][2:8]):
+                raise MemoryError("AIA's compiled kernel could not allocate its scratch memory")
+            return then(x, T, given=nxt)
         else:
             lib.aia_st_apply(x.data_ptr(), B, T, H, W, C, gT, gH, gW, relu)
         return x
 
 
+class NativeAIAPair(_Form):
+    """Two AIA units in sequence (``">"``), each its compiled form, the first an ST or CinST unit
+    and the second an ST or STinC one: the first's last pass (its gates applied) reads the
+    second's ST contexts on the way, one pass over the frames less (AIA's default, CinST ->
+    STinC, reads them seven times instead of eight)."""
+
+    def __init__(self, first: NativeAIA, second: NativeAIA):
+        self.first, self.second = first, second
+        self._bind()
+
+    @staticmethod
+    def supports(combo: AIACombo) -> bool:
+        a, b = (getattr(getattr(combo, k), "native", None) for k in ("first", "second"))
+        return combo.how == ">" and a is not None and b is not None and a.kind in ("st", "cinst") \
+            and b.kind in ("st", "stinc")
+
+    def takes(self, x: torch.Tensor, T: int) -> bool:
+        return self.first.takes(x, T) and self.second.takes(x, T)
+
+    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        return self.first(x, T, then=self.second)
+
+
 class InplaceAIACombo(_ReLUAfter, AIACombo):
     """With ``relu_after``: for ``">"`` the second unit applies the ReLU (the conversion sets its
-    ``relu_after`` too)."""
+    ``relu_after`` too). ``native``: both units' compiled forms as one (a :class:`NativeAIAPair`,
+    set by the conversion where it timed faster)."""
+
+    native: Optional[NativeAIAPair] = None
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        if self.native is not None and not _exporting() and self.native.takes(x, T):
+            return library.run_(self.native, x, T)
         if self.how == ">":
             return super().forward(x, T)
         if _functional():

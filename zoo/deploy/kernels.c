@@ -831,9 +831,12 @@ static inline void ctx_row(float *m, float *a, const float *r, float sc, long C,
    rows (clip, h), read whole: a row's T and W contexts are its task's own; the H context (over
    the rows) is kept per thread and merged after. (Tasks of one vector of channels each, reading
    it from every pixel, ran at 4-8 GB/s on 7x7 and 14x14 frames: one cache line per 1-2 KB.)
+   With gT not NULL, each pixel is first gated in place, x *= (gT[b][h][w] + gH[b][t][w] +
+   gW[b][t][h]) / 3 (a previous ST unit's last pass, aia_st_apply's), and the contexts are the
+   gated x's: one pass where two would read the frames.
    Returns 0, or -1 when out of memory (nothing written). */
-int aia_st_ctx(const float *x, const float *s, long B, long T, long H, long W, long C, float *tm, float *ta,
-               float *hm, float *ha, float *wm, float *wa) {
+int aia_st_ctx(float *x, const float *s, const float *gT, const float *gH, const float *gW, long B, long T, long H,
+               long W, long C, float *tm, float *ta, float *hm, float *ha, float *wm, float *wa) {
     long nh = B * T * W * C;  /* the H context */
     int failed = 0;
     float *priv = NULL;
@@ -858,8 +861,14 @@ int aia_st_ctx(const float *x, const float *s, long B, long T, long H, long W, l
                     float *wmr = wm + ((b * T + t) * H + h) * C, *war = wa + ((b * T + t) * H + h) * C;
                     for (long w = 0; w < W; w++) {
                         long px = ((b * T + t) * H + h) * W + w;
-                        const float *r = x + px * C;
+                        float *r = x + px * C;
                         float sc = s ? s[px] : 1.0f;
+                        if (gT) {
+                            const float *gt = gT + ((b * H + h) * W + w) * C, *gh = gH + ((b * T + t) * W + w) * C;
+                            const float *gw = gW + ((b * T + t) * H + h) * C;
+                            #pragma omp simd
+                            for (long c = 0; c < C; c++) r[c] *= (gt[c] + gh[c] + gw[c]) * (1.0f / 3);
+                        }
                         float *tmr = tm + ((b * H + h) * W + w) * C, *tar = ta + ((b * H + h) * W + w) * C;
                         float *hmr = pm + ((b * T + t) * W + w) * C, *har = pa + ((b * T + t) * W + w) * C;
                         ctx_row(wmr, war, r, sc, C, w == 0);

@@ -95,7 +95,7 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.aia_c_gate.restype = None
     lib.aia_c_apply.argtypes = [P, L, L, P, ctypes.c_int]
     lib.aia_c_apply.restype = None
-    lib.aia_st_ctx.argtypes = [P, P, L, L, L, L, L, P, P, P, P, P, P]
+    lib.aia_st_ctx.argtypes = [P, P, P, P, P, L, L, L, L, L, P, P, P, P, P, P]
     lib.aia_st_ctx.restype = ctypes.c_int
     lib.aia_axial.argtypes = [P, P, L, L, L, L, P, ctypes.c_float, P]
     lib.aia_axial.restype = None
