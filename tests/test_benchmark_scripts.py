@@ -145,6 +145,39 @@ def test_kernels_report_names_each_module_and_the_ratio():
            "170.1 ms forward; deployed TSN 158.0 ms" in text
 
 
+def test_gate_forms_switches_each_part_and_back():
+    """benchmarks/gate_forms.py: the former way (small convs PyTorch's or oneDNN's, SDA's
+    down-projection oneDNN's, AIA's units apart) and the conversion's, each applied in turn."""
+    from tests.deploy.test_native import _compiled, _native_gc, _sda
+    from zoo.deploy import native
+    from zoo.deploy.forms import InplaceAIACombo, InplaceSDA, NativeSDA
+
+    if native.load() is None:
+        pytest.skip("no compiled kernels here")
+    gf = load("gate_forms")
+    gc = _native_gc(64)
+    sda = _compiled(_sda(128, ("lst", "lt", "ls", "s122")), InplaceSDA, NativeSDA)
+    if sda.native is None or 16 % native.vector_width():
+        pytest.skip("groups narrower than this machine's vectors")
+    gc.native.s_mode, sda.native.lt_mode, sda.native.down_mode = "native", "native", "native"
+    combo = InplaceAIACombo.__new__(InplaceAIACombo)
+    nn.Module.__init__(combo)
+    combo.native = pair = object()
+    ways = gf.settings({gc: (8, 64, 6, 6), sda: (8, 128, 6, 6), combo: (8, 64, 6, 6)})
+    for apply in ways["former"]:
+        apply()
+    assert gc.native.s_mode in ("library", "onednn") and sda.native.lt_mode in ("library", "onednn")
+    assert sda.native.down_mode == "library" and combo.native is None
+    for apply in ways["as converted"]:
+        apply()
+    assert (gc.native.s_mode, sda.native.lt_mode, sda.native.down_mode) == ("native",) * 3 and combo.native is pair
+    doc = {"machine": {"cpu": "Test CPU", "logical_cpus": 2, "python": "3", "torch": "2.x", "platform": "linux"},
+           "threads": 2, "rounds": 4,
+           "networks": [{"name": "gc_tsn_r50", "module": "InplaceGC", "modules": 16, "compiled": 16,
+                         "converted_ms": 9.5, "former_ms": 12.25, "ratio": 0.78, "ratio_iqr": [0.75, 0.8]}]}
+    assert "| gc_tsn_r50 | 16 InplaceGC (16 compiled) | 12.25 | 9.50 | 0.780 [0.750-0.800] |" in gf.render(doc)
+
+
 def test_stc_parts_report_sums_the_parts_and_the_saving():
     import types
 

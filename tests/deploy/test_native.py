@@ -309,6 +309,10 @@ def test_native_aia_pair_equals_plain(first, second, B, T, C, H, W):
         combo.native = NativeAIAPair(combo.first.native, combo.second.native)
         assert combo.native.takes(x, T)
         _in_place(combo, x, T, ref, atol=1e-5)
+        twin = copy.deepcopy(combo)  # a copy's pair runs the copy's units (and their ReLU flag)
+        assert twin.native.first is twin.first.native and twin.native.second is twin.second.native
+        assert twin.native.key != combo.native.key
+        _in_place(twin, x, T, ref, atol=1e-5)
         combo.native = None  # the units one after the other: the same
         _in_place(combo, x, T, ref, atol=1e-5)
     combo.first.native.kind = "c"
