@@ -258,17 +258,24 @@ def test_deployed_sda_networks_run_the_kernels(name):
     _deployed_with_kernels(name, InplaceSDA)
 
 
+def _folded_aia(module):
+    """AIA units with the authors' init (gates off saturation, so a wrong axis shows), BNs far
+    from the identity, then folded."""
+    from tests.deploy.test_deploy import randomise_bn
+
+    torch.manual_seed(0)
+    for unit in (m for m in module.modules() if isinstance(m, AIAUnit)):
+        unit.init_weights()
+    randomise_bn(module)
+    fold_batchnorms(module)
+    return module
+
+
 @needs_kernels
 @pytest.mark.parametrize("kind", ["st", "cinst", "stinc"])
 @pytest.mark.parametrize("B, T, C, H, W", [(1, 8, 64, 7, 9), (2, 3, 32, 5, 4), (1, 4, 128, 3, 6), (1, 1, 16, 2, 3)])
 def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
-    from tests.deploy.test_deploy import randomise_bn
-
-    torch.manual_seed(0)
-    unit = AIAUnit(kind)
-    unit.init_weights()   # the authors' init: gates off saturation, so a wrong axis shows
-    randomise_bn(unit)
-    fold_batchnorms(unit)
+    unit = _folded_aia(AIAUnit(kind))
     if C % native.vector_width():
         pytest.skip("channels narrower than this machine's vectors: the kernels are not offered")
     x = _frames(B, T, C, H, W)
@@ -287,14 +294,7 @@ def test_native_aia_st_units_equal_plain(kind, B, T, C, H, W):
 def test_native_aia_pair_equals_plain(first, second, B, T, C, H, W):
     """Two units as one form: the first's last pass gates the frames and reads the second's ST
     contexts; the second applies the block's ReLU."""
-    from tests.deploy.test_deploy import randomise_bn
-
-    torch.manual_seed(0)
-    combo = AIACombo(first, second, ">")
-    for unit in (combo.first, combo.second):
-        unit.init_weights()
-    randomise_bn(combo)
-    fold_batchnorms(combo)
+    combo = _folded_aia(AIACombo(first, second, ">"))
     if C % native.vector_width():
         pytest.skip("channels narrower than this machine's vectors: the kernels are not offered")
     x = _frames(B, T, C, H, W)

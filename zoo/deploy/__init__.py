@@ -265,7 +265,7 @@ def _native_forms(model: nn.Module, example_input, tuner: Autotuner) -> None:
                 conv, attr, run, taps = (form.s, "s_mode", form.s_conv, form.wS) if isinstance(m, InplaceGC) else \
                     (form.lt, "lt_mode", form.lt_conv, form.wT)
                 p = torch.zeros(x.shape[0] // T, *x.shape[2:], conv.in_channels)
-                setattr(form, attr, tuner.choose("small_conv", _key(p, tuple(conv.weight.shape), conv.dilation), {
+                setattr(form, attr, tuner.choose("small_conv", _key(p, tuple(conv.weight.shape), conv.dilation, conv.bias is not None), {
                     k: _set(form, k, lambda: run(p), attr) for k in conv_modes(taps)}))
                 if isinstance(m, InplaceSDA):
                     form.down_mode = tuner.choose("conv1x1_down", _key(x, tuple(form.down.weight.shape)), {

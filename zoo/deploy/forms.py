@@ -309,9 +309,8 @@ class NativeGC(_Form):
     """GC's calibrators (all four: L, T, S, G) as :mod:`zoo.deploy.native`'s kernels run them on
     fp32 channels-last frames, in place: one pass for the T, S and G groups' means, their gates
     (ECal-S's dilated conv PyTorch's, oneDNN's or the kernels', as timed at conversion), one
-    pass that gates every group, with ECal-L's
-    temporal conv computed in registers on the way. The kernels' weight layouts are taken from
-    the module's (folded) weights at conversion."""
+    pass that gates every group, with ECal-L's temporal conv computed in registers on the way.
+    The kernels' weight layouts are taken from the module's (folded) weights at conversion."""
 
     def __init__(self, gc: GC):
         c = gc.channels // gc.groups
@@ -578,8 +577,8 @@ class NativeSDA(_Form):
     a (3, 1, 1) conv: the paper's final lst + lt + ls + s122, any order) on fp32 channels-last
     frames, in place. The down-projection (PyTorch's or the kernels') and the pooled-over-T
     branch's 3x3 conv (PyTorch's, oneDNN's or the kernels') are each as timed at conversion;
-    :mod:`zoo.deploy.native`'s kernels do the rest: one pass over the
-    reduced frames for every branch's pooling (the ReLU applied as they are read), the two
+    :mod:`zoo.deploy.native`'s kernels do the rest: one pass over the reduced frames for every
+    branch's pooling (the ReLU applied as they are read), the two
     temporal convs in registers, the aggregation weights, and one pass that forms each pixel's
     weighted sum, the up-projection in registers and the gate product. PyTorch runs about sixty
     operators per module. Weights (BNs folded) are taken at conversion."""
