@@ -421,57 +421,49 @@ int gc_apply(float *x, long B, long T, long HW, long C, long oL, long oT, long o
     return failed ? -1 : 0;
 }
 
-/* acc[v] += wk[0] row[v - 1] + wk[1] row[v] + wk[2] row[v + 1] over a row of n, zero beyond its
-   ends: three taps of a conv along the row, vectorised along it. */
-static inline void taps3(float *acc, const float *row, const float *wk, long n) {
-    #pragma omp simd
-    for (long v = 1; v < n; v++) acc[v] += wk[0] * row[v - 1];
-    #pragma omp simd
-    for (long v = 0; v < n; v++) acc[v] += wk[1] * row[v];
-    #pragma omp simd
-    for (long v = 0; v < n - 1; v++) acc[v] += wk[2] * row[v + 1];
-}
-
 /* AIA's C context: the max and mean over the C channels of every pixel of x, or of x times the
    ST gate (gT[b][h][w] + gH[b][t][w] + gW[b][t][h]) / 3 when gT is not NULL (STinC), into
    ctx[n][2][HW]. */
 void aia_c_ctx(const float *x, long B, long T, long H, long W, long C, const float *gT, const float *gH,
                const float *gW, float *ctx) {
     long HW = H * W, N = B * T;
-    #pragma omp parallel
-    {
-        float v[C];
-        #pragma omp for schedule(static)
-        for (long np = 0; np < N * HW; np++) {
-            const float *r = x + np * C;
-            long n = np / HW, p = np % HW, b = n / T, t = n % T, h = p / W, w = p % W;
-            if (gT) {
-                const float *gt = gT + ((b * H + h) * W + w) * C, *gh = gH + ((b * T + t) * W + w) * C;
-                const float *gw = gW + ((b * T + t) * H + h) * C;
-                #pragma omp simd
-                for (long i = 0; i < C; i++) v[i] = r[i] * ((gt[i] + gh[i] + gw[i]) * (1.0f / 3));
-                r = v;
+    #pragma omp parallel for schedule(static)
+    for (long np = 0; np < N * HW; np++) {
+        const float *r = x + np * C;
+        long n = np / HW, p = np % HW, b = n / T, t = n % T, h = p / W, w = p % W;
+        float m = -INFINITY, s = 0.0f;
+        if (gT) {  /* the gated pixel in registers only */
+            const float *gt = gT + ((b * H + h) * W + w) * C, *gh = gH + ((b * T + t) * W + w) * C;
+            const float *gw = gW + ((b * T + t) * H + h) * C;
+            #pragma omp simd reduction(max:m) reduction(+:s)
+            for (long i = 0; i < C; i++) {
+                float v = r[i] * ((gt[i] + gh[i] + gw[i]) * (1.0f / 3));
+                m = v > m ? v : m;
+                s += v;
             }
-            float m = r[0], s = 0.0f;
+        } else {
             #pragma omp simd reduction(max:m) reduction(+:s)
             for (long i = 0; i < C; i++) {
                 m = r[i] > m ? r[i] : m;
                 s += r[i];
             }
-            ctx[(n * 2) * HW + p] = m;
-            ctx[(n * 2 + 1) * HW + p] = s / C;
         }
+        ctx[(n * 2) * HW + p] = m;
+        ctx[(n * 2 + 1) * HW + p] = s / C;
     }
 }
 
 /* AIA's C gate from its context: sigmoid(Conv3d(2 -> 1, 3x3x3, zero padding 1) over (T, H, W) +
-   bias) into gate[n][HW], by output rows (each tap adds a shifted context row, vectorised over
-   W). w: the conv's 54 weights [channel][t][h][w]. */
+   bias) into gate[n][HW], by output rows: each of the 18 source rows (3 frames, 2 channels, 3
+   rows) is copied between two zeros, then its three taps along the row are one loop without
+   bounds (three loops with them ran the short rows of the late stages at loop overhead).
+   w: the conv's 54 weights [channel][t][h][w]. */
 void aia_c_gate(const float *ctx, long B, long T, long H, long W, const float *w, float bias, float *gate) {
     long HW = H * W, N = B * T;
     #pragma omp parallel
     {
-        float acc[W];  /* one row of the frame */
+        float acc[W], rp[W + 2];  /* one row of the frame; a source row between zeros */
+        rp[0] = rp[W + 1] = 0.0f;
         #pragma omp for schedule(static)
         for (long nh = 0; nh < N * H; nh++) {
             long n = nh / H, h = nh % H, b = n / T, t = n % T;
@@ -483,7 +475,11 @@ void aia_c_gate(const float *ctx, long B, long T, long H, long W, const float *w
                     for (long i = 0; i < 3; i++) {
                         long hh = h + i - 1;
                         if (hh < 0 || hh >= H) continue;
-                        taps3(acc, ctx + ((b * T + u) * 2 + ch) * HW + hh * W, w + ((ch * 3 + k) * 3 + i) * 3, W);
+                        memcpy(rp + 1, ctx + ((b * T + u) * 2 + ch) * HW + hh * W, sizeof(float) * W);
+                        const float *wk = w + ((ch * 3 + k) * 3 + i) * 3;
+                        float w0 = wk[0], w1 = wk[1], w2 = wk[2];
+                        #pragma omp simd
+                        for (long v = 0; v < W; v++) acc[v] += w0 * rp[v] + w1 * rp[v + 1] + w2 * rp[v + 2];
                     }
             }
             float *g = gate + n * HW + h * W;
