@@ -1,6 +1,5 @@
 """pretrained_cfg: timm's keys for every name, read identically by timm's data tools and by
 zoo.create_transform; and the schema test: every variant's declared metadata against its live model."""
-import contextlib
 import json
 import math
 import time
@@ -13,18 +12,11 @@ from zoo.cfg import CFG_KEYS, pretrained_cfg
 from zoo.registry import parse_quantity
 from zoo.report import verdict
 
+from .short import no_init
+
 timm_data = pytest.importorskip("timm.data")  # timm is a core dependency; this names it if missing
 
 SAMPLE = ["tsn_r18", "tdn_r50", "tsm_r50_ssv1_8f", "tdn_r50_k400_8f", "gc_tsm_r50_k400_8f", "gc_tdn_r50_ssv1_8f16f"]
-
-
-@contextlib.contextmanager
-def no_init():
-    """Building without random initialisation: the schema test needs shapes, not values."""
-    with pytest.MonkeyPatch.context() as mp:
-        for fn in [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]:
-            mp.setattr(torch.nn.init, fn, lambda t, *a, **k: t)
-        yield
 
 
 def test_every_name_has_the_same_keys_with_timm_types():

@@ -31,6 +31,7 @@ def test_dataset_classes_hold_the_same_frames():
 def test_tsm_learns_temporal_order_and_tsn_stays_at_chance(tmp_path):
     tsm = _train("tsm_r18", tmp_path, 3)
     assert tsm[-1]["val_top1"] >= 90.0, tsm
-    tsn = _train("tsn_r18", tmp_path, 2)
+    tsn = _train("tsn_r18", tmp_path, 1)
     # a pair (clip, clip reversed) gets one prediction from any per-frame average: exactly 50 %
+    # whatever the weights, so one epoch shows it as well as more would
     assert all(h["val_top1"] == 50.0 for h in tsn), tsn
