@@ -1,0 +1,117 @@
+"""The compiled forms inside deployed, compiled networks against the same forms called alone:
+how much of a calibrator's time is the state of the caches its frames arrive in.
+
+For each network (deployed, ``torch.compile``d, one clip of 8x224, fp32), every form that a
+``zoo::gate_`` call runs is wrapped with a timer (the graph looks its form up at each call, so
+the wrapper is what the compiled graph calls). One forward records the forms' inputs; then, each
+round: one compiled forward (the forms' summed time inside it), the same forms called one after
+another on copies of their recorded inputs, each copied in just before its call ("alone, copied
+in": the frames in the caches the copy left them in), and the same with a 96 MB buffer
+written between the copy and the call ("alone, caches flushed": the frames from memory).
+
+    python benchmarks/form_cache.py --out benchmarks/results/epyc-avx2/compiled
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from zoo.bench.machine import describe, machine  # noqa: E402
+from zoo.bench.run import timed_form  # noqa: E402
+from zoo.bench.spec import parse_spec  # noqa: E402
+from zoo.deploy import library  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kernels import finish, prepare  # noqa: E402
+
+NETWORKS = ("gc_tsn_r50", "sda_tsn_r50", "aia_tsn_r50")
+WAYS = ("in the network", "alone, copied in", "alone, caches flushed")
+
+
+def network(name: str, rounds: int) -> dict:
+    model, x, _, _ = timed_form(parse_spec(name), deploy=True, compile=True)
+    forms = dict(library._forms)  # strong references: the registry holds its forms weakly
+    spent, seen = [0.0], []
+
+    def timer(key, form):
+        def call(frames, T):
+            if seen is not None:
+                seen.append((key, frames.clone(), T))
+            t0 = time.perf_counter()
+            out = form(frames, T)
+            spent[0] += time.perf_counter() - t0
+            return out
+        return call
+
+    timers = {key: timer(key, form) for key, form in forms.items()}  # held here: the registry's hold is weak
+    for key, t in timers.items():
+        library._forms[key] = t
+    try:
+        model(x)
+        inputs, seen = seen, None
+        flush = torch.empty(96 * 2 ** 20 // 4)
+        times: dict = {k: [] for k in (*WAYS, "forward")}
+        for _ in range(rounds):
+            spent[0] = 0.0
+            t0 = time.perf_counter()
+            model(x)
+            times["forward"].append((time.perf_counter() - t0) * 1e3)
+            times["in the network"].append(spent[0] * 1e3)
+            for way, flushed in (("alone, copied in", False), ("alone, caches flushed", True)):
+                total = 0.0
+                for key, frames, T in inputs:
+                    y = frames.clone()
+                    if flushed:
+                        flush.fill_(1.0)
+                    t0 = time.perf_counter()
+                    forms[key](y, T)
+                    total += time.perf_counter() - t0
+                times[way].append(total * 1e3)
+    finally:
+        for key, form in forms.items():
+            library._forms[key] = form
+    mb = sum(f.numel() * f.element_size() for _, f, _ in inputs) / 2 ** 20
+    return {"name": name, "form": sorted({type(forms[k]).__name__ for k, _, _ in inputs}), "calls": len(inputs),
+            "frames_mb": mb, **{k: statistics.median(v) for k, v in times.items()},
+            "ratio_in_network_vs_copied": statistics.median(
+                a / b for a, b in zip(times["in the network"], times["alone, copied in"])),
+            "ratio_in_network_vs_flushed": statistics.median(
+                a / b for a, b in zip(times["in the network"], times["alone, caches flushed"]))}
+
+
+def render(doc: dict) -> str:
+    lines = ["# The compiled forms: inside compiled networks and alone", "",
+             f"Machine: {describe(doc['machine'])}. {doc['threads']} threads; one clip of 8x224, fp32, deployed "
+             f"and compiled; {doc['rounds']} rounds; medians (ms a clip, the forms' calls summed).", "",
+             "| network | calls a clip | their frames, MB | in the network | alone, copied in | alone, caches flushed "
+             "| in the network / copied in | in the network / flushed | whole forward |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["networks"]:
+        lines.append(f"| {r['name']} | {r['calls']} {', '.join(r['form'])} | {r['frames_mb']:.1f} | "
+                     f"{r['in the network']:.1f} | {r['alone, copied in']:.1f} | {r['alone, caches flushed']:.1f} | "
+                     f"{r['ratio_in_network_vs_copied']:.2f} | {r['ratio_in_network_vs_flushed']:.2f} | "
+                     f"{r['forward']:.0f} |")
+    lines += ["", "Copied in: each form's recorded input copied (ATen's copy, the run's threads) just before "
+              "its call. Flushed: a 96 MB buffer written between that copy and the call. The forms' times "
+              "include their Python and the calls into the kernels, the same in all three ways."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    a = prepare(argv, __doc__, 12, "form-cache-cpu")
+    if a is None:
+        return 2
+    with torch.inference_mode():
+        doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds,
+               "networks": [network(name, a.rounds) for name in NETWORKS]}
+    return finish(a, doc, render(doc), "form-cache-cpu")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
