@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from zoo.bench.machine import describe, machine  # noqa: E402
+from zoo.bench.machine import describe  # noqa: E402
 from zoo.bench.run import timed_form  # noqa: E402
 from zoo.bench.spec import parse_spec  # noqa: E402
 from zoo.deploy import library  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernels import finish, prepare  # noqa: E402
+from kernels import over_networks  # noqa: E402
 
 NETWORKS = ("gc_tsn_r50", "sda_tsn_r50", "aia_tsn_r50")
 WAYS = ("in the network", "alone, copied in", "alone, caches flushed", "alone, after its conv")
@@ -140,14 +140,7 @@ def render(doc: dict) -> str:
 
 
 def main(argv=None) -> int:
-    a = prepare(argv, __doc__, 12, "form-cache-cpu")
-    if a is None:
-        return 2
-    with torch.inference_mode():
-        doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds,
-               "networks": [network(name, a.rounds) for name in NETWORKS]}
-    return finish(a, doc, render(doc), "form-cache-cpu")
-
+    return over_networks(argv, __doc__, 12, "form-cache-cpu", NETWORKS, network, render)
 
 if __name__ == "__main__":
     sys.exit(main())

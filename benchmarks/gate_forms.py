@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.bench.machine import describe, machine  # noqa: E402
+from zoo.bench.machine import describe  # noqa: E402
 from zoo.deploy import deploy  # noqa: E402
 from zoo.deploy.forms import InplaceAIACombo, InplaceGC, InplaceSDA  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernels import finish, prepare  # noqa: E402
+from kernels import over_networks  # noqa: E402
 
 NETWORKS = ("gc_tsn_r50", "gc_gst_r50", "sda_tsn_r50", "aia_tsn_r50")
 
@@ -133,14 +133,7 @@ def render(doc: dict) -> str:
 
 
 def main(argv=None) -> int:
-    a = prepare(argv, __doc__, 16, "gate-forms-cpu")
-    if a is None:
-        return 2
-    with torch.inference_mode():
-        doc = {"machine": machine(), "threads": a.threads, "rounds": a.rounds,
-               "networks": [network(name, a.rounds) for name in NETWORKS]}
-    return finish(a, doc, render(doc), "gate-forms-cpu")
-
+    return over_networks(argv, __doc__, 16, "gate-forms-cpu", NETWORKS, network, render)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -152,6 +152,18 @@ def finish(a, doc: dict, text: str, out: str) -> int:
     return 0
 
 
+def over_networks(argv, doc: str, rounds: int, out: str, networks, network, render) -> int:
+    """A benchmark that measures each of ``networks`` (``network(name, rounds)``, a dict) in one
+    process and reports them (``render(doc)``): the arguments, the run, the report and its files."""
+    a = prepare(argv, doc, rounds, out)
+    if a is None:
+        return 2
+    with torch.inference_mode():
+        run = {"machine": machine(), "threads": a.threads, "rounds": a.rounds,
+               "networks": [network(name, a.rounds) for name in networks]}
+    return finish(a, run, render(run), out)
+
+
 def main(argv=None) -> int:
     a = prepare(argv, __doc__, 40, "kernels-cpu")
     if a is None:
