@@ -10,8 +10,8 @@ broken calibrator look like an identity), the graph is captured on one input and
 ANOTHER: a TSM shift written as zeros + slice assignment exports as a constant and fails here.
 Outputs must match eager to 1e-4 of their largest magnitude.
 
-torch.compile with the default (inductor) backend takes 12-190 s per model (four timed) on the 2-core
-test machine (C++ codegen and compile of every fused kernel), so those cases only run with
+torch.compile with the default (inductor) backend took 12-190 s per model (four timed, on 8
+blocks) on the 2-core test machine (C++ codegen and compile of every fused kernel), so those cases only run with
 ZOO_TEST_COMPILE=1; benchmarks/README.md records the times. Dynamo's graph capture,
 which is where a model's Python breaks compile, is checked for every family by default with
 the cheap "eager" backend and fullgraph=True.
@@ -122,7 +122,8 @@ def test_dynamo_fullgraph(name):
 
 
 @pytest.mark.skipif(os.environ.get("ZOO_TEST_COMPILE") != "1",
-                    reason="inductor compile takes 12-190 s per model (four timed) on 2 cores; set ZOO_TEST_COMPILE=1")
+                    reason="inductor compile took 12-190 s per model (four timed, 8 blocks) on 2 cores; "
+                           "set ZOO_TEST_COMPILE=1")
 @pytest.mark.parametrize("name", CASES)
 def test_compile_inductor(name):
     torch._dynamo.reset()
