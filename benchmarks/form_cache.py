@@ -10,7 +10,9 @@ in": the frames in the caches the copy left them in), the same with a 96 MB buff
 written between the copy and the call ("alone, caches flushed": the frames from memory), and,
 where a form gates its block's conv2 output, that conv (the deployed block's, eager) run on its
 own recorded input just before the form's call ("alone, after its conv": the frames as the
-conv hands them over, nothing else of the network in between).
+conv hands them over, nothing else of the network in between). Then, for deployed TSN-R50, a
+plain read (ATen's sum) of a block's conv2 output right after the conv, after a copy, and after
+the 96 MB write: where the conv leaves its output, whatever reads it.
 
     python benchmarks/form_cache.py --out benchmarks/results/epyc-avx2/compiled
 """
@@ -25,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+import zoo  # noqa: E402
 from zoo.bench.machine import describe  # noqa: E402
 from zoo.bench.run import timed_form  # noqa: E402
 from zoo.bench.spec import parse_spec  # noqa: E402
-from zoo.deploy import library  # noqa: E402
+from zoo.deploy import deploy, library  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernels import over_networks  # noqa: E402
@@ -117,6 +120,41 @@ def network(name: str, rounds: int) -> dict:
                 a / b for a, b in zip(times["in the network"], times["alone, caches flushed"]))}
 
 
+def reads(rounds: int) -> list:
+    """A plain read (ATen's sum) of a block's conv2 output in deployed TSN-R50, one identity block
+    a stage: right after the conv made it, after a copy of it, and after a copy then the 96 MB
+    write; medians (ms). Where the conv leaves its output, not what the forms do with it."""
+    clip = torch.randn(1, 3, 8, 224, 224)
+    net = deploy(zoo.create_model("tsn_r50"), clip)
+    found = {}
+    blocks = {f"layer{i}.1": None for i in range(1, 5)}
+    for n, m in net.named_modules():
+        if n in blocks:
+            m.conv2.register_forward_pre_hook(lambda c, args, n=n: found.setdefault(n, (c, args[0].clone())) and None)
+    net(clip)
+    flush = torch.empty(96 * 2 ** 20 // 4)
+    out = []
+    for n, (conv, a) in sorted(found.items()):
+        y0 = conv(a)
+        ts: dict = {"after its conv": [], "after a copy": [], "caches flushed": []}
+        for _ in range(rounds):
+            y = conv(a)
+            t0 = time.perf_counter()
+            y.sum()
+            ts["after its conv"].append(time.perf_counter() - t0)
+            for way in ("after a copy", "caches flushed"):
+                y = y0.clone()
+                if way == "caches flushed":
+                    flush.fill_(1.0)
+                t0 = time.perf_counter()
+                y.sum()
+                ts[way].append(time.perf_counter() - t0)
+        out.append({"block": n, "shape": list(y0.shape), "mb": y0.numel() * y0.element_size() / 2 ** 20,
+                    "channels_last": y0.is_contiguous(memory_format=torch.channels_last),
+                    **{k: statistics.median(v) * 1e3 for k, v in ts.items()}})
+    return out
+
+
 def render(doc: dict) -> str:
     lines = ["# The compiled forms: inside compiled networks and alone", "",
              f"Machine: {describe(doc['machine'])}. {doc['threads']} threads; one clip of 8x224, fp32, deployed "
@@ -136,11 +174,21 @@ def render(doc: dict) -> str:
               "the block's conv2 (deployed, eager; its BN folded) run on its recorded input just before the "
               "call (-: a form not right after such a conv). The forms' times include their Python and the "
               "calls into the kernels, the same in every way."]
+    if doc.get("reads"):
+        lines += ["", "A plain read (ATen's sum, ms) of a block's conv2 output in deployed TSN-R50, right after the "
+                  "conv made it, after a copy, and after a copy and the 96 MB write:", "",
+                  "| block | map | MB | channels-last | after its conv | after a copy | caches flushed |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in doc["reads"]:
+            lines.append(f"| {r['block']} | {'x'.join(map(str, r['shape']))} | {r['mb']:.1f} | "
+                         f"{'yes' if r['channels_last'] else 'no'} | {r['after its conv']:.3f} | "
+                         f"{r['after a copy']:.3f} | {r['caches flushed']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    return over_networks(argv, __doc__, 12, "form-cache-cpu", NETWORKS, network, render)
+    return over_networks(argv, __doc__, 12, "form-cache-cpu", NETWORKS, network, render,
+                         extra=lambda rounds: {"reads": reads(3 * rounds)})
 
 if __name__ == "__main__":
     sys.exit(main())

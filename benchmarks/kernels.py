@@ -152,15 +152,17 @@ def finish(a, doc: dict, text: str, out: str) -> int:
     return 0
 
 
-def over_networks(argv, doc: str, rounds: int, out: str, networks, network, render) -> int:
+def over_networks(argv, doc: str, rounds: int, out: str, networks, network, render, extra=None) -> int:
     """A benchmark that measures each of ``networks`` (``network(name, rounds)``, a dict) in one
-    process and reports them (``render(doc)``): the arguments, the run, the report and its files."""
+    process and reports them (``render(doc)``): the arguments, the run, the report and its files.
+    ``extra(rounds)``: more entries of the run (a dict), measured after the networks."""
     a = prepare(argv, doc, rounds, out)
     if a is None:
         return 2
     with torch.inference_mode():
         run = {"machine": machine(), "threads": a.threads, "rounds": a.rounds,
                "networks": [network(name, a.rounds) for name in networks]}
+        run.update(extra(a.rounds) if extra else {})
     return finish(a, run, render(run), out)
 
 
