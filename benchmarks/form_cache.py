@@ -127,7 +127,7 @@ def reads(rounds: int) -> list:
     clip = torch.randn(1, 3, 8, 224, 224)
     net = deploy(zoo.create_model("tsn_r50"), clip)
     found = {}
-    blocks = {f"layer{i}.1": None for i in range(1, 5)}
+    blocks = {f"layer{i}.1" for i in range(1, 5)}
     for n, m in net.named_modules():
         if n in blocks:
             m.conv2.register_forward_pre_hook(lambda c, args, n=n: found.setdefault(n, (c, args[0].clone())) and None)
@@ -189,6 +189,7 @@ def render(doc: dict) -> str:
 def main(argv=None) -> int:
     return over_networks(argv, __doc__, 12, "form-cache-cpu", NETWORKS, network, render,
                          extra=lambda rounds: {"reads": reads(3 * rounds)})
+
 
 if __name__ == "__main__":
     sys.exit(main())

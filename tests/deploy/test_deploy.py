@@ -93,8 +93,9 @@ def check_family(model):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_deployed_equals_plain(name):
-    # three blocks a stage: a downsampling block, then two identity blocks, the second of which
-    # receives its input already shifted by the first and hands its own output on (deploy's chain)
+    # three blocks a stage: a downsampling block, then two identity blocks, the first of which
+    # receives its input already shifted by the downsampling block and hands its own output on to
+    # the second (deploy's chain)
     model = shorten(build(name), keep=3)
     chosen, *_, d = check_family(model)
     if name.endswith("tsm_r50"):  # the chain ran: one block a stage both received its input shifted and handed on
