@@ -188,7 +188,8 @@ class _Counted:
 ])
 def test_a_compiled_deployed_network_calls_its_kernels(name, tuner, shifts, monkeypatch):
     """Deployed with the kernels, then compiled by inductor: every GC gate and GST conv runs as
-    its operator, and every TSM shift as timed for eager (a call per module per forward); the
+    its operator, and every TSM shift as timed for eager (a call per module per forward; a lent
+    downsampling block shifts in place and back around conv1: a lend there shifted a copy); the
     outputs equal the plain model's. Two blocks a stage (inductor's time grows with the graph):
     each stage's downsampling block and one that joins its own input."""
     model = shorten(build(name))
