@@ -124,7 +124,8 @@ def network(name: str, rounds: int) -> dict:
 def reads(rounds: int) -> list:
     """A plain read (ATen's sum) of a block's conv2 output in deployed TSN-R50, one identity block
     a stage: right after the conv made it, after a copy of it, after a copy then the conv (its
-    output elsewhere), and after a copy then the 96 MB write; medians (ms). Where the conv leaves its output, not what the forms do with it."""
+    output elsewhere), and after a copy then the 96 MB write; medians (ms). Where the conv leaves
+    its output, not what the forms do with it."""
     clip = torch.randn(1, 3, 8, 224, 224)
     net = deploy(zoo.create_model("tsn_r50"), clip)
     found = {}
@@ -159,7 +160,7 @@ def reads(rounds: int) -> list:
 
 
 def _ms(v) -> str:
-    return "-" if v is None else f"{v:.3f}"  # - : a way that runs before it did not time
+    return "-" if v is None else f"{v:.3f}"  # -: a way the script's earlier versions did not time
 
 
 def render(doc: dict) -> str:

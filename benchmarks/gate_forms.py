@@ -135,5 +135,6 @@ def render(doc: dict) -> str:
 def main(argv=None) -> int:
     return over_networks(argv, __doc__, 16, "gate-forms-cpu", NETWORKS, network, render)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -206,7 +206,8 @@ def test_a_compiled_deployed_network_calls_its_kernels(name, tuner, shifts, monk
     if shifts == "lent":
         assert all(s.mode == "lent" for s in blocks)
         # compiled, the downsampling blocks shift in place and back around conv1 (one call each)
-        forms += [b.shift.conv_form for b in d.modules() if isinstance(b, DeployedBottleneck) and b.downsample is not None]
+        forms += [b.shift.conv_form for b in d.modules()
+                  if isinstance(b, DeployedBottleneck) and b.downsample is not None]
     seen = _recording(monkeypatch)
     kernels = _Counted(native.load(), ("tsm_shift", "tsm_join"))
     monkeypatch.setattr(native, "load", lambda: kernels.lib if torch.compiler.is_compiling() else kernels)

@@ -984,8 +984,8 @@ class DeployedBottleneck(_OwnReLU, _FusedJoin, Bottleneck):
             return super().forward(x, T)
         if self.downsample is not None and torch.compiler.is_compiling():
             # compiled, x is read by the downsample and written by the lend, so the functionalized
-            # graph lends a copy of the whole stage input (TSM-R50 ran 1.03x slower for the four);
-            # the shift and conv1 as one call (conv_form) leave x as they found it
+            # graph lends a copy of the whole stage input (TSM-R50 ran 1.03x slower for the four
+            # on a Zen 4 EPYC); the shift and conv1 as one call (conv_form) leave x as it was
             return super().forward(x, T)
         f = x.shape[1] // self.shift.fold_div
         if self.downsample is not None:  # x is not needed after conv1: nothing to read back
